@@ -1,0 +1,40 @@
+/** The few typed errors the service raises; each carries context and, where there is one, a `cause`. */
+
+/** Bad input from a user, a flag or the environment: maps to HTTP 400 or a usage error. */
+export class InputError extends Error {
+  override name = "InputError";
+  constructor(message: string, readonly field?: string, options?: ErrorOptions) {
+    super(message, options);
+  }
+}
+
+/** A request to the source relay failed; `retryable` says whether trying again can help. */
+export class SourceError extends Error {
+  override name = "SourceError";
+  constructor(
+    message: string,
+    readonly context: { url?: string; collection?: string; status?: number; retryable: boolean },
+    options?: ErrorOptions,
+  ) {
+    super(message, options);
+  }
+}
+
+/** The index or the progress store could not be opened, read or written. */
+export class StoreError extends Error {
+  override name = "StoreError";
+  constructor(message: string, readonly store: "index" | "progress", options?: ErrorOptions) {
+    super(message, options);
+  }
+}
+
+/** Another backfill already holds the lock (in this process or another): maps to HTTP 409. */
+export class BusyError extends Error {
+  override name = "BusyError";
+}
+
+/** Short text for an unknown thrown value, for logs and the progress row's `last_error`. */
+export function errorMessage(err: unknown): string {
+  if (err instanceof Error) return err.message;
+  return String(err);
+}
