@@ -1,0 +1,212 @@
+/** The collection index in LevelDB: collection→DID ("rbc"), DID→collection ("cbr") and per-collection checkpoints. */
+import { ClassicLevel } from "classic-level";
+import { StoreError } from "./errors.ts";
+
+// Key layout (utf8). NUL separates parts because neither NSIDs nor DIDs can contain it, and it
+// sorts before every other byte, so one collection's range never interleaves with another's.
+const RBC = "r\x00";
+const CBR = "c\x00";
+const CKPT = "k\x00";
+const SEP = "\x00";
+const END = "\x01";
+
+/** Where a collection's backfill stands, written in the same batch as the page it covers. */
+export interface Checkpoint {
+  /** Source name that issued `cursor`. */
+  readonly source: string;
+  /** Bumped by a reset; a DID counts as imported once per generation. */
+  readonly gen: number;
+  /** Next cursor to request ("" = from the start); once `done`, the cursor of the last page. */
+  readonly cursor: string;
+  /** Distinct DIDs the source listed in this generation. */
+  readonly imported: number;
+  /** Of those, how many the index did not hold before. */
+  readonly new: number;
+  readonly pages: number;
+  readonly done: boolean;
+}
+
+/** What one page did to the index. */
+export interface PageResult {
+  readonly imported: number;
+  readonly new: number;
+  readonly checkpoint: Checkpoint;
+}
+
+/** One page of a collection's DIDs as listed from the index. */
+export interface DidPage {
+  readonly dids: string[];
+  /** The last DID when more follow; pass it back as `after` for the next page. */
+  readonly last?: string;
+}
+
+/** Options for opening the index. */
+export interface IndexStoreOptions {
+  readonly path: string;
+  /** LevelDB block cache in bytes. */
+  readonly cacheSize?: number;
+  readonly writeBufferSize?: number;
+}
+
+/** The LevelDB-backed collection index. */
+export class IndexStore {
+  readonly #db: ClassicLevel<string, string>;
+  readonly path: string;
+
+  private constructor(db: ClassicLevel<string, string>, path: string) {
+    this.#db = db;
+    this.path = path;
+  }
+
+  /** Opens (creating if needed) the index at `path`; a directory held by another process is a StoreError. */
+  static async open(opts: IndexStoreOptions): Promise<IndexStore> {
+    await Deno.mkdir(opts.path, { recursive: true });
+    const db = new ClassicLevel<string, string>(opts.path, {
+      keyEncoding: "utf8",
+      valueEncoding: "utf8",
+      cacheSize: opts.cacheSize ?? 32 * 1024 * 1024,
+      writeBufferSize: opts.writeBufferSize ?? 32 * 1024 * 1024,
+    });
+    try {
+      await db.open();
+    } catch (err) {
+      const code = (err as { cause?: { code?: string } }).cause?.code;
+      if (code === "LEVEL_LOCKED") {
+        throw new StoreError(
+          `index directory ${opts.path} is in use by another process (LevelDB lock held)`,
+          "index",
+          { cause: err },
+        );
+      }
+      throw new StoreError(
+        `cannot open index directory ${opts.path}: ${(err as Error).message}`,
+        "index",
+        {
+          cause: err,
+        },
+      );
+    }
+    return new IndexStore(db, opts.path);
+  }
+
+  /** True while the database is open. */
+  get isOpen(): boolean {
+    return this.#db.status === "open";
+  }
+
+  /** Records one DID in one collection, both directions. */
+  async addCollection(did: string, collection: string): Promise<void> {
+    await this.#db.batch([
+      { type: "put", key: rbcKey(collection, did), value: "" },
+      { type: "put", key: cbrKey(did, collection), value: "" },
+    ]);
+  }
+
+  /**
+   * Writes one page from the source and its checkpoint in a single atomic batch. A DID counts as
+   * imported unless this generation already counted it, so replayed or repeated pages count once.
+   */
+  async applyPage(
+    collection: string,
+    dids: readonly string[],
+    next: Omit<Checkpoint, "imported" | "new" | "pages">,
+    prev: Checkpoint | undefined,
+  ): Promise<PageResult> {
+    const mark = String(next.gen);
+    const unique = [...new Set(dids)];
+    const keys = unique.map((did) => rbcKey(collection, did));
+    const existing = keys.length > 0 ? await this.#db.getMany(keys) : [];
+    const ops: { type: "put"; key: string; value: string }[] = [];
+    let imported = 0, fresh = 0;
+    for (let i = 0; i < unique.length; i++) {
+      const value = existing[i];
+      if (value === mark) continue;
+      imported++;
+      if (value === undefined) fresh++;
+      ops.push({ type: "put", key: keys[i], value: mark });
+      ops.push({ type: "put", key: cbrKey(unique[i], collection), value: "" });
+    }
+    const sameGen = prev !== undefined && prev.gen === next.gen;
+    const checkpoint: Checkpoint = {
+      ...next,
+      imported: (sameGen ? prev.imported : 0) + imported,
+      new: (sameGen ? prev.new : 0) + fresh,
+      pages: (sameGen ? prev.pages : 0) + 1,
+    };
+    ops.push({ type: "put", key: CKPT + collection, value: JSON.stringify(checkpoint) });
+    await this.#db.batch(ops);
+    return { imported, new: fresh, checkpoint };
+  }
+
+  /** Reads a collection's checkpoint, if it has one. */
+  async getCheckpoint(collection: string): Promise<Checkpoint | undefined> {
+    const raw = await this.#db.get(CKPT + collection);
+    return raw === undefined ? undefined : JSON.parse(raw) as Checkpoint;
+  }
+
+  /** Replaces a collection's checkpoint (used to start over, e.g. on reset or a new source). */
+  async putCheckpoint(collection: string, checkpoint: Checkpoint): Promise<void> {
+    await this.#db.put(CKPT + collection, JSON.stringify(checkpoint));
+  }
+
+  /** Lists a collection's DIDs in key order, strictly after `after`, at most `limit`. */
+  async listDids(collection: string, limit: number, after?: string): Promise<DidPage> {
+    const prefix = RBC + collection + SEP;
+    const keys = await this.#db.keys({
+      gt: after === undefined ? prefix : prefix + after,
+      lt: RBC + collection + END,
+      limit: limit + 1,
+    }).all();
+    const more = keys.length > limit;
+    const dids = (more ? keys.slice(0, limit) : keys).map((k) => k.slice(prefix.length));
+    return { dids, last: more ? dids[dids.length - 1] : undefined };
+  }
+
+  /** True when the index holds `did` under `collection`. */
+  async has(collection: string, did: string): Promise<boolean> {
+    return (await this.#db.get(rbcKey(collection, did))) !== undefined;
+  }
+
+  /** The collections a DID appears in. */
+  async collectionsOf(did: string): Promise<string[]> {
+    const prefix = CBR + did + SEP;
+    const keys = await this.#db.keys({ gt: prefix, lt: CBR + did + END }).all();
+    return keys.map((k) => k.slice(prefix.length));
+  }
+
+  /** Distinct collections in the index, found by seeking past each collection's range. */
+  async listCollections(): Promise<string[]> {
+    const out: string[] = [];
+    const it = this.#db.keys({ gt: RBC, lt: "r\x01" });
+    try {
+      for (;;) {
+        const key = await it.next();
+        if (key === undefined) break;
+        const collection = key.slice(RBC.length, key.indexOf(SEP, RBC.length));
+        out.push(collection);
+        it.seek(RBC + collection + END);
+      }
+    } finally {
+      await it.close();
+    }
+    return out;
+  }
+
+  /** Approximate bytes on disk for the collection→DID range (cheap; from LevelDB's metadata). */
+  async approximateSize(): Promise<number> {
+    return await this.#db.approximateSize(RBC, "r\x01");
+  }
+
+  /** Closes the database; safe to call twice. */
+  async close(): Promise<void> {
+    if (this.#db.status === "open" || this.#db.status === "opening") await this.#db.close();
+  }
+}
+
+function rbcKey(collection: string, did: string): string {
+  return RBC + collection + SEP + did;
+}
+
+function cbrKey(did: string, collection: string): string {
+  return CBR + did + SEP + collection;
+}

@@ -1,0 +1,125 @@
+/** Entry point: parses the environment and arguments, then wires one mode together. */
+import { parseBackfillArgs, parseConfig } from "./lib/config.ts";
+import { errorMessage, InputError, StoreError } from "./lib/errors.ts";
+import { createLogger } from "./lib/log.ts";
+import { runOneShot } from "./lib/oneshot.ts";
+import { openRuntime } from "./lib/runtime.ts";
+import { serve } from "./lib/server.ts";
+import { runSimRelayCli } from "./lib/sim_relay.ts";
+import { runStatusCli } from "./lib/status_cli.ts";
+import { isNsid } from "./lib/syntax.ts";
+
+const USAGE = `usage: deno task <mode>
+  migrate                      apply database migrations
+  start                        run the server (admin API, XRPC, backfill loop)
+  backfill [--source S] [--collection NSID]... [--catch-up] [--reset]
+                               run a backfill to the end and exit
+  status [status|start [source]|full|watch|stop|reset NSID...]
+                               talk to a running server
+  sim-relay [--help]           start the simulated source relay`;
+
+/** Aborts on the first SIGINT/SIGTERM; a second one exits at once. */
+function shutdownSignal(): AbortSignal {
+  const ac = new AbortController();
+  const onSignal = () => {
+    if (ac.signal.aborted) Deno.exit(130);
+    ac.abort(new DOMException("shutdown requested", "AbortError"));
+  };
+  Deno.addSignalListener("SIGINT", onSignal);
+  if (Deno.build.os !== "windows") Deno.addSignalListener("SIGTERM", onSignal);
+  return ac.signal;
+}
+
+async function main(args: string[]): Promise<number> {
+  const [mode, ...rest] = args;
+  const env = Deno.env.toObject();
+  const config = parseConfig(env);
+  const stderr = (line: string) => console.error(line);
+  const log = createLogger({ level: config.logLevel, write: stderr });
+  switch (mode) {
+    case "status":
+      return await runStatusCli({
+        args: rest,
+        relayUrl: config.relayUrl,
+        password: config.adminPassword,
+        out: (l) => console.log(l),
+        err: stderr,
+        isTty: Deno.stdout.isTerminal(),
+        columns: Deno.stdout.isTerminal() ? Deno.consoleSize().columns : undefined,
+        signal: shutdownSignal(),
+      });
+    case "sim-relay":
+      return await runSimRelayCli(rest, env, { signal: shutdownSignal() });
+    case "migrate": {
+      const rt = await openRuntime({ config, log });
+      await rt.close();
+      console.log("migrations are up to date");
+      return 0;
+    }
+    case "start": {
+      const signal = shutdownSignal();
+      const rt = await openRuntime({ config, log, signal });
+      try {
+        await serve({ runtime: rt, config, log, signal });
+      } finally {
+        await rt.close();
+      }
+      log.info("stopped");
+      return 0;
+    }
+    case "backfill": {
+      const opts = parseBackfillArgs(rest, isNsid);
+      if (opts.help) {
+        console.log(USAGE);
+        return 0;
+      }
+      const signal = shutdownSignal();
+      const rt = await openRuntime({ config, log, signal });
+      try {
+        if (opts.reset) {
+          const r = await rt.backfiller.reset(opts.collections);
+          console.log(
+            `reset ${r.reset.length} collection(s)${
+              r.unknown.length ? `; unknown: ${r.unknown.join(", ")}` : ""
+            }`,
+          );
+        }
+        const { code } = await runOneShot({
+          backfiller: rt.backfiller,
+          request: {
+            source: opts.source ?? config.source,
+            collections: opts.collections,
+            catchUp: opts.catchUp,
+          },
+          out: (l) => console.log(l),
+          signal,
+        });
+        return code;
+      } finally {
+        await rt.close();
+      }
+    }
+    case undefined:
+    case "help":
+    case "--help":
+      console.log(USAGE);
+      return mode === undefined ? 2 : 0;
+    default:
+      console.error(`unknown mode ${JSON.stringify(mode)}\n${USAGE}`);
+      return 2;
+  }
+}
+
+if (import.meta.main) {
+  let code: number;
+  try {
+    code = await main(Deno.args);
+  } catch (err) {
+    // Expected failures get one line; anything else keeps its stack for a bug report.
+    if (err instanceof InputError || err instanceof StoreError) {
+      console.error(`error: ${err.message}`);
+    } else console.error("error:", errorMessage(err), err instanceof Error ? `\n${err.stack}` : "");
+    code = err instanceof InputError ? 2 : 1;
+  }
+  Deno.exit(code);
+}
