@@ -1,12 +1,8 @@
 /** Entry point: parses the environment and arguments, then wires one mode together. */
+// Modes are imported lazily so that `status` from a laptop never loads the native index or Postgres.
 import { parseBackfillArgs, parseConfig } from "./lib/config.ts";
 import { errorMessage, InputError, StoreError } from "./lib/errors.ts";
 import { createLogger } from "./lib/log.ts";
-import { runOneShot } from "./lib/oneshot.ts";
-import { openRuntime } from "./lib/runtime.ts";
-import { serve } from "./lib/server.ts";
-import { runSimRelayCli } from "./lib/sim_relay.ts";
-import { runStatusCli } from "./lib/status_cli.ts";
 import { isNsid } from "./lib/syntax.ts";
 
 const USAGE = `usage: deno task <mode>
@@ -37,7 +33,8 @@ async function main(args: string[]): Promise<number> {
   const stderr = (line: string) => console.error(line);
   const log = createLogger({ level: config.logLevel, write: stderr });
   switch (mode) {
-    case "status":
+    case "status": {
+      const { runStatusCli } = await import("./lib/status_cli.ts");
       return await runStatusCli({
         args: rest,
         relayUrl: config.relayUrl,
@@ -48,15 +45,21 @@ async function main(args: string[]): Promise<number> {
         columns: Deno.stdout.isTerminal() ? Deno.consoleSize().columns : undefined,
         signal: shutdownSignal(),
       });
-    case "sim-relay":
+    }
+    case "sim-relay": {
+      const { runSimRelayCli } = await import("./lib/sim_relay.ts");
       return await runSimRelayCli(rest, env, { signal: shutdownSignal() });
+    }
     case "migrate": {
+      const { openRuntime } = await import("./lib/runtime.ts");
       const rt = await openRuntime({ config, log });
       await rt.close();
       console.log("migrations are up to date");
       return 0;
     }
     case "start": {
+      const { openRuntime } = await import("./lib/runtime.ts");
+      const { serve } = await import("./lib/server.ts");
       const signal = shutdownSignal();
       const rt = await openRuntime({ config, log, signal });
       try {
@@ -73,6 +76,8 @@ async function main(args: string[]): Promise<number> {
         console.log(USAGE);
         return 0;
       }
+      const { openRuntime } = await import("./lib/runtime.ts");
+      const { runOneShot } = await import("./lib/oneshot.ts");
       const signal = shutdownSignal();
       const rt = await openRuntime({ config, log, signal });
       try {

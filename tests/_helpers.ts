@@ -1,6 +1,13 @@
 /** Shared test fixtures: a Postgres schema per suite, LevelDB in a temp directory, quiet loggers. */
 import type { Sql } from "postgres";
+import { Backfiller } from "../lib/backfill.ts";
+import { discoverCollections } from "../lib/discovery.ts";
 import { IndexStore } from "../lib/index_store.ts";
+import { type Logger, silentLogger } from "../lib/log.ts";
+import { HostLimiter } from "../lib/rate_limiter.ts";
+import { advisoryLock } from "../lib/runtime.ts";
+import { SourceClient } from "../lib/source_client.ts";
+import { listCollectionSizes } from "../lib/source_sizes.ts";
 import { loadMigrations, migrate, MIGRATIONS_DIR } from "../lib/migrate.ts";
 import { createSql, ProgressStore } from "../lib/progress_store.ts";
 
@@ -18,7 +25,9 @@ export interface TestDb {
 
 /** Creates a migrated schema with a unique name. */
 export async function testDb(label = "t", opts: { migrate?: boolean } = {}): Promise<TestDb> {
-  const schema = `test_${label.replace(/[^a-z0-9_]/gi, "_").toLowerCase()}_${crypto.randomUUID().slice(0, 8)}`;
+  const schema = `test_${label.replace(/[^a-z0-9_]/gi, "_").toLowerCase()}_${
+    crypto.randomUUID().slice(0, 8)
+  }`;
   const admin = createSql(TEST_DATABASE_URL, { max: 1 });
   await admin.unsafe(`CREATE SCHEMA ${schema}`);
   await admin.end();
@@ -38,7 +47,9 @@ export async function testDb(label = "t", opts: { migrate?: boolean } = {}): Pro
 }
 
 /** A LevelDB index in a new temp directory; `cleanup()` closes and removes it. */
-export async function testIndex(): Promise<{ index: IndexStore; dir: string; cleanup(): Promise<void> }> {
+export async function testIndex(): Promise<
+  { index: IndexStore; dir: string; cleanup(): Promise<void> }
+> {
   const dir = await Deno.makeTempDir({ prefix: "backfill-index-" });
   const index = await IndexStore.open({ path: dir, cacheSize: 1 << 20, writeBufferSize: 1 << 20 });
   return {
@@ -49,4 +60,65 @@ export async function testIndex(): Promise<{ index: IndexStore; dir: string; cle
       await Deno.remove(dir, { recursive: true });
     },
   };
+}
+
+/** A Backfiller wired to a sim relay, a test schema and a temp index, for end-to-end tests. */
+export function testBackfiller(opts: {
+  index: IndexStore;
+  db: TestDb;
+  listUrl: string;
+  concurrency?: number;
+  pageLimit?: number;
+  maxRps?: number;
+  maxAttempts?: number;
+  timeoutMs?: number;
+  log?: Logger;
+}): Backfiller {
+  const log = opts.log ?? silentLogger;
+  const clients = new Map<string, SourceClient>();
+  return new Backfiller({
+    index: opts.index,
+    progress: opts.db.progress,
+    clientFor: (source) => {
+      let c = clients.get(source.name);
+      if (!c) {
+        c = new SourceClient({
+          source,
+          limiter: new HostLimiter({ maxRps: opts.maxRps ?? 5000 }),
+          maxAttempts: opts.maxAttempts ?? 6,
+          maxBackoffMs: 50,
+          timeoutMs: opts.timeoutMs ?? 5_000,
+          log,
+        });
+        clients.set(source.name, c);
+      }
+      return c;
+    },
+    discover: (signal) =>
+      discoverCollections({
+        listUrl: opts.listUrl,
+        indexCollections: () => opts.index.listCollections(),
+        log,
+        signal,
+      }),
+    sourceSizes: (client, signal) => listCollectionSizes(client, signal),
+    lock: () => advisoryLock(opts.db.sql),
+    concurrency: opts.concurrency ?? 4,
+    pageLimit: opts.pageLimit ?? 100,
+    pagePauseMs: 0,
+    log,
+    retryDelayMs: () => 0,
+  });
+}
+
+/** Every DID the index holds for `collection`, read through listDids. */
+export async function indexDids(index: IndexStore, collection: string): Promise<string[]> {
+  const out: string[] = [];
+  let after: string | undefined;
+  for (;;) {
+    const page = await index.listDids(collection, 1000, after);
+    out.push(...page.dids);
+    if (page.last === undefined) return out;
+    after = page.last;
+  }
 }
