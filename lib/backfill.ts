@@ -73,6 +73,8 @@ export interface BackfillerOptions {
   readonly observer?: BackfillObserver;
   /** Delay before a failed collection is due again, by attempt. */
   readonly retryDelayMs?: (attempts: number) => number;
+  /** How often a running backfill logs a one-line summary (default 30 s; 0 turns it off). */
+  readonly summaryEveryMs?: number;
 }
 
 interface ActiveRun {
@@ -248,6 +250,21 @@ export class Backfiller {
     return { collections: names.length, queue: rows };
   }
 
+  #logSummary(state: RunState): void {
+    const { didsPerSec, pagesPerSec } = state.rates(this.#clock.now());
+    this.#o.log.info("backfill progress", {
+      source: state.source,
+      finished: state.finished,
+      queued: state.queued,
+      active: [...state.active.keys()],
+      failed: state.failed.length,
+      imported: state.imported,
+      new: state.fresh,
+      dids_per_sec: Math.round(didsPerSec),
+      pages_per_sec: Math.round(pagesPerSec * 10) / 10,
+    });
+  }
+
   async #execute(
     req: RunRequest,
     queue: ProgressRow[],
@@ -313,7 +330,15 @@ export class Backfiller {
         }
       }
     };
-    await Promise.all(Array.from({ length: Math.min(this.#o.concurrency, queue.length) }, worker));
+    const every = this.#o.summaryEveryMs ?? 30_000;
+    const ticker = every > 0 ? setInterval(() => this.#logSummary(state), every) : undefined;
+    try {
+      await Promise.all(
+        Array.from({ length: Math.min(this.#o.concurrency, queue.length) }, worker),
+      );
+    } finally {
+      clearInterval(ticker);
+    }
     const summary: RunSummary = {
       source: req.source.name,
       completed,

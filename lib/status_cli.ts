@@ -85,6 +85,7 @@ const USAGE = [
   "commands:",
   "  status                      summary of the collection backfill (the default)",
   "  start [source]              start a backfill from source (the server's default if omitted)",
+  "  catch-up [source]           resume completed collections from their last cursor for new DIDs",
   "  full                        the raw status JSON",
   "  watch [--interval SECONDS]  live progress until the run ends (Ctrl-C to quit)",
   "  stop                        stop the running backfill",
@@ -204,6 +205,8 @@ async function dispatch(ctx: Context, args: string[]): Promise<number> {
       return await showFull(ctx);
     case "start":
       return await start(ctx, rest);
+    case "catch-up":
+      return await start(ctx, rest, "catch-up");
     case "watch":
       return await watch(ctx, parseWatchArgs(rest, ctx.intervalMs));
     case "stop":
@@ -255,18 +258,21 @@ async function showFull(ctx: Context): Promise<number> {
   return 0;
 }
 
-async function start(ctx: Context, rest: string[]): Promise<number> {
+async function start(ctx: Context, rest: string[], mode?: "catch-up"): Promise<number> {
   if (rest.length > 1 || rest[0]?.startsWith("-")) {
-    throw new InputError("start takes at most one argument: the source relay");
+    throw new InputError(`${mode ?? "start"} takes at most one argument: the source relay`);
   }
   const params: [string, string][] = rest[0] ? [["source", rest[0]]] : [];
+  if (mode) params.push(["mode", mode]);
   const res = await request(ctx, "POST", STATUS_PATH, params);
   if (res.status === 409) throw new CliFailure(serverMessage(res));
   expectOk(ctx, res);
   const body = isRecord(res.body) ? res.body : {};
   if (typeof body.collections === "number") {
     const source = str(body.source) ?? rest[0] ?? "the default source";
-    ctx.out(`started backfill of ${body.collections} collections from ${source}`);
+    ctx.out(
+      `started ${mode ? "catch-up" : "backfill"} of ${body.collections} collections from ${source}`,
+    );
   } else {
     ctx.out(serverMessage(res));
   }
