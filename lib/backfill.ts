@@ -2,7 +2,7 @@
 import { runCollection } from "./collection_run.ts";
 import type { Discovered } from "./discovery.ts";
 import { BusyError, errorMessage, InputError } from "./errors.ts";
-import type { IndexStore } from "./index_store.ts";
+import { freshCheckpoint, type IndexStore } from "./index_store.ts";
 import type { Logger } from "./log.ts";
 import type { ProgressRow, ProgressStore } from "./progress_store.ts";
 import { RunState } from "./run_state.ts";
@@ -200,15 +200,7 @@ export class Backfiller {
         continue;
       }
       const source = cp?.source ?? row!.source;
-      await this.#o.index.putCheckpoint(c, {
-        source,
-        gen: (cp?.gen ?? 0) + 1,
-        cursor: "",
-        imported: 0,
-        new: 0,
-        pages: 0,
-        done: false,
-      });
+      await this.#o.index.putCheckpoint(c, freshCheckpoint(source, cp?.gen));
       if (row) await this.#o.progress.restart(c, source);
       reset.push(c);
     }

@@ -1,5 +1,5 @@
 /** Backfills one collection: resume from its checkpoint, page with one request in flight ahead of the writes. */
-import type { Checkpoint, IndexStore } from "./index_store.ts";
+import { type Checkpoint, freshCheckpoint, type IndexStore } from "./index_store.ts";
 import { Pager } from "./paging.ts";
 import type { ProgressRow, ProgressStore, RowCheckpoint } from "./progress_store.ts";
 import type { SourceClient } from "./source_client.ts";
@@ -124,15 +124,7 @@ async function startingPoint(job: CollectionJob, source: string): Promise<Checkp
   if (cp || (row && (row.source !== source || row.cursor !== "" || row.imported > 0))) {
     await progress.restart(collection, source);
   }
-  const fresh: Checkpoint = {
-    source,
-    gen: (cp?.gen ?? 0) + 1,
-    cursor: "",
-    imported: 0,
-    new: 0,
-    pages: 0,
-    done: false,
-  };
+  const fresh = freshCheckpoint(source, cp?.gen);
   await index.putCheckpoint(collection, fresh);
   return fresh;
 }

@@ -26,6 +26,11 @@ export interface Checkpoint {
   readonly done: boolean;
 }
 
+/** A checkpoint that starts a collection over from the beginning, in the generation after `prevGen`. */
+export function freshCheckpoint(source: string, prevGen = 0): Checkpoint {
+  return { source, gen: prevGen + 1, cursor: "", imported: 0, new: 0, pages: 0, done: false };
+}
+
 /** What one page did to the index. */
 export interface PageResult {
   readonly imported: number;
