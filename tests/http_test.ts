@@ -10,7 +10,10 @@ import { indexDids, testBackfiller, testDb, testIndex } from "./_helpers.ts";
 const PASSWORD = "s3cret-token";
 
 async function fixture(opts: { password?: string; latencyMs?: number } = {}) {
-  const relay = await startSimRelay({ world: makeWorld({ seed: 31, largeSizes: [2500, 700] }), latencyMs: opts.latencyMs });
+  const relay = await startSimRelay({
+    world: makeWorld({ seed: 31, largeSizes: [2500, 700] }),
+    latencyMs: opts.latencyMs,
+  });
   const db = await testDb("http");
   const idx = await testIndex();
   const backfiller = testBackfiller({ index: idx.index, db, listUrl: `${relay.url}/llms.txt` });
@@ -44,7 +47,12 @@ async function fixture(opts: { password?: string; latencyMs?: number } = {}) {
 Deno.test("admin auth: 403 when no password is configured, 401 for missing or wrong token", async () => {
   const unset = await fixture({ password: undefined });
   try {
-    for (const [method, path] of [["GET", "/admin/backfill-collections"], ["POST", "/admin/backfill-collections"]]) {
+    for (
+      const [method, path] of [["GET", "/admin/backfill-collections"], [
+        "POST",
+        "/admin/backfill-collections",
+      ]]
+    ) {
       const res = await unset.req(path, { method, headers: unset.auth });
       assertEquals(res.status, 403);
       assertEquals(await res.json(), { error: "admin endpoint not configured" });
@@ -94,10 +102,13 @@ Deno.test("admin: start 200 with collections, 409 while running, 400 for bad inp
       assertEquals(body.error, "InvalidRequest");
       assert(typeof body.message === "string" && body.message.length > 0);
     }
-    const started = await f.req(`/admin/backfill-collections?source=${encodeURIComponent(f.relay.url)}`, {
-      method: "POST",
-      headers: f.auth,
-    });
+    const started = await f.req(
+      `/admin/backfill-collections?source=${encodeURIComponent(f.relay.url)}`,
+      {
+        method: "POST",
+        headers: f.auth,
+      },
+    );
     assertEquals(started.status, 200);
     const body = await started.json();
     assertEquals(body.collections, f.relay.world.collections().length);
@@ -112,13 +123,18 @@ Deno.test("admin: start 200 with collections, 409 while running, 400 for bad inp
     assertEquals(res.status, 200);
     const s = await res.json();
     assertEquals(s.running, false);
-    for (const k of ["total", "completed", "in_progress", "total_imported", "total_new", "failed"]) {
+    for (
+      const k of ["total", "completed", "in_progress", "total_imported", "total_new", "failed"]
+    ) {
       assertEquals(typeof s[k], "number", k);
     }
     assertEquals(s.total, f.relay.world.collections().length);
     assertEquals(s.completed, s.total);
     assertEquals(s.in_progress, 0);
-    const expectedTotal = f.relay.world.collections().reduce((n, c) => n + f.relay.world.size(c), 0);
+    const expectedTotal = f.relay.world.collections().reduce(
+      (n, c) => n + f.relay.world.size(c),
+      0,
+    );
     assertEquals(s.total_imported, expectedTotal);
     for (const c of s.collections) {
       assertEquals(typeof c.collection, "string");
@@ -127,7 +143,10 @@ Deno.test("admin: start 200 with collections, 409 while running, 400 for bad inp
       assertEquals(c.completed, true);
       assert(!("cursor" in c), "no cursor once complete");
     }
-    const stop = await f.req("/admin/backfill-collections/stop", { method: "POST", headers: f.auth });
+    const stop = await f.req("/admin/backfill-collections/stop", {
+      method: "POST",
+      headers: f.auth,
+    });
     assertEquals(stop.status, 409);
     await stop.body?.cancel();
   } finally {
@@ -142,7 +161,10 @@ Deno.test("admin: incomplete collections show their cursor; stop checkpoints; re
     assertEquals(res.status, 200);
     await res.body?.cancel();
     while ((f.backfiller.state?.pages ?? 0) < 3) await new Promise((r) => setTimeout(r, 10));
-    const stop = await f.req("/admin/backfill-collections/stop", { method: "POST", headers: f.auth });
+    const stop = await f.req("/admin/backfill-collections/stop", {
+      method: "POST",
+      headers: f.auth,
+    });
     assertEquals(stop.status, 200);
     await stop.body?.cancel();
     const s = await (await f.req("/admin/backfill-collections", { headers: f.auth })).json();
@@ -154,7 +176,11 @@ Deno.test("admin: incomplete collections show their cursor; stop checkpoints; re
       method: "POST",
       headers: f.auth,
     });
-    assertEquals(await reset.json(), { reset: 0, collections: [], unknown: ["com.example.nothing"] });
+    assertEquals(await reset.json(), {
+      reset: 0,
+      collections: [],
+      unknown: ["com.example.nothing"],
+    });
   } finally {
     await f.close();
   }
@@ -184,7 +210,9 @@ Deno.test("xrpc: parameter errors answer 400 InvalidRequest, never 500", async (
       assertEquals(body.error, "InvalidRequest", q);
       assertEquals(typeof body.message, "string");
     }
-    const ok = await f.req("/xrpc/com.atproto.sync.listReposByCollection?collection=com.example.unknown");
+    const ok = await f.req(
+      "/xrpc/com.atproto.sync.listReposByCollection?collection=com.example.unknown",
+    );
     assertEquals(await ok.json(), { repos: [] });
   } finally {
     await f.close();
@@ -209,14 +237,20 @@ Deno.test("xrpc: the official @atproto/api client pages a backfilled collection 
       const seen: string[] = [];
       let cursor: string | undefined;
       do {
-        const res = await agent.com.atproto.sync.listReposByCollection({ collection, limit: 1000, cursor });
+        const res = await agent.com.atproto.sync.listReposByCollection({
+          collection,
+          limit: 1000,
+          cursor,
+        });
         seen.push(...res.data.repos.map((r) => r.did));
         cursor = res.data.cursor;
       } while (cursor);
       assertEquals(seen, [...new Set(f.relay.world.dids(collection))].sort(), collection);
       assertEquals(seen, await indexDids(f.index, collection));
     }
-    const def = await agent.com.atproto.sync.listReposByCollection({ collection: f.relay.world.collections()[0] });
+    const def = await agent.com.atproto.sync.listReposByCollection({
+      collection: f.relay.world.collections()[0],
+    });
     assertEquals(def.data.repos.length, 500, "default limit is 500");
   } finally {
     await server.shutdown();
@@ -241,6 +275,40 @@ Deno.test("health, readiness and metrics", async () => {
     const nf = await f.req("/nope");
     assertEquals(nf.status, 404);
     await nf.body?.cancel();
+  } finally {
+    await f.close();
+  }
+});
+
+Deno.test("admin: targeted runs with collection=…, and mode=catch-up picks up only what is new", async () => {
+  const f = await fixture();
+  try {
+    const [a, b] = f.relay.world.collections();
+    const post = async (q: string) => {
+      const res = await f.req(`/admin/backfill-collections?${q}`, {
+        method: "POST",
+        headers: f.auth,
+      });
+      const body = await res.json();
+      assertEquals(res.status, 200, JSON.stringify(body));
+      while (f.backfiller.running) await new Promise((r) => setTimeout(r, 10));
+      return body;
+    };
+    const first = await post(`collection=${a}&collection=${b}`);
+    assertEquals(first.collections, 2);
+    assertEquals((await f.db.progress.list()).map((r) => r.collection).sort(), [a, b].sort());
+    const added = f.relay.world.append(a, 37);
+    f.relay.resetStats();
+    const cu = await post(`mode=catch-up&collection=${a}`);
+    assertEquals(cu.mode, "catch-up");
+    const row = await f.db.progress.get(a);
+    assertEquals(row?.imported, f.relay.world.size(a));
+    assert(row?.completedAt !== null);
+    for (const did of added) assert(await f.index.has(a, did), did);
+    assert(
+      (f.relay.stats.byCollection[a] ?? 0) <= 2,
+      `catch-up requests: ${f.relay.stats.byCollection[a]}`,
+    );
   } finally {
     await f.close();
   }
