@@ -5,6 +5,7 @@ import { parseAllDocuments } from "npm:yaml@^2";
 const ROOT = new URL("../", import.meta.url);
 const DEPLOY = new URL("deploy/", ROOT);
 const K8S = new URL("k8s/", DEPLOY);
+const K8S_BATCH = new URL("k8s-batch/", DEPLOY);
 const SYSTEMD = new URL("systemd/", DEPLOY);
 
 // deno-lint-ignore no-explicit-any
@@ -27,10 +28,10 @@ function yamlFiles(dir: URL): string[] {
     .sort();
 }
 
-function loadK8s(): Map<string, Obj> {
+function loadK8s(dir: URL = K8S): Map<string, Obj> {
   const out = new Map<string, Obj>();
-  for (const name of yamlFiles(K8S)) {
-    const docs = yamlDocs(new URL(name, K8S));
+  for (const name of yamlFiles(dir)) {
+    const docs = yamlDocs(new URL(name, dir));
     assert.equal(docs.length, 1, `${name}: expected one document`);
     assert.ok(docs[0].apiVersion && docs[0].kind, `${name}: apiVersion and kind`);
     out.set(name, docs[0]);
@@ -77,6 +78,7 @@ function modeOf(argv: string[]): { mode: string; rest: string[] } {
 Deno.test("deno.json has the tasks deploy/ runs", () => {
   assert.equal(taskMode("start"), "start");
   assert.equal(taskMode("backfill"), "backfill");
+  assert.equal(taskMode("status"), "status");
   assert.throws(() => modeOf(["deno", "run", "-A", "main.ts", "no-such-mode"]));
   assert.throws(() => modeOf(["deno", "task", "no-such-task"]));
 });
@@ -108,11 +110,26 @@ function envOf(container: Obj, configMaps: Map<string, Obj>): Map<string, string
   return env;
 }
 
+/** The URL a `status` pod talks to must be the Service: its name (optionally namespace-qualified) and port. */
+function assertServiceUrl(value: unknown, service: Obj, ns: string): URL {
+  assert.equal(typeof value, "string", "RELAY_URL set literally");
+  const url = new URL(value as string);
+  assert.equal(url.protocol, "http:");
+  const name = service.metadata.name;
+  const hosts = [name, `${name}.${ns}`, `${name}.${ns}.svc`, `${name}.${ns}.svc.cluster.local`];
+  assert.ok(hosts.includes(url.hostname), `RELAY_URL host ${url.hostname} is not the Service`);
+  const port = Number(url.port || 80);
+  assert.ok(service.spec.ports.some((p: Obj) => p.port === port), "RELAY_URL port = Service port");
+  assert.ok(url.pathname === "/" && !url.search && !url.username, "bare origin");
+  return url;
+}
+
 Deno.test("kubernetes manifests", async (t) => {
   const files = loadK8s();
-  const byKind = (kind: string) => [...files.values()].filter((d) => d.kind === kind);
-  const one = (kind: string) => {
-    const found = byKind(kind);
+  const batchFiles = loadK8s(K8S_BATCH);
+  const byKind = (kind: string, from = files) => [...from.values()].filter((d) => d.kind === kind);
+  const one = (kind: string, from = files) => {
+    const found = byKind(kind, from);
     assert.equal(found.length, 1, `expected exactly one ${kind}`);
     return found[0];
   };
@@ -122,9 +139,13 @@ Deno.test("kubernetes manifests", async (t) => {
   const ns = one("Namespace").metadata.name;
   const deployment = one("Deployment");
   const job = one("Job");
+  // Server topology: the CronJob only asks the running server for a catch-up.
   const cronJob = one("CronJob");
   const service = one("Service");
   const kustomization = one("Kustomization");
+  // Batch topology: the overlay's own CronJob opens the index.
+  const batchCronJob = one("CronJob", batchFiles);
+  const overlay = one("Kustomization", batchFiles);
 
   await t.step("every file is a known kind in one namespace", () => {
     const known = [
@@ -138,34 +159,71 @@ Deno.test("kubernetes manifests", async (t) => {
       "CronJob",
       "Kustomization",
     ];
-    for (const [name, doc] of files) {
-      assert.ok(known.includes(doc.kind), `${name}: unexpected kind ${doc.kind}`);
-      if (!["Namespace", "Kustomization"].includes(doc.kind)) {
-        assert.equal(doc.metadata?.namespace, ns, `${name}: namespace`);
+    for (const [dir, docs] of [["k8s", files], ["k8s-batch", batchFiles]] as const) {
+      for (const [name, doc] of docs) {
+        assert.ok(known.includes(doc.kind), `${dir}/${name}: unexpected kind ${doc.kind}`);
+        if (!["Namespace", "Kustomization"].includes(doc.kind)) {
+          assert.equal(doc.metadata?.namespace, ns, `${dir}/${name}: namespace`);
+        }
       }
     }
     assert.equal(kustomization.namespace, ns);
+    assert.equal(overlay.namespace ?? ns, ns);
+    assert.notEqual(cronJob.metadata.name, batchCronJob.metadata.name, "distinct CronJob names");
   });
 
+  // Workloads that open the index: PVC at DATA_DIR.
   const workloads: [string, Obj, string, string[]][] = [
     ["Deployment", deployment, "start", []],
     ["Job", job, "backfill", []],
-    ["CronJob", cronJob, "backfill", ["--catch-up"]],
+    ["batch CronJob", batchCronJob, "backfill", ["--catch-up"]],
   ];
+
+  /** Checks every pod here shares: one container, non-root, no service links, secrets by reference. */
+  const commonPodChecks = (label: string, doc: Obj) => {
+    const pod = podSpecOf(doc);
+    assert.equal(pod.containers.length, 1, "one container");
+    const c = pod.containers[0];
+    const env = envOf(c, configMaps);
+    const argv = [...(c.command ?? []), ...(c.args ?? [])];
+    assert.ok(argv.includes("--cached-only"), "image caches deps; run without network");
+
+    assert.ok(pod.terminationGracePeriodSeconds >= 15, "grace period >= 15 s");
+    assert.equal(pod.securityContext?.runAsNonRoot, true);
+    assert.ok(pod.securityContext?.runAsUser > 0, "numeric non-root runAsUser");
+    assert.ok(Number.isInteger(pod.securityContext?.fsGroup), "fsGroup");
+    assert.equal(c.securityContext?.allowPrivilegeEscalation, false);
+    if (c.securityContext?.readOnlyRootFilesystem) {
+      const tmp = (c.volumeMounts ?? []).find((m: Obj) => m.mountPath === "/tmp");
+      assert.ok(tmp, "read-only root needs a writable /tmp");
+    }
+    assert.equal(pod.enableServiceLinks, false, "no BACKFILL_* service-link variables");
+    assert.ok(c.resources?.requests?.memory && c.resources?.limits?.memory, "resources");
+    const image = podSpecOf(deployment).containers[0].image;
+    assert.equal(c.image, image, `${label}: same image as the Deployment`);
+
+    for (const [k, v] of env) {
+      if (k === "RELAY_ADMIN_PASSWORD" || k === "DATABASE_URL") {
+        assert.equal(typeof v, "object", `${k} must not be literal`);
+        const ref = (v as Obj).secretKeyRef;
+        assert.ok(ref, `${k} from a secretKeyRef`);
+        assert.equal(ref.name, secret.metadata.name);
+        assert.ok(ref.key in secret.stringData, `${k}: key ${ref.key} in the example Secret`);
+      }
+    }
+    if (doc.kind !== "Deployment") {
+      assert.ok(["OnFailure", "Never"].includes(pod.restartPolicy), "batch restartPolicy");
+    }
+    return { pod, c, env, argv };
+  };
 
   for (const [label, doc, wantMode, wantFlags] of workloads) {
     await t.step(`${label}: pod spec`, () => {
-      const pod = podSpecOf(doc);
-      assert.equal(pod.containers.length, 1, "one container");
-      const c = pod.containers[0];
-      const env = envOf(c, configMaps);
-
-      const argv = [...(c.command ?? []), ...(c.args ?? [])];
+      const { pod, c, env, argv } = commonPodChecks(label, doc);
       const { mode, rest } = modeOf(argv);
       assert.equal(mode, wantMode);
       for (const f of wantFlags) assert.ok(rest.includes(f), `${label}: ${f} missing`);
       if (wantFlags.length === 0) assert.ok(!rest.includes("--catch-up"));
-      assert.ok(argv.includes("--cached-only"), "image caches deps; run without network");
 
       const dataDir = env.get("DATA_DIR");
       assert.equal(typeof dataDir, "string", "DATA_DIR set literally");
@@ -177,33 +235,29 @@ Deno.test("kubernetes manifests", async (t) => {
       assert.ok(mount, "PVC volume mounted");
       assert.equal(mount.mountPath, dataDir, "PVC mounted at DATA_DIR");
       assert.ok(!mount.readOnly && !mount.subPath);
-
-      assert.ok(pod.terminationGracePeriodSeconds >= 15, "grace period >= 15 s");
-      assert.equal(pod.securityContext?.runAsNonRoot, true);
-      assert.ok(pod.securityContext?.runAsUser > 0, "numeric non-root runAsUser");
-      assert.ok(Number.isInteger(pod.securityContext?.fsGroup), "fsGroup");
-      assert.equal(c.securityContext?.allowPrivilegeEscalation, false);
-      if (c.securityContext?.readOnlyRootFilesystem) {
-        const tmp = (c.volumeMounts ?? []).find((m: Obj) => m.mountPath === "/tmp");
-        assert.ok(tmp, "read-only root needs a writable /tmp");
-      }
-      assert.equal(pod.enableServiceLinks, false, "no BACKFILL_* service-link variables");
-      assert.ok(c.resources?.requests?.memory && c.resources?.limits?.memory, "resources");
-
-      for (const [k, v] of env) {
-        if (k === "RELAY_ADMIN_PASSWORD" || k === "DATABASE_URL") {
-          assert.equal(typeof v, "object", `${k} must not be literal`);
-          const ref = (v as Obj).secretKeyRef;
-          assert.ok(ref, `${k} from a secretKeyRef`);
-          assert.equal(ref.name, secret.metadata.name);
-          assert.ok(ref.key in secret.stringData, `${k}: key ${ref.key} in the example Secret`);
-        }
-      }
-      if (doc.kind !== "Deployment") {
-        assert.ok(["OnFailure", "Never"].includes(pod.restartPolicy), "batch restartPolicy");
-      }
     });
   }
+
+  await t.step("trigger CronJob: pod spec", () => {
+    const { pod, env, argv } = commonPodChecks("trigger CronJob", cronJob);
+    const { mode, rest } = modeOf(argv);
+    assert.equal(mode, "status", "runs the status CLI against the server");
+    assert.deepEqual(rest, ["catch-up"], "status catch-up (the server's default source)");
+    for (const p of ["--allow-net", "--allow-env"]) assert.ok(argv.includes(p), `${p} missing`);
+    for (const p of ["-A", "--allow-all", "--allow-write", "--allow-ffi", "--allow-run"]) {
+      assert.ok(!argv.includes(p), `${p}: the CLI needs only net and env`);
+    }
+
+    assertServiceUrl(env.get("RELAY_URL"), service, ns);
+    const admin = env.get("RELAY_ADMIN_PASSWORD") as Obj;
+    assert.ok(admin?.secretKeyRef, "RELAY_ADMIN_PASSWORD from secretKeyRef");
+    assert.notEqual(admin.secretKeyRef.optional, true, "admin token required");
+
+    // Never touches the index: no PVC, no DATA_DIR, nothing from the ConfigMap it does not need.
+    assert.ok(!(pod.volumes ?? []).some((v: Obj) => v.persistentVolumeClaim), "no PVC volume");
+    assert.ok(!env.has("DATA_DIR"), "no DATA_DIR");
+    assert.ok(!env.has("DATABASE_URL"), "no DATABASE_URL");
+  });
 
   await t.step("Deployment: replicas, strategy, probes, admin token", () => {
     assert.equal(deployment.spec.replicas, 1);
@@ -224,6 +278,13 @@ Deno.test("kubernetes manifests", async (t) => {
     const admin = env.get("RELAY_ADMIN_PASSWORD") as Obj;
     assert.ok(admin?.secretKeyRef, "RELAY_ADMIN_PASSWORD from secretKeyRef");
     assert.notEqual(admin.secretKeyRef.optional, true, "admin token required");
+    const triggerAdmin = envOf(podSpecOf(cronJob).containers[0], configMaps)
+      .get("RELAY_ADMIN_PASSWORD") as Obj;
+    assert.deepEqual(
+      triggerAdmin.secretKeyRef,
+      admin.secretKeyRef,
+      "trigger sends the server's token",
+    );
 
     const labels = deployment.spec.template.metadata.labels;
     for (const [k, v] of Object.entries(deployment.spec.selector.matchLabels)) {
@@ -245,15 +306,23 @@ Deno.test("kubernetes manifests", async (t) => {
     assert.ok(selects(deployment.spec.template.metadata.labels));
     assert.ok(!selects(job.spec.template.metadata.labels), "Job pods are not endpoints");
     assert.ok(!selects(cronJob.spec.jobTemplate.spec.template.metadata.labels));
+    assert.ok(!selects(batchCronJob.spec.jobTemplate.spec.template.metadata.labels));
   });
 
-  await t.step("Job and CronJob", () => {
+  await t.step("Job and CronJobs", () => {
     assert.ok(Number.isInteger(job.spec.backoffLimit), "Job backoffLimit");
     assert.equal(job.spec.template.spec.restartPolicy, "OnFailure");
-    assert.equal(cronJob.spec.concurrencyPolicy, "Forbid");
-    assert.equal(cronJob.spec.schedule.trim().split(/\s+/).length, 5, "cron schedule");
-    assert.equal(cronJob.spec.jobTemplate.spec.template.spec.restartPolicy, "OnFailure");
-    assert.equal(cronJob.spec.suspend, true, "suspended while the server owns the index");
+    for (const cj of [cronJob, batchCronJob]) {
+      const name = cj.metadata.name;
+      assert.equal(cj.spec.concurrencyPolicy, "Forbid", `${name}: Forbid`);
+      assert.equal(cj.spec.schedule.trim().split(/\s+/).length, 5, `${name}: cron schedule`);
+      assert.equal(cj.spec.jobTemplate.spec.template.spec.restartPolicy, "OnFailure");
+      assert.ok(Number.isInteger(cj.spec.jobTemplate.spec.backoffLimit), `${name}: backoffLimit`);
+      assert.notEqual(cj.spec.suspend, true, `${name}: active in its topology`);
+    }
+    const deadline = (cj: Obj) => cj.spec.jobTemplate.spec.activeDeadlineSeconds;
+    assert.ok(deadline(cronJob) > 0 && deadline(cronJob) <= 3600, "trigger: short deadline");
+    assert.ok(deadline(batchCronJob) > 0 && deadline(batchCronJob) < 86400, "batch: ends in a day");
   });
 
   await t.step("ConfigMap and Secret", () => {
@@ -281,17 +350,78 @@ Deno.test("kubernetes manifests", async (t) => {
       console.log("skipped: lib/config.ts has no parseConfig");
       return;
     }
-    for (const [label, doc] of workloads) {
-      const c = podSpecOf(doc).containers[0];
+    const literalEnv = (doc: Obj) => {
       const env: Record<string, string> = {};
-      for (const [k, v] of envOf(c, configMaps)) if (typeof v === "string") env[k] = v;
+      for (const [k, v] of envOf(podSpecOf(doc).containers[0], configMaps)) {
+        if (typeof v === "string") env[k] = v;
+      }
+      return env;
+    };
+    for (const [label, doc] of workloads) {
+      const env = literalEnv(doc);
       const cfg = mod.parseConfig(env);
       assert.equal(cfg.dataDir, env.DATA_DIR, `${label}: dataDir`);
       if (env.PORT) assert.equal(cfg.port, Number(env.PORT), `${label}: port`);
     }
+    const env = literalEnv(cronJob);
+    const cfg = mod.parseConfig({ ...env, RELAY_ADMIN_PASSWORD: "t0ken" });
+    assert.equal(cfg.relayUrl, env.RELAY_URL.replace(/\/+$/, ""), "trigger: relayUrl");
+    assert.equal(cfg.adminPassword, "t0ken", "trigger: admin token");
   });
 
-  await t.step("kustomization lists every manifest but the hand-applied ones", () => {
+  await t.step("trigger command drives lib/status_cli.ts (when present)", async () => {
+    type Cli = { runStatusCli?: (opts: Obj) => Promise<number> };
+    let mod: Cli;
+    try {
+      mod = await import(new URL("lib/status_cli.ts", ROOT).href);
+    } catch (err) {
+      console.log(`skipped: lib/status_cli.ts not importable (${(err as Error).message})`);
+      return;
+    }
+    if (typeof mod.runStatusCli !== "function") {
+      console.log("skipped: lib/status_cli.ts has no runStatusCli");
+      return;
+    }
+    const c = podSpecOf(cronJob).containers[0];
+    const { rest } = modeOf([...(c.command ?? []), ...(c.args ?? [])]);
+    const relayUrl = envOf(c, configMaps).get("RELAY_URL") as string;
+    const call = async (status: number, body: Obj) => {
+      const seen: { method: string; url: string; auth: string | null }[] = [];
+      const fetch = (input: string | URL | Request, init?: RequestInit) => {
+        seen.push({
+          method: init?.method ?? "GET",
+          url: String(input),
+          auth: new Headers(init?.headers).get("authorization"),
+        });
+        return Promise.resolve(Response.json(body, { status }));
+      };
+      const lines: string[] = [];
+      const code = await mod.runStatusCli!({
+        args: rest,
+        relayUrl,
+        password: "t0ken",
+        fetch,
+        out: (l: string) => lines.push(l),
+        err: (l: string) => lines.push(l),
+      });
+      return { code, seen, lines };
+    };
+    const ok = await call(202, { source: "bsky.network", collections: 3 });
+    assert.equal(ok.code, 0, ok.lines.join("\n"));
+    assert.equal(ok.seen.length, 1, "one request");
+    assert.equal(ok.seen[0].method, "POST");
+    const sent = new URL(ok.seen[0].url);
+    assert.equal(sent.origin, new URL(relayUrl).origin, "to the Service");
+    assert.equal(sent.pathname, "/admin/backfill-collections");
+    assert.equal(sent.searchParams.get("mode"), "catch-up");
+    assert.ok(!sent.searchParams.has("source"), "the server's default source");
+    assert.equal(ok.seen[0].auth, "Bearer t0ken");
+    // A run already in progress fails the Job (documented in README and the manifest).
+    const busy = await call(409, { error: "Conflict", message: "already running" });
+    assert.equal(busy.code, 1);
+  });
+
+  await t.step("kustomizations: base lists every manifest but the hand-applied ones", () => {
     const listed: string[] = kustomization.resources;
     for (const r of listed) assert.ok(files.has(r), `listed resource ${r} exists`);
     const handApplied = ["secret.example.yaml", "job.yaml"];
@@ -299,8 +429,15 @@ Deno.test("kubernetes manifests", async (t) => {
       if (name === "kustomization.yaml") continue;
       assert.equal(listed.includes(name), !handApplied.includes(name), `${name} listing`);
     }
-    const overlay = yamlDocs(new URL("k8s-batch/kustomization.yaml", DEPLOY))[0];
-    assert.deepEqual(overlay.resources, ["../k8s"]);
+
+    // The overlay: the base plus every file of its own, the trigger suspended, the server at 0.
+    assert.equal(overlay.resources[0], "../k8s");
+    const own = [...batchFiles.keys()].filter((n) => n !== "kustomization.yaml").sort();
+    assert.deepEqual(overlay.resources.slice(1).sort(), own);
+    const patchFor = (kind: string, name: string) =>
+      (overlay.patches ?? []).find((p: Obj) => p.target?.kind === kind && p.target?.name === name);
+    assert.ok(patchFor("Deployment", deployment.metadata.name), "overlay patches the Deployment");
+    assert.ok(patchFor("CronJob", cronJob.metadata.name), "overlay suspends/removes the trigger");
   });
 
   await t.step("kustomize renders base and batch overlay", async () => {
@@ -309,18 +446,57 @@ Deno.test("kubernetes manifests", async (t) => {
       return;
     }
     const render = async (dir: string) => {
-      const out = await run("kubectl", ["kustomize", new URL(dir, DEPLOY).pathname]);
+      const out = await run("kubectl", ["kustomize", dir]);
       assert.equal(out.code, 0, out.stderr);
       return parseAllDocuments(out.stdout).map((d) => d.toJS() as Obj);
     };
-    const find = (docs: Obj[], kind: string) => docs.find((d) => d.kind === kind)!;
-    const base = await render("k8s");
+    const find = (docs: Obj[], kind: string, name?: string) =>
+      docs.find((d) => d.kind === kind && (name === undefined || d.metadata.name === name));
+    const image = (doc: Obj) => podSpecOf(doc).containers[0].image;
+    const base = await render(K8S.pathname);
     assert.equal(base.length, kustomization.resources.length);
-    assert.equal(find(base, "Deployment").spec.replicas, 1);
-    assert.equal(find(base, "CronJob").spec.suspend, true);
-    const batch = await render("k8s-batch");
-    assert.equal(find(batch, "Deployment").spec.replicas, 0);
-    assert.equal(find(batch, "CronJob").spec.suspend, false);
+    assert.equal(find(base, "Deployment")!.spec.replicas, 1);
+    const baseCronJobs = base.filter((d) => d.kind === "CronJob");
+    assert.deepEqual(baseCronJobs.map((d) => d.metadata.name), [cronJob.metadata.name]);
+    assert.notEqual(baseCronJobs[0].spec.suspend, true, "the server topology catches up");
+
+    const batch = await render(K8S_BATCH.pathname);
+    assert.equal(batch.length, base.length + overlay.resources.length - 1);
+    for (const d of batch) {
+      if (d.kind !== "Namespace") assert.equal(d.metadata.namespace, ns, d.metadata.name);
+      assert.equal(d.metadata.labels?.["app.kubernetes.io/part-of"], "backfill", d.metadata.name);
+    }
+    assert.equal(find(batch, "Deployment")!.spec.replicas, 0);
+    const trigger = find(batch, "CronJob", cronJob.metadata.name);
+    assert.ok(!trigger || trigger.spec.suspend === true, "no trigger without a server");
+    const batchJob = find(batch, "CronJob", batchCronJob.metadata.name);
+    assert.ok(batchJob, "batch CronJob rendered");
+    assert.notEqual(batchJob.spec.suspend, true);
+    assert.equal(image(batchJob), image(find(batch, "Deployment")!));
+
+    // An image set in the base (kustomize edit set image) reaches the overlay's own CronJob too.
+    const tmp = await Deno.makeTempDir({ prefix: "kustomize-" });
+    try {
+      for (const [dir, names] of [["k8s", files], ["k8s-batch", batchFiles]] as const) {
+        await Deno.mkdir(`${tmp}/${dir}`);
+        for (const name of names.keys()) {
+          let text = read(new URL(`${dir}/${name}`, DEPLOY));
+          if (dir === "k8s" && name === "kustomization.yaml") {
+            text = text.replace(
+              /^images:[\s\S]*$/m,
+              "images:\n  - name: backfill\n    newName: registry.example/backfill\n    newTag: t1\n",
+            );
+          }
+          await Deno.writeTextFile(`${tmp}/${dir}/${name}`, text);
+        }
+      }
+      const pinned = await render(`${tmp}/k8s-batch`);
+      const pods = pinned.filter((d) => ["Deployment", "CronJob"].includes(d.kind));
+      assert.equal(pods.length, 3);
+      for (const d of pods) assert.equal(image(d), "registry.example/backfill:t1", d.metadata.name);
+    } finally {
+      await Deno.remove(tmp, { recursive: true });
+    }
   });
 });
 
@@ -490,6 +666,7 @@ Deno.test("unit parser", () => {
 Deno.test("systemd units", async (t) => {
   const names = [...Deno.readDirSync(SYSTEMD)].map((e) => e.name).sort();
   assert.deepEqual(names, [
+    "backfill-catchup-trigger.service",
     "backfill-catchup.service",
     "backfill-catchup.timer",
     "backfill-oneshot.service",
@@ -507,11 +684,15 @@ Deno.test("systemd units", async (t) => {
       }),
     );
 
+  const TRIGGER = "backfill-catchup-trigger.service";
   const services: [string, string, string[], string][] = [
     ["backfill.service", "start", [], "simple"],
     ["backfill-oneshot.service", "backfill", [], "oneshot"],
     ["backfill-catchup.service", "backfill", ["--catch-up"], "oneshot"],
+    [TRIGGER, "status", ["catch-up"], "oneshot"],
   ];
+  /** The units that open the index (DATA_DIR); the trigger only talks to the server. */
+  const indexUnits = services.map(([n]) => n).filter((n) => n !== TRIGGER);
 
   for (const [name, wantMode, flags, type] of services) {
     await t.step(name, () => {
@@ -529,8 +710,13 @@ Deno.test("systemd units", async (t) => {
       assert.ok(wd?.startsWith("/"), "WorkingDirectory absolute");
       const env = envOfUnit(name);
       const state = last(name, "Service", "StateDirectory");
-      assert.ok(state, "StateDirectory");
-      assert.equal(env.DATA_DIR, `/var/lib/${state}`, "DATA_DIR = StateDirectory");
+      if (indexUnits.includes(name)) {
+        assert.ok(state, "StateDirectory");
+        assert.equal(env.DATA_DIR, `/var/lib/${state}`, "DATA_DIR = StateDirectory");
+      } else {
+        assert.ok(!state && !("DATA_DIR" in env), "no index: no StateDirectory, no DATA_DIR");
+      }
+      assert.ok(!("RELAY_ADMIN_PASSWORD" in env), "admin token only in /etc/backfill/env");
       const cache = last(name, "Service", "CacheDirectory");
       assert.ok(cache && env.DENO_DIR?.startsWith(`/var/cache/${cache}`), "DENO_DIR in cache dir");
       assert.ok(get(name, "Service", "EnvironmentFile").includes("-/etc/backfill/env"));
@@ -554,7 +740,8 @@ Deno.test("systemd units", async (t) => {
 
   await t.step("units share one user, state and cache", () => {
     for (const key of ["User", "StateDirectory", "CacheDirectory", "WorkingDirectory"]) {
-      const values = new Set(services.map(([n]) => last(n, "Service", key)));
+      const units = key === "StateDirectory" ? indexUnits : services.map(([n]) => n);
+      const values = new Set(units.map((n) => last(n, "Service", key)));
       assert.equal(values.size, 1, `${key} differs between units`);
     }
   });
@@ -572,12 +759,56 @@ Deno.test("systemd units", async (t) => {
       "oneshot and server conflict",
     );
     // Conflicts= is symmetric: the timer-driven unit must not be able to stop the server.
-    assert.ok(!conflicts("backfill-catchup.service").includes("backfill.service"));
-    assert.ok(!conflicts("backfill.service").includes("backfill-catchup.service"));
+    for (const u of ["backfill-catchup.service", TRIGGER]) {
+      assert.ok(!conflicts(u).includes("backfill.service"), `${u} conflicts with the server`);
+      assert.ok(!conflicts("backfill.service").includes(u), `server conflicts with ${u}`);
+    }
     const cond = get("backfill-catchup.service", "Service", "ExecCondition").join(" ");
     assert.match(cond, /\bbackfill\.service\b/);
     assert.match(cond, /\bbackfill-oneshot\.service\b/);
     assert.match(cond, /activating/, "a running oneshot is 'activating'");
+  });
+
+  await t.step("catch-up on a server host goes through the server's admin API", () => {
+    // The timer's unit pulls the trigger in; the trigger runs only while the server is up.
+    const wants = words(get("backfill-catchup.service", "Unit", "Wants").join(" "));
+    assert.ok(wants.includes(TRIGGER), "backfill-catchup.service Wants= the trigger");
+    const cond = get(TRIGGER, "Service", "ExecCondition");
+    assert.equal(cond.length, 1, "one ExecCondition");
+    assert.match(
+      cond[0],
+      /\bis-active\b.*\bbackfill\.service\b/,
+      "skipped unless the server is up",
+    );
+    const argv = words(get(TRIGGER, "Service", "ExecStart")[0]);
+    for (const p of ["--allow-net", "--allow-env"]) assert.ok(argv.includes(p), `${p} missing`);
+    for (const p of ["-A", "--allow-all", "--allow-write", "--allow-ffi", "--allow-run"]) {
+      assert.ok(!argv.includes(p), `${p}: the CLI needs only net and env`);
+    }
+    assert.ok(argv.includes("--frozen"), "deno.lock is read-only to the service");
+    // Restarts must stay bounded: a 409 (a run in progress) would otherwise retry forever.
+    if (last(TRIGGER, "Service", "Restart") === "on-failure") {
+      assert.ok(Number(last(TRIGGER, "Unit", "StartLimitBurst")) > 0, "StartLimitBurst");
+      assert.ok(seconds(last(TRIGGER, "Unit", "StartLimitIntervalSec") ?? "0") > 0);
+    }
+
+    // RELAY_URL points at the server unit's listener.
+    const server = envOfUnit("backfill.service");
+    const relay = new URL(envOfUnit(TRIGGER).RELAY_URL ?? `http://localhost:${server.PORT}`);
+    assert.equal(relay.protocol, "http:");
+    assert.equal(Number(relay.port || 80), Number(server.PORT ?? 8080), "RELAY_URL port = PORT");
+    const host = server.HOST ?? "0.0.0.0";
+    const loopback = ["127.0.0.1", "localhost", "[::1]"];
+    assert.ok(
+      ["0.0.0.0", "::"].includes(host)
+        ? loopback.includes(relay.hostname)
+        : relay.hostname === host,
+      `RELAY_URL host ${relay.hostname} does not reach HOST=${host}`,
+    );
+    for (const u of ["backfill-catchup.service", TRIGGER]) {
+      const after = words(get(u, "Unit", "After").join(" "));
+      assert.ok(after.includes("backfill.service"), `${u}: decide after the server's start job`);
+    }
   });
 
   await t.step("catch-up timer", () => {
