@@ -1,0 +1,403 @@
+/** Tests for lib/index_store.ts on a real LevelDB in a temp directory. */
+import {
+  deepStrictEqual as assertEquals,
+  ok as assert,
+  rejects as assertRejects,
+} from "node:assert/strict";
+import { type Checkpoint, IndexStore } from "../lib/index_store.ts";
+import { StoreError } from "../lib/errors.ts";
+import { testIndex } from "./_helpers.ts";
+
+const SRC = "bsky.network";
+
+/** Runs `fn` with a fresh index, always cleaning up. */
+async function withIndex(fn: (index: IndexStore, dir: string) => Promise<void>): Promise<void> {
+  const t = await testIndex();
+  try {
+    await fn(t.index, t.dir);
+  } finally {
+    await t.cleanup();
+  }
+}
+
+const next = (gen: number, cursor: string, done = false) => ({ source: SRC, gen, cursor, done });
+
+Deno.test("IndexStore: addCollection writes both directions and is idempotent", async () => {
+  await withIndex(async (index) => {
+    assertEquals(await index.has("app.bsky.feed.post", "did:plc:a"), false);
+    await index.addCollection("did:plc:a", "app.bsky.feed.post");
+    await index.addCollection("did:plc:a", "app.bsky.feed.like");
+    await index.addCollection("did:plc:a", "app.bsky.feed.post");
+    await index.addCollection("did:plc:b", "app.bsky.feed.post");
+    assertEquals(await index.has("app.bsky.feed.post", "did:plc:a"), true);
+    assertEquals(await index.has("app.bsky.feed.like", "did:plc:a"), true);
+    assertEquals(await index.has("app.bsky.feed.like", "did:plc:b"), false);
+    assertEquals(await index.collectionsOf("did:plc:a"), [
+      "app.bsky.feed.like",
+      "app.bsky.feed.post",
+    ]);
+    assertEquals(await index.collectionsOf("did:plc:b"), ["app.bsky.feed.post"]);
+    assertEquals(await index.collectionsOf("did:plc:nobody"), []);
+    assertEquals((await index.listDids("app.bsky.feed.post", 10)).dids, ["did:plc:a", "did:plc:b"]);
+    assertEquals(await index.listCollections(), ["app.bsky.feed.like", "app.bsky.feed.post"]);
+  });
+});
+
+Deno.test("IndexStore: collectionsOf does not leak into a DID that extends another", async () => {
+  await withIndex(async (index) => {
+    await index.addCollection("did:plc:a", "a.b.c");
+    await index.addCollection("did:plc:ab", "a.b.d");
+    await index.addCollection("did:plc:a:x", "a.b.e");
+    assertEquals(await index.collectionsOf("did:plc:a"), ["a.b.c"]);
+    assertEquals(await index.collectionsOf("did:plc:ab"), ["a.b.d"]);
+    assertEquals(await index.collectionsOf("did:plc:a:x"), ["a.b.e"]);
+  });
+});
+
+Deno.test("IndexStore: applyPage writes both directions and the checkpoint", async () => {
+  await withIndex(async (index) => {
+    const r = await index.applyPage("a.b.c", ["did:plc:x", "did:plc:y"], next(1, "c1"), undefined);
+    assertEquals(r, {
+      imported: 2,
+      new: 2,
+      checkpoint: { source: SRC, gen: 1, cursor: "c1", done: false, imported: 2, new: 2, pages: 1 },
+    });
+    assertEquals(await index.getCheckpoint("a.b.c"), r.checkpoint);
+    assertEquals(await index.has("a.b.c", "did:plc:x"), true);
+    assertEquals(await index.collectionsOf("did:plc:y"), ["a.b.c"]);
+    assertEquals(await index.getCheckpoint("a.b.other"), undefined);
+  });
+});
+
+Deno.test("IndexStore: repeated DIDs within a page count once", async () => {
+  await withIndex(async (index) => {
+    const r = await index.applyPage(
+      "a.b.c",
+      ["did:plc:x", "did:plc:y", "did:plc:x", "did:plc:x", "did:plc:y"],
+      next(1, "c1"),
+      undefined,
+    );
+    assertEquals([r.imported, r.new, r.checkpoint.imported, r.checkpoint.new], [2, 2, 2, 2]);
+  });
+});
+
+Deno.test("IndexStore: a replayed page and DIDs repeated between pages count once per generation", async () => {
+  await withIndex(async (index) => {
+    const p1 = await index.applyPage("a.b.c", ["did:plc:1", "did:plc:2"], next(1, "c1"), undefined);
+    // The same page again (as after a crash between the index write and the next request).
+    const replay = await index.applyPage(
+      "a.b.c",
+      ["did:plc:1", "did:plc:2"],
+      next(1, "c1"),
+      p1.checkpoint,
+    );
+    assertEquals([replay.imported, replay.new], [0, 0]);
+    assertEquals([replay.checkpoint.imported, replay.checkpoint.new], [2, 2]);
+    // A page that overlaps the previous one.
+    const p2 = await index.applyPage(
+      "a.b.c",
+      ["did:plc:2", "did:plc:3", "did:plc:1", "did:plc:4"],
+      next(1, "c2"),
+      replay.checkpoint,
+    );
+    assertEquals([p2.imported, p2.new], [2, 2]);
+    assertEquals([p2.checkpoint.imported, p2.checkpoint.new], [4, 4]);
+    // The last page, with no new DIDs at all.
+    const p3 = await index.applyPage("a.b.c", ["did:plc:4"], next(1, "c2", true), p2.checkpoint);
+    assertEquals(p3.checkpoint, {
+      source: SRC,
+      gen: 1,
+      cursor: "c2",
+      done: true,
+      imported: 4,
+      new: 4,
+      pages: 4,
+    });
+    assertEquals(await index.getCheckpoint("a.b.c"), p3.checkpoint);
+    assertEquals((await index.listDids("a.b.c", 100)).dids, [
+      "did:plc:1",
+      "did:plc:2",
+      "did:plc:3",
+      "did:plc:4",
+    ]);
+  });
+});
+
+Deno.test("IndexStore: a DID the live indexer already had is imported but not new", async () => {
+  await withIndex(async (index) => {
+    await index.addCollection("did:plc:live", "a.b.c");
+    const r = await index.applyPage(
+      "a.b.c",
+      ["did:plc:live", "did:plc:hist"],
+      next(1, "c1"),
+      undefined,
+    );
+    assertEquals([r.imported, r.new], [2, 1]);
+    assertEquals([r.checkpoint.imported, r.checkpoint.new], [2, 1]);
+  });
+});
+
+Deno.test({
+  name:
+    "IndexStore: a live addCollection between a page and its replay does not make it count twice",
+  // BUG: lib/index_store.ts addCollection (lines 103-108) puts the rbc key with value "",
+  // overwriting the generation mark applyPage stored (lines 120-128 skip a DID only when the
+  // value equals String(gen)). So if the live firehose indexer calls addCollection for a DID the
+  // backfill already imported in this generation, and the page is then replayed (crash/restart
+  // between the index write and the Postgres save), that DID is counted again.
+  // Input: applyPage("a.b.c", [x, y], gen 1) -> addCollection(x, "a.b.c") -> replay applyPage
+  // with the returned checkpoint. Expected replay imported 0 and checkpoint.imported 2;
+  // actual imported 1 and checkpoint.imported 3.
+  ignore: true,
+  async fn() {
+    await withIndex(async (index) => {
+      const r = await index.applyPage(
+        "a.b.c",
+        ["did:plc:x", "did:plc:y"],
+        next(1, "c1"),
+        undefined,
+      );
+      await index.addCollection("did:plc:x", "a.b.c");
+      const replay = await index.applyPage(
+        "a.b.c",
+        ["did:plc:x", "did:plc:y"],
+        next(1, "c1"),
+        r.checkpoint,
+      );
+      assertEquals([replay.imported, replay.new], [0, 0]);
+      assertEquals(replay.checkpoint.imported, 2);
+    });
+  },
+});
+
+Deno.test("IndexStore: the same DID in two collections counts in each", async () => {
+  await withIndex(async (index) => {
+    const a = await index.applyPage("a.b.c", ["did:plc:x"], next(1, ""), undefined);
+    const b = await index.applyPage("a.b.cd", ["did:plc:x"], next(1, ""), undefined);
+    assertEquals([a.imported, a.new, b.imported, b.new], [1, 1, 1, 1]);
+    assertEquals(await index.collectionsOf("did:plc:x"), ["a.b.c", "a.b.cd"]);
+  });
+});
+
+Deno.test("IndexStore: a new generation recounts from zero without duplicating the index", async () => {
+  await withIndex(async (index) => {
+    const g1 = await index.applyPage(
+      "a.b.c",
+      ["did:plc:1", "did:plc:2", "did:plc:3"],
+      next(1, "", true),
+      undefined,
+    );
+    assertEquals(g1.checkpoint.imported, 3);
+    // Reset: generation 2 re-imports the same DIDs; prev is generation 1.
+    const g2a = await index.applyPage(
+      "a.b.c",
+      ["did:plc:1", "did:plc:2"],
+      next(2, "c1"),
+      g1.checkpoint,
+    );
+    assertEquals([g2a.imported, g2a.new], [2, 0]);
+    assertEquals(g2a.checkpoint, {
+      source: SRC,
+      gen: 2,
+      cursor: "c1",
+      done: false,
+      imported: 2,
+      new: 0,
+      pages: 1,
+    });
+    const g2b = await index.applyPage(
+      "a.b.c",
+      ["did:plc:2", "did:plc:3", "did:plc:4"],
+      next(2, "", true),
+      g2a.checkpoint,
+    );
+    assertEquals([g2b.imported, g2b.new], [2, 1]);
+    assertEquals([g2b.checkpoint.imported, g2b.checkpoint.new, g2b.checkpoint.pages], [4, 1, 2]);
+    assertEquals((await index.listDids("a.b.c", 100)).dids.length, 4);
+  });
+});
+
+Deno.test("IndexStore: an empty page still advances the checkpoint", async () => {
+  await withIndex(async (index) => {
+    const r = await index.applyPage("a.b.c", [], next(1, "c9"), undefined);
+    assertEquals(r, {
+      imported: 0,
+      new: 0,
+      checkpoint: { source: SRC, gen: 1, cursor: "c9", done: false, imported: 0, new: 0, pages: 1 },
+    });
+    assertEquals(await index.getCheckpoint("a.b.c"), r.checkpoint);
+    assertEquals(await index.listCollections(), [], "a checkpoint is not a collection");
+  });
+});
+
+Deno.test("IndexStore: putCheckpoint replaces a checkpoint", async () => {
+  await withIndex(async (index) => {
+    await index.applyPage("a.b.c", ["did:plc:1"], next(1, "c1"), undefined);
+    const fresh: Checkpoint = {
+      source: "other.relay",
+      gen: 2,
+      cursor: "",
+      imported: 0,
+      new: 0,
+      pages: 0,
+      done: false,
+    };
+    await index.putCheckpoint("a.b.c", fresh);
+    assertEquals(await index.getCheckpoint("a.b.c"), fresh);
+    // DIDs are untouched.
+    assertEquals(await index.has("a.b.c", "did:plc:1"), true);
+  });
+});
+
+Deno.test("IndexStore: data survives close and reopen", async () => {
+  await withIndex(async (index, dir) => {
+    const r = await index.applyPage("a.b.c", ["did:plc:1", "did:plc:2"], next(1, "c1"), undefined);
+    await index.close();
+    assertEquals(index.isOpen, false);
+    const again = await IndexStore.open({
+      path: dir,
+      cacheSize: 1 << 20,
+      writeBufferSize: 1 << 20,
+    });
+    try {
+      assertEquals(await again.getCheckpoint("a.b.c"), r.checkpoint);
+      assertEquals((await again.listDids("a.b.c", 10)).dids, ["did:plc:1", "did:plc:2"]);
+      // Replaying after the restart still counts nothing twice.
+      const replay = await again.applyPage(
+        "a.b.c",
+        ["did:plc:1", "did:plc:2"],
+        next(1, "c1"),
+        await again.getCheckpoint("a.b.c"),
+      );
+      assertEquals([replay.imported, replay.checkpoint.imported], [0, 2]);
+    } finally {
+      await again.close();
+    }
+  });
+});
+
+Deno.test("IndexStore: listDids pages in key order with `after`, `last` only when more remain", async () => {
+  await withIndex(async (index) => {
+    const dids = Array.from({ length: 25 }, (_, i) => `did:plc:${String(i).padStart(3, "0")}`);
+    // Insert in a scrambled order (7 is coprime to 25, so this is a permutation).
+    const shuffled = dids.map((_, i) => dids[(i * 7) % 25]);
+    for (const d of shuffled) await index.addCollection(d, "a.b.c");
+    // Noise in neighbouring collections and the other direction.
+    await index.addCollection("did:plc:zzz", "a.b.cd");
+    await index.addCollection("did:plc:000", "a.b");
+    await index.addCollection("did:plc:aaa", "a.b.c.d");
+
+    const p1 = await index.listDids("a.b.c", 10);
+    assertEquals(p1, { dids: dids.slice(0, 10), last: dids[9] });
+    const p2 = await index.listDids("a.b.c", 10, p1.last);
+    assertEquals(p2, { dids: dids.slice(10, 20), last: dids[19] });
+    const p3 = await index.listDids("a.b.c", 10, p2.last);
+    assertEquals(p3, { dids: dids.slice(20), last: undefined });
+
+    // Exactly `limit` remaining: no `last`.
+    assertEquals(await index.listDids("a.b.c", 5, dids[19]), {
+      dids: dids.slice(20),
+      last: undefined,
+    });
+    assertEquals(await index.listDids("a.b.c", 25), { dids, last: undefined });
+    assertEquals((await index.listDids("a.b.c", 24)).last, dids[23]);
+    // After the last one: empty.
+    assertEquals(await index.listDids("a.b.c", 10, dids[24]), { dids: [], last: undefined });
+    // `after` need not be present: strictly greater in key order.
+    assertEquals((await index.listDids("a.b.c", 3, "did:plc:0105")).dids, dids.slice(11, 14));
+    // A collection with nothing.
+    assertEquals(await index.listDids("x.y.z", 10), { dids: [], last: undefined });
+  });
+});
+
+Deno.test("IndexStore: listDids orders by bytes, not by insertion or numerically", async () => {
+  await withIndex(async (index) => {
+    for (const d of ["did:web:a.example", "did:plc:b", "did:plc:aa", "did:plc:a", "did:plc:B"]) {
+      await index.addCollection(d, "a.b.c");
+    }
+    assertEquals((await index.listDids("a.b.c", 10)).dids, [
+      "did:plc:B",
+      "did:plc:a",
+      "did:plc:aa",
+      "did:plc:b",
+      "did:web:a.example",
+    ]);
+  });
+});
+
+Deno.test("IndexStore: listDids keeps collections that are prefixes of one another apart", async () => {
+  await withIndex(async (index) => {
+    await index.addCollection("did:plc:1", "a.b.c");
+    await index.addCollection("did:plc:2", "a.b.cd");
+    await index.addCollection("did:plc:3", "a.b.c.d");
+    assertEquals((await index.listDids("a.b.c", 10)).dids, ["did:plc:1"]);
+    assertEquals((await index.listDids("a.b.cd", 10)).dids, ["did:plc:2"]);
+    assertEquals((await index.listDids("a.b.c.d", 10)).dids, ["did:plc:3"]);
+  });
+});
+
+Deno.test("IndexStore: listCollections with many collections, prefixes and other key spaces", async () => {
+  await withIndex(async (index) => {
+    const names = new Set<string>([
+      "a.b.c",
+      "a.b.cd",
+      "a.b.c.d",
+      "a.b.cde",
+      "a.bc.d",
+      "a.b-c.d",
+      "A.b.c",
+    ]);
+    for (let i = 0; i < 300; i++) names.add(`com.example${i % 37}.r${i}`);
+    const all = [...names];
+    for (let i = 0; i < all.length; i++) {
+      // Several DIDs per collection so the seek has to skip over a range.
+      for (let j = 0; j <= i % 4; j++) await index.addCollection(`did:plc:${j}x${i}`, all[i]);
+    }
+    await index.applyPage("a.b.c", ["did:plc:extra"], next(1, "c"), undefined);
+    await index.putCheckpoint("zz.no.dids", {
+      source: SRC,
+      gen: 1,
+      cursor: "",
+      imported: 0,
+      new: 0,
+      pages: 0,
+      done: false,
+    });
+    assertEquals(await index.listCollections(), all.sort());
+  });
+});
+
+Deno.test("IndexStore: listCollections on an empty index", async () => {
+  await withIndex(async (index) => {
+    assertEquals(await index.listCollections(), []);
+    assert((await index.approximateSize()) >= 0);
+  });
+});
+
+Deno.test("IndexStore: opening a directory that is already open is a StoreError naming it", async () => {
+  await withIndex(async (_index, dir) => {
+    await assertRejects(
+      IndexStore.open({ path: dir, cacheSize: 1 << 20, writeBufferSize: 1 << 20 }),
+      (err: unknown) => {
+        assert(err instanceof StoreError, `got ${err}`);
+        assertEquals(err.store, "index");
+        assert(err.message.includes(dir), err.message);
+        return true;
+      },
+    );
+  });
+});
+
+Deno.test("IndexStore: close is safe twice and reports isOpen", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "backfill-index-" });
+  try {
+    const index = await IndexStore.open({ path: `${dir}/nested/db` });
+    assertEquals(index.isOpen, true);
+    assertEquals(index.path, `${dir}/nested/db`);
+    await index.close();
+    await index.close();
+    assertEquals(index.isOpen, false);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
