@@ -170,6 +170,9 @@ export function parseBackfillArgs(
       if (next === undefined) throw new InputError(`${flag} needs a value`, flag);
       return next;
     };
+    if (flag !== arg && ["--catch-up", "--reset", "--help"].includes(flag)) {
+      throw new InputError(`${flag} takes no value, got ${JSON.stringify(arg)}`, flag);
+    }
     switch (flag) {
       case "--source":
         source = parseSource(value());

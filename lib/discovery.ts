@@ -11,7 +11,8 @@ export function parseLlmsTxt(text: string): string[] {
   const seen = new Set<string>();
   for (const m of text.matchAll(LEXICON_LINK)) {
     const did = decode(m[1]);
-    const nsid = decode(m[2]);
+    // A bare link at the end of a sentence drags the punctuation along; an NSID never ends in it.
+    const nsid = decode(m[2].replace(/[.,;:!]+$/, ""));
     if (did !== undefined && nsid !== undefined && isDid(did) && isNsid(nsid)) seen.add(nsid);
   }
   return [...seen];

@@ -99,10 +99,13 @@ export class IndexStore {
     return this.#db.status === "open";
   }
 
-  /** Records one DID in one collection, both directions. */
+  /** Records one DID in one collection, both directions (live indexing's path). */
   async addCollection(did: string, collection: string): Promise<void> {
+    const key = rbcKey(collection, did);
+    // Keep a backfill generation mark if there is one, so a later replay still counts once.
+    if ((await this.#db.get(key)) !== undefined) return;
     await this.#db.batch([
-      { type: "put", key: rbcKey(collection, did), value: "" },
+      { type: "put", key, value: "" },
       { type: "put", key: cbrKey(did, collection), value: "" },
     ]);
   }

@@ -83,7 +83,7 @@ export class Histogram implements Metric {
         out.push(`${this.name}_bucket${labelKey({ ...s.labels, le: fmt(b) })} ${s.counts[i]}`)
       );
       out.push(`${this.name}_bucket${labelKey({ ...s.labels, le: "+Inf" })} ${s.count}`);
-      out.push(`${this.name}_sum${labelKey(s.labels)} ${s.sum}`);
+      out.push(`${this.name}_sum${labelKey(s.labels)} ${fmt(s.sum)}`);
       out.push(`${this.name}_count${labelKey(s.labels)} ${s.count}`);
     }
     return out;

@@ -126,12 +126,6 @@ Deno.test("parseLlmsTxt: a large list is parsed completely and de-duplicated", (
 
 Deno.test({
   name: "parseLlmsTxt: a bare link followed by sentence punctuation still counts",
-  // BUG: lib/discovery.ts line 7 (LEXICON_LINK): the NSID group `[^\s/()<>\]"'`?#]+` swallows
-  // trailing punctuation, so prose like "see https://lexicon.garden/lexicon/did:plc:x/app.bsky.feed.post."
-  // or a comma-separated list of bare links yields "app.bsky.feed.post." / "com.example.a,", which
-  // isNsid rejects: valid NSIDs are silently dropped. Expected ["app.bsky.feed.post",
-  // "com.example.a", "com.example.b"]; actual ["com.example.b"] (only the last, unpunctuated one).
-  ignore: true,
   fn() {
     const doc =
       `See ${G}/${PLC}/app.bsky.feed.post.\nAlso ${G}/${PLC}/com.example.a, ${G}/${PLC}/com.example.b`;

@@ -140,15 +140,6 @@ Deno.test("IndexStore: a DID the live indexer already had is imported but not ne
 Deno.test({
   name:
     "IndexStore: a live addCollection between a page and its replay does not make it count twice",
-  // BUG: lib/index_store.ts addCollection (lines 103-108) puts the rbc key with value "",
-  // overwriting the generation mark applyPage stored (lines 120-128 skip a DID only when the
-  // value equals String(gen)). So if the live firehose indexer calls addCollection for a DID the
-  // backfill already imported in this generation, and the page is then replayed (crash/restart
-  // between the index write and the Postgres save), that DID is counted again.
-  // Input: applyPage("a.b.c", [x, y], gen 1) -> addCollection(x, "a.b.c") -> replay applyPage
-  // with the returned checkpoint. Expected replay imported 0 and checkpoint.imported 2;
-  // actual imported 1 and checkpoint.imported 3.
-  ignore: true,
   async fn() {
     await withIndex(async (index) => {
       const r = await index.applyPage(
