@@ -5,6 +5,7 @@ import { createApp } from "./http_app.ts";
 import type { Logger } from "./log.ts";
 import { renderMetrics, type Runtime } from "./runtime.ts";
 import { parseSource } from "./source.ts";
+import { statusPageRoutes } from "./status_page.ts";
 
 /** Options for serve(). */
 export interface ServeOptions {
@@ -30,7 +31,15 @@ export async function serve(opts: ServeOptions): Promise<void> {
     defaultSource: config.source,
     log,
     metrics: () => renderMetrics(rt),
-    extend: opts.extend,
+    extend: (app) => {
+      statusPageRoutes({
+        backfiller: rt.backfiller,
+        progress: rt.progress,
+        adminPassword: config.adminPassword,
+        signal: opts.signal,
+      })(app);
+      opts.extend?.(app);
+    },
   });
   const server = Deno.serve({
     port: config.port,
