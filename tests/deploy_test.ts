@@ -1,6 +1,6 @@
 // Static checks of deploy/: every manifest, unit and the Dockerfile, against each other and deno.json.
 import assert from "node:assert/strict";
-import { parseAllDocuments } from "npm:yaml@^2";
+import { parseAllDocuments } from "yaml";
 
 const ROOT = new URL("../", import.meta.url);
 const DEPLOY = new URL("deploy/", ROOT);

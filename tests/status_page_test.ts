@@ -1,4 +1,4 @@
-import { chromium } from "npm:playwright-core@1.65.1";
+import { chromium } from "playwright-core";
 import { assert, assertEquals } from "./_assert.ts";
 import { formatCount, formatRate } from "../lib/format.ts";
 import { createApp } from "../lib/http_app.ts";
