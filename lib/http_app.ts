@@ -51,6 +51,7 @@ export function createApp(opts: AppOptions): Hono {
   app.get(XRPC_LIST, async (c) => {
     const q = c.req.query();
     const collection = q.collection;
+    if (collection === undefined) return xrpcError(c, "collection is required");
     if (!isNsid(collection)) {
       return xrpcError(c, `collection must be a valid NSID, got ${show(collection)}`);
     }
