@@ -1,0 +1,263 @@
+import { assert, assertEquals } from "./_assert.ts";
+import type { Backfiller } from "../lib/backfill.ts";
+import { BusyError } from "../lib/errors.ts";
+import type { IndexStore } from "../lib/index_store.ts";
+import { createLogger } from "../lib/log.ts";
+import { createSql, ProgressStore } from "../lib/progress_store.ts";
+import { advisoryLock } from "../lib/runtime.ts";
+import { type SimRelay, startSimRelay } from "../lib/sim_relay.ts";
+import { makeWorld } from "../lib/sim_world.ts";
+import { parseSource } from "../lib/source.ts";
+import {
+  indexDids,
+  TEST_DATABASE_URL,
+  testBackfiller,
+  type TestDb,
+  testDb,
+  testIndex,
+} from "./_helpers.ts";
+import { startPgProxy } from "./_pg_proxy.ts";
+import { checkExact, freshDatabase, readIndex, readRows, spawnMain, until } from "./_child.ts";
+
+/** A backfiller whose progress database sits behind a restartable proxy. */
+async function fixture(seed: number, opts: { lockThroughProxy?: boolean } = {}) {
+  const world = makeWorld({ seed, largeSizes: [4000, 2500, 1500], collections: 16, tailMax: 40 });
+  const relay = await startSimRelay({ world, latencyMs: 15, jitterMs: 10 });
+  const db = await testDb("pgrestart");
+  const idx = await testIndex();
+  const proxy = startPgProxy();
+  const warnings: string[] = [];
+  const log = createLogger({ level: "warn", write: (l) => warnings.push(l) });
+  const sql = createSql(proxy.url(TEST_DATABASE_URL), { max: 4, schema: db.schema });
+  const progress = new ProgressStore({ sql, log, maxRetryDelayMs: 250 });
+  // The run lock goes through the proxy only when asked: its connection dying is a separate bug.
+  const proxied: TestDb = { ...db, sql: opts.lockThroughProxy ? sql : db.sql, progress };
+  const backfiller = testBackfiller({
+    index: idx.index,
+    db: proxied,
+    listUrl: `${relay.url}/llms.txt`,
+    pageLimit: 50,
+    concurrency: 2,
+    log,
+  });
+  return {
+    world,
+    relay,
+    db,
+    sql,
+    index: idx.index,
+    proxy,
+    warnings,
+    backfiller,
+    source: parseSource(relay.url),
+    async close() {
+      await backfiller.stop();
+      await sql.end({ timeout: 1 });
+      await proxy.close();
+      await relay.close();
+      await idx.cleanup();
+      await db.drop();
+    },
+  };
+}
+
+async function assertExact(relay: SimRelay, index: IndexStore, db: TestDb) {
+  const rows = new Map((await db.progress.list()).map((r) => [r.collection, r]));
+  assertEquals([...rows.keys()].sort(), relay.world.collections().sort(), "rows = discovered");
+  for (const c of relay.world.collections()) {
+    const expected = [...new Set(relay.world.dids(c))].sort();
+    assertEquals(await indexDids(index, c), expected, `DIDs of ${c}`);
+    const row = rows.get(c)!;
+    assert(row.completedAt !== null, `${c} completed`);
+    assertEquals(row.imported, expected.length, `imported_count of ${c}`);
+    assertEquals(row.new, expected.length, `new_count of ${c}`);
+  }
+}
+
+async function pagesReach(b: Backfiller, n: number, ms = 60_000) {
+  const deadline = performance.now() + ms;
+  while ((b.state?.pages ?? 0) < n) {
+    if (!b.running) throw new Error(`run ended before ${n} pages`);
+    if (performance.now() > deadline) throw new Error(`no ${n} pages in ${ms} ms`);
+    await new Promise((r) => setTimeout(r, 5));
+  }
+}
+
+Deno.test("Postgres restarts mid-run (FATAL 57P01 + refused, then 57P03 while starting): no failures, exact sets and counts", async () => {
+  const f = await fixture(101);
+  try {
+    const t0 = performance.now();
+    const started = await f.backfiller.start({ source: f.source });
+    await pagesReach(f.backfiller, 20);
+    const p1 = f.backfiller.state!.pages;
+    await f.proxy.restart(2000, { fatal: true, mode: "refuse" });
+    await pagesReach(f.backfiller, p1 + 30);
+    await f.proxy.restart(1500, { mode: "starting" });
+    const summary = await started.done;
+    const ms = performance.now() - t0;
+    console.log(
+      `run ${
+        Math.round(ms)
+      } ms, ${summary.completed} completed, ${summary.failed.length} failed; ` +
+        `proxy ${JSON.stringify(f.proxy.stats)}; warnings: ` +
+        [...new Set(f.warnings.map((w) => JSON.parse(w).msg))].join(", "),
+    );
+    assertEquals(summary.failed, []);
+    assertEquals(summary.stopped, false);
+    assert(f.proxy.stats.cut >= 2 && f.proxy.stats.refused >= 0, "connections were cut");
+    assert(f.warnings.some((w) => w.includes("postgres unreachable")), "the outage was noticed");
+    await assertExact(f.relay, f.index, f.db);
+    const again = await f.backfiller.start({ source: f.source });
+    assertEquals(again.queued, 0);
+    await again.done;
+  } finally {
+    await f.close();
+  }
+});
+
+// BUG: lib/runtime.ts:154-160 — the lock's release() runs `SELECT pg_advisory_unlock(...)` on the
+// reserved connection even when that connection has died (Postgres restarted). postgres.js 3.4.9
+// then throws an uncaught TypeError ("Cannot read properties of null (reading 'write')" at
+// connection.js:255 nextWrite, upstream porsager/postgres#1208) from a setImmediate callback: no
+// `.catch` can stop it and the process dies. Backfiller calls release() when every run ends, so a
+// Postgres restart at any time during a run crashes the service when the run finishes or is stopped.
+// Expected: release() resolves or rejects; actual: the process (here: the test runner) crashes.
+Deno.test({
+  name: "advisoryLock: releasing a lock whose connection died does not crash the process",
+  ignore: true,
+  async fn() {
+    const db = await testDb("pglock");
+    const proxy = startPgProxy();
+    const sql = createSql(proxy.url(TEST_DATABASE_URL), { max: 2, schema: db.schema });
+    try {
+      const lock = await advisoryLock(sql);
+      assert(lock, "lock taken");
+      await proxy.restart(300);
+      await lock.release().catch(() => {});
+      await new Promise((r) => setTimeout(r, 200));
+    } finally {
+      await sql.end({ timeout: 1 });
+      await proxy.close();
+      await db.drop();
+    }
+  },
+});
+
+// BUG: lib/runtime.ts:139-162 (advisoryLock) — the run lock is a Postgres *session* lock on one
+// reserved connection and nothing notices when that session ends. After a Postgres restart the run
+// carries on without the lock, and another process can start a concurrent backfill on the same
+// progress table. Expected: BusyError for the second start (or the first run re-takes the lock or
+// stops); actual: the second start is accepted while the first run is still paging. (Stopping the
+// first run afterwards can also hit the crash above.)
+Deno.test({
+  name: "the run lock survives a Postgres restart: a second process stays refused",
+  ignore: true,
+  async fn() {
+    const f = await fixture(103, { lockThroughProxy: true });
+    try {
+      const started = await f.backfiller.start({ source: f.source });
+      await pagesReach(f.backfiller, 10);
+      await f.proxy.restart(500);
+      await pagesReach(f.backfiller, (f.backfiller.state?.pages ?? 0) + 5);
+      assert(f.backfiller.running, "the first run is still going");
+      let refused = false;
+      const idx = await testIndex();
+      const other = testBackfiller({
+        index: idx.index,
+        db: f.db,
+        listUrl: `${f.relay.url}/llms.txt`,
+      });
+      try {
+        const second = await other.start({ source: f.source });
+        await other.stop();
+        await second.done;
+      } catch (err) {
+        refused = err instanceof BusyError;
+      } finally {
+        await idx.cleanup();
+      }
+      assert(refused, "a second backfill was accepted while the first still ran");
+      await f.backfiller.stop();
+      await started.done;
+    } finally {
+      await f.close();
+    }
+  },
+});
+
+// BUG: the end-to-end face of the release crash above: `main.ts backfill` whose Postgres restarts
+// mid-run completes every collection (the data is exact) but then, in most runs, dies with the
+// uncaught TypeError and exit code 1 instead of printing "done" and exiting 0; otherwise closing
+// often waits out `sql.end({ timeout: 5 })` (lib/runtime.ts:126). Seen over 5 runs: 3 crashes,
+// 1 exit 5 s late, 1 clean. Expected: exit 0 with the summary, promptly.
+Deno.test({
+  name: "main.ts backfill through a restarting Postgres exits 0 with its summary",
+  ignore: true,
+  async fn() {
+    const world = makeWorld({ seed: 3, largeSizes: [3000, 2000], collections: 10 });
+    const relay = await startSimRelay({ world, latencyMs: 20 });
+    const db = await freshDatabase("pgrestart");
+    const proxy = startPgProxy();
+    const dataDir = await Deno.makeTempDir({ prefix: "backfill-pgrestart-" });
+    const sql = createSql(db.url, { max: 1 });
+    try {
+      const child = spawnMain(["backfill"], {
+        DATABASE_URL: proxy.url(db.url),
+        DATA_DIR: dataDir,
+        BACKFILL_SOURCE: relay.url,
+        LEXICON_LIST_URL: `${relay.url}/llms.txt`,
+        BACKFILL_PAGE_LIMIT: "50",
+        BACKFILL_MAX_RPS: "1000",
+        LOG_LEVEL: "warn",
+      });
+      await until(() => relay.stats.pages > 20, 30_000, "pages");
+      await proxy.restart(1000);
+      let last = relay.stats.pages, lastAt = performance.now();
+      const watch = setInterval(() => {
+        if (relay.stats.pages !== last) [last, lastAt] = [relay.stats.pages, performance.now()];
+      }, 10);
+      const status = await child.waitFor(60_000);
+      clearInterval(watch);
+      const lingered = performance.now() - lastAt;
+      if (!status) child.kill("SIGKILL");
+      assertEquals(checkExact(world, await readIndex(dataDir, world), await readRows(sql)), []);
+      const out = await child.stdout;
+      assertEquals(status?.code, 0, `${out}\n${await child.stderr}`);
+      assert(out.includes("done in"), out);
+      assert(lingered < 2500, `exited ${Math.round(lingered)} ms after the last page`);
+    } finally {
+      await sql.end({ timeout: 1 });
+      await proxy.close();
+      await relay.close();
+      await db.drop();
+      await Deno.remove(dataDir, { recursive: true }).catch(() => {});
+    }
+  },
+});
+
+// BUG (recovery time): two short outages (2 s + 1.5 s) turn a ~2.5 s run into ~18-20 s.
+// createSql (lib/progress_store.ts:67-75) keeps postgres.js's default reconnect back-off,
+// (0.5–1) × min(3^n / 100, 20) s with n the failed connects counted across the pool; the fast retries
+// of ProgressStore.retrying during an outage push n up, so pool connections come back seconds after
+// Postgres does, one by one, and operations queued on them wait. The same run with
+// `backoff: () => 0.1` passed to postgres() takes ~5.7 s. Expected: < 10 s; actual: ~18-20 s.
+Deno.test({
+  name: "two short Postgres outages cost about their own length, not seconds more",
+  ignore: true,
+  async fn() {
+    const f = await fixture(101);
+    try {
+      const t0 = performance.now();
+      const started = await f.backfiller.start({ source: f.source });
+      await pagesReach(f.backfiller, 20);
+      await f.proxy.restart(2000, { fatal: true, mode: "refuse" });
+      await pagesReach(f.backfiller, f.backfiller.state!.pages + 30);
+      await f.proxy.restart(1500, { mode: "starting" });
+      assertEquals((await started.done).failed, []);
+      const ms = performance.now() - t0;
+      assert(ms < 10_000, `the run took ${Math.round(ms)} ms with 3.5 s of outages`);
+    } finally {
+      await f.close();
+    }
+  },
+});
