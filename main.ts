@@ -26,7 +26,7 @@ function shutdownSignal(): AbortSignal {
   return ac.signal;
 }
 
-async function main(args: string[]): Promise<number> {
+async function main(args: string[], signal: AbortSignal): Promise<number> {
   const [mode, ...rest] = args;
   const env = Deno.env.toObject();
   const config = parseConfig(env);
@@ -43,12 +43,12 @@ async function main(args: string[]): Promise<number> {
         err: stderr,
         isTty: Deno.stdout.isTerminal(),
         columns: Deno.stdout.isTerminal() ? Deno.consoleSize().columns : undefined,
-        signal: shutdownSignal(),
+        signal,
       });
     }
     case "sim-relay": {
       const { runSimRelayCli } = await import("./lib/sim_relay.ts");
-      return await runSimRelayCli(rest, env, { signal: shutdownSignal() });
+      return await runSimRelayCli(rest, env, { signal });
     }
     case "migrate": {
       const { openRuntime } = await import("./lib/runtime.ts");
@@ -60,7 +60,6 @@ async function main(args: string[]): Promise<number> {
     case "start": {
       const { openRuntime } = await import("./lib/runtime.ts");
       const { serve } = await import("./lib/server.ts");
-      const signal = shutdownSignal();
       const rt = await openRuntime({ config, log, signal });
       try {
         await serve({ runtime: rt, config, log, signal });
@@ -78,7 +77,6 @@ async function main(args: string[]): Promise<number> {
       }
       const { openRuntime } = await import("./lib/runtime.ts");
       const { runOneShot } = await import("./lib/oneshot.ts");
-      const signal = shutdownSignal();
       const rt = await openRuntime({ config, log, signal });
       try {
         if (opts.reset) {
@@ -116,15 +114,23 @@ async function main(args: string[]): Promise<number> {
 }
 
 if (import.meta.main) {
+  const signal = shutdownSignal();
   let code: number;
   try {
-    code = await main(Deno.args);
+    code = await main(Deno.args, signal);
   } catch (err) {
-    // Expected failures get one line; anything else keeps its stack for a bug report.
-    if (err instanceof InputError || err instanceof StoreError) {
+    if (signal.aborted && !(err instanceof InputError)) {
+      // A signal that interrupted startup (migrations, discovery) is a clean stop, not a failure.
+      console.error("stopped by signal");
+      code = 0;
+    } else if (err instanceof InputError || err instanceof StoreError) {
+      // Expected failures get one line; anything else keeps its stack for a bug report.
       console.error(`error: ${err.message}`);
-    } else console.error("error:", errorMessage(err), err instanceof Error ? `\n${err.stack}` : "");
-    code = err instanceof InputError ? 2 : 1;
+      code = err instanceof InputError ? 2 : 1;
+    } else {
+      console.error("error:", errorMessage(err), err instanceof Error ? `\n${err.stack}` : "");
+      code = 1;
+    }
   }
   Deno.exit(code);
 }

@@ -26,6 +26,8 @@ export interface RunSummary {
   readonly failed: readonly { collection: string; error: string }[];
   /** True when a stop or shutdown ended the run before every collection finished. */
   readonly stopped: boolean;
+  /** Why the run was stopped, when it was not a plain stop request (e.g. the run lock was lost). */
+  readonly stopReason?: string;
   readonly imported: number;
   readonly new: number;
   readonly seconds: number;
@@ -64,7 +66,7 @@ export interface BackfillerOptions {
     signal: AbortSignal,
   ) => Promise<Map<string, number>>;
   /** Takes the cross-process lock, or returns undefined when another process holds it. */
-  readonly lock?: () => Promise<RunLock | undefined>;
+  readonly lock?: (onLost: (err: Error) => void) => Promise<RunLock | undefined>;
   readonly concurrency: number;
   readonly pageLimit: number;
   readonly pagePauseMs: number;
@@ -135,7 +137,10 @@ export class Backfiller {
     let lock: RunLock | undefined;
     try {
       if (this.#o.lock) {
-        lock = await this.#o.lock();
+        lock = await this.#o.lock((err) => {
+          this.#o.log.error("backfill stopped: run lock lost", { error: err.message });
+          abort.abort(err);
+        });
         if (!lock) {
           throw new BusyError(
             "another process is running a backfill against this progress database",
@@ -336,6 +341,9 @@ export class Backfiller {
       completed,
       failed: state.failed,
       stopped: signal.aborted && completed + state.failed.length < queue.length,
+      stopReason: signal.aborted && !(signal.reason instanceof DOMException)
+        ? errorMessage(signal.reason)
+        : undefined,
       imported: state.imported,
       new: state.fresh,
       seconds: (this.#clock.now() - state.startedAt) / 1000,

@@ -19,22 +19,29 @@ export interface OneShotOptions {
  */
 export async function runOneShot(
   opts: OneShotOptions,
-): Promise<{ code: number; summary: RunSummary }> {
+): Promise<{ code: number; summary?: RunSummary }> {
   const now = opts.now ?? Date.now;
-  const started = await opts.backfiller.start(opts.request);
-  opts.out(
-    `backfill from ${started.source}: ${started.collections} collections, ${started.queued} to page` +
-      (opts.request.catchUp ? " (catch-up)" : ""),
-  );
+  // Listen before starting: a signal during planning (discovery, seeding) must stop it too.
   const onAbort = () => opts.backfiller.stop();
   opts.signal.addEventListener("abort", onAbort, { once: true });
-  const timer = setInterval(() => {
-    const state = opts.backfiller.state;
-    if (state) opts.out(progressLine(state, now()));
-  }, opts.progressEveryMs ?? 5_000);
+  let timer: ReturnType<typeof setInterval> | undefined;
   let summary: RunSummary;
   try {
+    if (opts.signal.aborted) throw opts.signal.reason;
+    const started = await opts.backfiller.start(opts.request);
+    opts.out(
+      `backfill from ${started.source}: ${started.collections} collections, ${started.queued} to page` +
+        (opts.request.catchUp ? " (catch-up)" : ""),
+    );
+    timer = setInterval(() => {
+      const state = opts.backfiller.state;
+      if (state) opts.out(progressLine(state, now()));
+    }, opts.progressEveryMs ?? 5_000);
     summary = await started.done;
+  } catch (err) {
+    if (!opts.signal.aborted) throw err;
+    opts.out("stopped by signal before the run began; nothing was lost");
+    return { code: 0 };
   } finally {
     clearInterval(timer);
     opts.signal.removeEventListener("abort", onAbort);
@@ -46,9 +53,12 @@ export async function runOneShot(
         formatCount(summary.new)
       } new to the index)`,
   );
-  if (summary.stopped) opts.out("stopped by signal; run it again to resume from the saved cursors");
+  if (summary.stopReason) opts.out(`stopped: ${summary.stopReason}`);
+  else if (summary.stopped) {
+    opts.out("stopped by signal; run it again to resume from the saved cursors");
+  }
   for (const f of summary.failed) opts.out(`failed: ${f.collection}: ${f.error}`);
-  return { code: summary.failed.length > 0 ? 1 : 0, summary };
+  return { code: summary.failed.length > 0 || summary.stopReason ? 1 : 0, summary };
 }
 
 /** One line of progress for a terminal or a log file. */

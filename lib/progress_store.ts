@@ -70,6 +70,8 @@ export function createSql(url: string, opts: { max?: number; schema?: string } =
     onnotice: () => {},
     connect_timeout: 10,
     idle_timeout: 60,
+    // Reconnect quickly after a restart; the default back-off grows to many seconds.
+    backoff: () => 0.25,
     connection: opts.schema ? { search_path: opts.schema } : undefined,
   });
 }

@@ -1,6 +1,6 @@
 /** Opening and closing the service's stateful parts in the right order, from a Config. */
 import type { Sql } from "postgres";
-import { Backfiller, type RunLock } from "./backfill.ts";
+import { Backfiller } from "./backfill.ts";
 import type { Config } from "./config.ts";
 import { discoverCollections } from "./discovery.ts";
 import { type EmbeddedPostgres, startEmbeddedPostgres } from "./embedded_pg.ts";
@@ -10,6 +10,7 @@ import { loadMigrations, migrate, MIGRATIONS_DIR } from "./migrate.ts";
 import { Metrics } from "./metrics.ts";
 import { createSql, ProgressStore } from "./progress_store.ts";
 import { HostLimiter } from "./rate_limiter.ts";
+import { takeRunLock } from "./run_lock.ts";
 import { SourceClient } from "./source_client.ts";
 import { listCollectionSizes } from "./source_sizes.ts";
 import type { Source } from "./source.ts";
@@ -53,6 +54,7 @@ export async function openRuntime(opts: RuntimeOptions): Promise<Runtime> {
       log.info("using embedded Postgres", { dir: `${config.dataDir}/pg` });
     }
     // PGlite serves one connection at a time.
+    const lockUrl = url;
     sql = createSql(url, { max: embedded ? 1 : 4, schema: opts.schema });
     const progress = new ProgressStore({ sql, log, signal: opts.signal });
     const applied = await progress.retrying(
@@ -98,7 +100,9 @@ export async function openRuntime(opts: RuntimeOptions): Promise<Runtime> {
           signal,
         }),
       sourceSizes: (client, signal) => listCollectionSizes(client, signal),
-      lock: embedded ? undefined : () => advisoryLock(sql!),
+      lock: embedded
+        ? undefined
+        : (onLost) => takeRunLock({ url: lockUrl, schema: opts.schema, onLost }),
       concurrency: config.concurrency,
       pageLimit: config.pageLimit,
       pagePauseMs: config.pagePauseMs,
@@ -123,7 +127,7 @@ export async function openRuntime(opts: RuntimeOptions): Promise<Runtime> {
       limiters,
       async close() {
         await backfiller.stop();
-        await openSql.end({ timeout: 5 }).catch(() => {});
+        await openSql.end({ timeout: 1 }).catch(() => {});
         await embedded?.close().catch(() => {});
         await index.close();
       },
@@ -134,31 +138,6 @@ export async function openRuntime(opts: RuntimeOptions): Promise<Runtime> {
     await index.close();
     throw err;
   }
-}
-
-/** Takes the cross-process run lock: a Postgres session advisory lock on a reserved connection. */
-export async function advisoryLock(sql: Sql): Promise<RunLock | undefined> {
-  const conn = await sql.reserve();
-  try {
-    const [r] =
-      await conn`SELECT pg_try_advisory_lock(hashtext('backfill:run:' || current_schema())) AS ok`;
-    if (!r.ok) {
-      conn.release();
-      return undefined;
-    }
-  } catch (err) {
-    conn.release();
-    throw err;
-  }
-  return {
-    async release() {
-      try {
-        await conn`SELECT pg_advisory_unlock(hashtext('backfill:run:' || current_schema()))`;
-      } finally {
-        conn.release();
-      }
-    },
-  };
 }
 
 /** Refreshes the gauges that are read at scrape time, then renders the metrics text. */

@@ -5,7 +5,7 @@ import { discoverCollections } from "../lib/discovery.ts";
 import { IndexStore } from "../lib/index_store.ts";
 import { type Logger, silentLogger } from "../lib/log.ts";
 import { HostLimiter } from "../lib/rate_limiter.ts";
-import { advisoryLock } from "../lib/runtime.ts";
+import { takeRunLock } from "../lib/run_lock.ts";
 import { SourceClient } from "../lib/source_client.ts";
 import { listCollectionSizes } from "../lib/source_sizes.ts";
 import { loadMigrations, migrate, MIGRATIONS_DIR } from "../lib/migrate.ts";
@@ -73,6 +73,8 @@ export function testBackfiller(opts: {
   maxAttempts?: number;
   timeoutMs?: number;
   log?: Logger;
+  /** Where the run lock connects (default TEST_DATABASE_URL). */
+  lockUrl?: string;
 }): Backfiller {
   const log = opts.log ?? silentLogger;
   const clients = new Map<string, SourceClient>();
@@ -102,7 +104,8 @@ export function testBackfiller(opts: {
         signal,
       }),
     sourceSizes: (client, signal) => listCollectionSizes(client, signal),
-    lock: () => advisoryLock(opts.db.sql),
+    lock: (onLost) =>
+      takeRunLock({ url: opts.lockUrl ?? TEST_DATABASE_URL, schema: opts.db.schema, onLost }),
     concurrency: opts.concurrency ?? 4,
     pageLimit: opts.pageLimit ?? 100,
     pagePauseMs: 0,

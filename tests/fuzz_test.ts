@@ -7,12 +7,12 @@ import { InputError } from "../lib/errors.ts";
 import { createApp, decodeCursor, encodeCursor } from "../lib/http_app.ts";
 import { silentLogger } from "../lib/log.ts";
 import { HostLimiter } from "../lib/rate_limiter.ts";
-import { advisoryLock } from "../lib/runtime.ts";
+import { takeRunLock } from "../lib/run_lock.ts";
 import { SourceClient } from "../lib/source_client.ts";
 import { parseSource, type Source } from "../lib/source.ts";
 import { isDid, isNsid } from "../lib/syntax.ts";
 import { freePort } from "./_child.ts";
-import { testDb, testIndex } from "./_helpers.ts";
+import { TEST_DATABASE_URL, testDb, testIndex } from "./_helpers.ts";
 
 const RUNS = Number(Deno.env.get("FUZZ_RUNS") ?? 2000);
 const SEED = Deno.env.get("FUZZ_SEED") ? Number(Deno.env.get("FUZZ_SEED")) : undefined;
@@ -339,7 +339,7 @@ Deno.test("fuzz HTTP routes: random methods, paths, queries and Authorization ne
       }),
     discover: () =>
       Promise.resolve({ collections: [KNOWN, "com.example.fuzz"], fromList: 2, fromIndex: 1 }),
-    lock: () => advisoryLock(db.sql),
+    lock: (onLost) => takeRunLock({ url: TEST_DATABASE_URL, schema: db.schema, onLost }),
     concurrency: 2,
     pageLimit: 100,
     pagePauseMs: 0,

@@ -4,7 +4,7 @@ import { BusyError } from "../lib/errors.ts";
 import type { IndexStore } from "../lib/index_store.ts";
 import { createLogger } from "../lib/log.ts";
 import { createSql, ProgressStore } from "../lib/progress_store.ts";
-import { advisoryLock } from "../lib/runtime.ts";
+import { takeRunLock } from "../lib/run_lock.ts";
 import { type SimRelay, startSimRelay } from "../lib/sim_relay.ts";
 import { makeWorld } from "../lib/sim_world.ts";
 import { parseSource } from "../lib/source.ts";
@@ -30,8 +30,7 @@ async function fixture(seed: number, opts: { lockThroughProxy?: boolean } = {}) 
   const log = createLogger({ level: "warn", write: (l) => warnings.push(l) });
   const sql = createSql(proxy.url(TEST_DATABASE_URL), { max: 4, schema: db.schema });
   const progress = new ProgressStore({ sql, log, maxRetryDelayMs: 250 });
-  // The run lock goes through the proxy only when asked: its connection dying is a separate bug.
-  const proxied: TestDb = { ...db, sql: opts.lockThroughProxy ? sql : db.sql, progress };
+  const proxied: TestDb = { ...db, sql, progress };
   const backfiller = testBackfiller({
     index: idx.index,
     db: proxied,
@@ -39,6 +38,7 @@ async function fixture(seed: number, opts: { lockThroughProxy?: boolean } = {}) 
     pageLimit: 50,
     concurrency: 2,
     log,
+    lockUrl: opts.lockThroughProxy ? proxy.url(TEST_DATABASE_URL) : undefined,
   });
   return {
     world,
@@ -115,22 +115,18 @@ Deno.test("Postgres restarts mid-run (FATAL 57P01 + refused, then 57P03 while st
   }
 });
 
-// BUG: lib/runtime.ts:154-160 — the lock's release() runs `SELECT pg_advisory_unlock(...)` on the
-// reserved connection even when that connection has died (Postgres restarted). postgres.js 3.4.9
-// then throws an uncaught TypeError ("Cannot read properties of null (reading 'write')" at
-// connection.js:255 nextWrite, upstream porsager/postgres#1208) from a setImmediate callback: no
-// `.catch` can stop it and the process dies. Backfiller calls release() when every run ends, so a
-// Postgres restart at any time during a run crashes the service when the run finishes or is stopped.
-// Expected: release() resolves or rejects; actual: the process (here: the test runner) crashes.
 Deno.test({
   name: "advisoryLock: releasing a lock whose connection died does not crash the process",
-  ignore: true,
   async fn() {
     const db = await testDb("pglock");
     const proxy = startPgProxy();
     const sql = createSql(proxy.url(TEST_DATABASE_URL), { max: 2, schema: db.schema });
     try {
-      const lock = await advisoryLock(sql);
+      const lock = await takeRunLock({
+        url: proxy.url(TEST_DATABASE_URL),
+        schema: db.schema,
+        onLost() {},
+      });
       assert(lock, "lock taken");
       await proxy.restart(300);
       await lock.release().catch(() => {});
@@ -143,15 +139,8 @@ Deno.test({
   },
 });
 
-// BUG: lib/runtime.ts:139-162 (advisoryLock) — the run lock is a Postgres *session* lock on one
-// reserved connection and nothing notices when that session ends. After a Postgres restart the run
-// carries on without the lock, and another process can start a concurrent backfill on the same
-// progress table. Expected: BusyError for the second start (or the first run re-takes the lock or
-// stops); actual: the second start is accepted while the first run is still paging. (Stopping the
-// first run afterwards can also hit the crash above.)
 Deno.test({
   name: "the run lock survives a Postgres restart: a second process stays refused",
-  ignore: true,
   async fn() {
     const f = await fixture(103, { lockThroughProxy: true });
     try {
@@ -185,14 +174,8 @@ Deno.test({
   },
 });
 
-// BUG: the end-to-end face of the release crash above: `main.ts backfill` whose Postgres restarts
-// mid-run completes every collection (the data is exact) but then, in most runs, dies with the
-// uncaught TypeError and exit code 1 instead of printing "done" and exiting 0; otherwise closing
-// often waits out `sql.end({ timeout: 5 })` (lib/runtime.ts:126). Seen over 5 runs: 3 crashes,
-// 1 exit 5 s late, 1 clean. Expected: exit 0 with the summary, promptly.
 Deno.test({
   name: "main.ts backfill through a restarting Postgres exits 0 with its summary",
-  ignore: true,
   async fn() {
     const world = makeWorld({ seed: 3, largeSizes: [3000, 2000], collections: 10 });
     const relay = await startSimRelay({ world, latencyMs: 20 });
@@ -235,15 +218,8 @@ Deno.test({
   },
 });
 
-// BUG (recovery time): two short outages (2 s + 1.5 s) turn a ~2.5 s run into ~18-20 s.
-// createSql (lib/progress_store.ts:67-75) keeps postgres.js's default reconnect back-off,
-// (0.5–1) × min(3^n / 100, 20) s with n the failed connects counted across the pool; the fast retries
-// of ProgressStore.retrying during an outage push n up, so pool connections come back seconds after
-// Postgres does, one by one, and operations queued on them wait. The same run with
-// `backoff: () => 0.1` passed to postgres() takes ~5.7 s. Expected: < 10 s; actual: ~18-20 s.
 Deno.test({
   name: "two short Postgres outages cost about their own length, not seconds more",
-  ignore: true,
   async fn() {
     const f = await fixture(101);
     try {
