@@ -17,7 +17,11 @@ async function run(args: string[], env: Record<string, string>, signal?: AbortSi
     signal,
   });
   const out = await cmd.output();
-  return { code: out.code, stdout: new TextDecoder().decode(out.stdout), stderr: new TextDecoder().decode(out.stderr) };
+  return {
+    code: out.code,
+    stdout: new TextDecoder().decode(out.stdout),
+    stderr: new TextDecoder().decode(out.stderr),
+  };
 }
 
 /** A fresh database for one suite, since a child process takes a URL, not a schema. */
@@ -88,7 +92,9 @@ Deno.test("cli: embedded Postgres needs no setup; a second process on the same d
   try {
     const first = run(["backfill"], env);
     // Wait until the first process holds the index, then start a second one.
-    for (let i = 0; i < 200 && (relay.stats.requests === 0); i++) await new Promise((r) => setTimeout(r, 50));
+    for (let i = 0; i < 200 && (relay.stats.requests === 0); i++) {
+      await new Promise((r) => setTimeout(r, 50));
+    }
     const second = await run(["backfill"], env);
     assertEquals(second.code, 1);
     const lines = second.stderr.trim().split("\n");
