@@ -124,15 +124,16 @@ export class IndexStore {
     const unique = [...new Set(dids)];
     const keys = unique.map((did) => rbcKey(collection, did));
     const existing = keys.length > 0 ? await this.#db.getMany(keys) : [];
-    const ops: { type: "put"; key: string; value: string }[] = [];
+    // A chained batch marshals far cheaper than an array of operation objects.
+    const batch = this.#db.batch();
     let imported = 0, fresh = 0;
     for (let i = 0; i < unique.length; i++) {
       const value = existing[i];
       if (value === mark) continue;
       imported++;
       if (value === undefined) fresh++;
-      ops.push({ type: "put", key: keys[i], value: mark });
-      ops.push({ type: "put", key: cbrKey(unique[i], collection), value: "" });
+      batch.put(keys[i], mark);
+      batch.put(cbrKey(unique[i], collection), "");
     }
     const sameGen = prev !== undefined && prev.gen === next.gen;
     const checkpoint: Checkpoint = {
@@ -141,8 +142,8 @@ export class IndexStore {
       new: (sameGen ? prev.new : 0) + fresh,
       pages: (sameGen ? prev.pages : 0) + 1,
     };
-    ops.push({ type: "put", key: CKPT + collection, value: JSON.stringify(checkpoint) });
-    await this.#db.batch(ops);
+    batch.put(CKPT + collection, JSON.stringify(checkpoint));
+    await batch.write();
     return { imported, new: fresh, checkpoint };
   }
 

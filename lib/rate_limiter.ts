@@ -127,7 +127,10 @@ export class HostLimiter {
           continue;
         }
         const w = this.#waiters.shift()!;
-        this.#nextFree = now + 1000 / this.currentRps;
+        // Timers fire late on a busy loop; carry the lateness (at most one slot) instead of losing it.
+        const interval = 1000 / this.currentRps;
+        const base = now - this.#nextFree <= interval ? this.#nextFree : now;
+        this.#nextFree = base + interval;
         w.resolve();
       }
     } finally {

@@ -307,3 +307,17 @@ Deno.test("resetDelayMs: table (no cap, no Retry-After)", () => {
     assertEquals(resetDelayMs(new Headers(h), NOW), want, JSON.stringify(h));
   }
 });
+
+Deno.test("HostLimiter: late timers do not lower the rate (lateness of up to one slot is carried)", async () => {
+  const clock = new FakeClock(T0);
+  // Every sleep overshoots by 30 ms, like timers on a busy event loop.
+  const late: Clock = { now: () => clock.now(), sleep: (ms, s) => clock.sleep(ms + 30, s) };
+  const limiter = new HostLimiter({ maxRps: 10, clock: late });
+  const got = await grants(limiter, clock, Array.from({ length: 21 }, (_, i) => [`r${i}`, 0]));
+  const span = got[20][1] - got[0][1];
+  // 20 intervals of 100 ms; without carrying the lateness this would take 20 × 130 ms.
+  assert(span <= 2000 + 30, `20 intervals took ${span} ms`);
+  for (let i = 2; i < got.length; i++) {
+    assert(got[i][1] - got[i - 2][1] >= 200 - 1e-9, "never more than one slot of catch-up");
+  }
+});
