@@ -1,7 +1,7 @@
 /** Entry point: parses the environment and arguments, then wires one mode together. */
 // Modes are imported lazily so that `status` from a laptop never loads the native index or Postgres.
 import { parseBackfillArgs, parseConfig } from "./lib/config.ts";
-import { errorMessage, InputError, StoreError } from "./lib/errors.ts";
+import { BusyError, errorMessage, InputError, StoreError } from "./lib/errors.ts";
 import { createLogger } from "./lib/log.ts";
 import { isNsid } from "./lib/syntax.ts";
 
@@ -10,7 +10,7 @@ const USAGE = `usage: deno task <mode>
   start                        run the server (admin API, XRPC, backfill loop)
   backfill [--source S] [--collection NSID]... [--catch-up] [--reset]
                                run a backfill to the end and exit
-  status [status|start [source]|full|watch|stop|reset NSID...]
+  status [status|start [source]|catch-up [source]|full|watch|stop|reset NSID...]
                                talk to a running server
   sim-relay [--help]           start the simulated source relay`;
 
@@ -28,6 +28,12 @@ function shutdownSignal(): AbortSignal {
 
 async function main(args: string[], signal: AbortSignal): Promise<number> {
   const [mode, ...rest] = args;
+  if (mode === undefined || mode === "help" || mode === "--help" || rest.includes("--help")) {
+    if (mode !== "status" && mode !== "sim-relay") {
+      console.log(USAGE);
+      return mode === undefined ? 2 : 0;
+    }
+  }
   const env = Deno.env.toObject();
   const config = parseConfig(env);
   const stderr = (line: string) => console.error(line);
@@ -123,7 +129,7 @@ if (import.meta.main) {
       // A signal that interrupted startup (migrations, discovery) is a clean stop, not a failure.
       console.error("stopped by signal");
       code = 0;
-    } else if (err instanceof InputError || err instanceof StoreError) {
+    } else if (err instanceof InputError || err instanceof StoreError || err instanceof BusyError) {
       // Expected failures get one line; anything else keeps its stack for a bug report.
       console.error(`error: ${err.message}`);
       code = err instanceof InputError ? 2 : 1;

@@ -4,7 +4,7 @@ import type { Discovered } from "./discovery.ts";
 import { BusyError, errorMessage, InputError } from "./errors.ts";
 import { freshCheckpoint, type IndexStore } from "./index_store.ts";
 import type { Logger } from "./log.ts";
-import type { ProgressRow, ProgressStore } from "./progress_store.ts";
+import type { ProgressRow, ProgressStore, RunIntent } from "./progress_store.ts";
 import { RunState } from "./run_state.ts";
 import { type Clock, systemClock } from "./sleep.ts";
 import type { SourceClient } from "./source_client.ts";
@@ -83,6 +83,10 @@ interface ActiveRun {
   state?: RunState;
   readonly abort: AbortController;
   done?: Promise<RunSummary>;
+  /** Resolves once the run (or its planning, or a reset) has let go of everything. */
+  readonly settled: Promise<void>;
+  readonly settle: () => void;
+  resumable: boolean;
 }
 
 /** Well-known large collections, started first when no better size is known. */
@@ -125,28 +129,19 @@ export class Backfiller {
 
   /** Plans and starts a run; throws BusyError if one is running here or in another process. */
   async start(req: RunRequest): Promise<StartedRun> {
-    if (this.#run) throw new BusyError("a backfill is already running");
     for (const c of req.collections ?? []) {
       if (!isNsid(c)) {
         throw new InputError(`collection ${JSON.stringify(c)} is not a valid NSID`, "collection");
       }
     }
-    const abort = new AbortController();
-    const run: ActiveRun = { abort };
-    this.#run = run;
-    let lock: RunLock | undefined;
+    const { run, lock } = await this.#claim("a backfill is already running");
+    const abort = run.abort;
     try {
-      if (this.#o.lock) {
-        lock = await this.#o.lock((err) => {
-          this.#o.log.error("backfill stopped: run lock lost", { error: err.message });
-          abort.abort(err);
-        });
-        if (!lock) {
-          throw new BusyError(
-            "another process is running a backfill against this progress database",
-          );
-        }
-      }
+      await this.#o.progress.beginRun({
+        source: req.source.name,
+        mode: req.catchUp ? "catch-up" : "full",
+        collections: req.collections,
+      });
       const plan = await this.#plan(req, abort.signal);
       const state = new RunState({
         id: ++this.#runs,
@@ -163,53 +158,97 @@ export class Backfiller {
         collections: plan.collections,
         queued: plan.queue.length,
       });
-      const heldLock = lock;
-      lock = undefined;
-      run.done = this.#execute(req, plan.queue, state, abort.signal).finally(async () => {
-        await heldLock?.release().catch(() => {});
+      const done = this.#execute(req, plan.queue, state, abort.signal).then(async (summary) => {
+        // A run ends unless a shutdown interrupted it: then a restarted server resumes it.
+        if (!run.resumable || !summary.stopped) await this.#o.progress.endRun().catch(() => {});
+        return summary;
+      }).finally(async () => {
         state.endedAt = this.#clock.now();
         this.#last = state;
-        this.#run = undefined;
+        await this.#release(run, lock);
       });
+      run.done = done;
       return {
         source: req.source.name,
         collections: plan.collections,
         queued: plan.queue.length,
-        done: run.done,
+        done,
       };
     } catch (err) {
-      await lock?.release().catch(() => {});
-      this.#run = undefined;
+      await this.#release(run, lock);
       throw err;
     }
   }
 
-  /** Asks the running backfill to stop; in-flight pages are checkpointed. Resolves when it has stopped. */
-  async stop(): Promise<boolean> {
+  /**
+   * Stops the running backfill (or its planning); in-flight pages are checkpointed. With
+   * `resumable`, as on shutdown, a restarted server picks the same run up again.
+   */
+  async stop(opts: { resumable?: boolean } = {}): Promise<boolean> {
     const run = this.#run;
     if (!run) return false;
+    run.resumable = opts.resumable ?? false;
     run.abort.abort(new DOMException("backfill stopped", "AbortError"));
-    await run.done?.catch(() => {});
+    await run.settled;
     return true;
+  }
+
+  /** The run a previous process left in flight, if any (see `stop({ resumable })`). */
+  async interrupted(): Promise<RunIntent | undefined> {
+    return await this.#o.progress.interruptedRun();
   }
 
   /** Starts collections over from the beginning: new generation, zero counts, empty cursor. */
   async reset(collections: readonly string[]): Promise<{ reset: string[]; unknown: string[] }> {
-    if (this.#run) throw new BusyError("cannot reset while a backfill is running");
-    const reset: string[] = [], unknown: string[] = [];
-    for (const c of collections) {
-      const row = await this.#o.progress.get(c);
-      const cp = await this.#o.index.getCheckpoint(c);
-      if (!row && !cp) {
-        unknown.push(c);
-        continue;
+    const { run, lock } = await this.#claim("cannot reset while a backfill is running");
+    try {
+      const reset: string[] = [], unknown: string[] = [];
+      for (const c of collections) {
+        const row = await this.#o.progress.get(c);
+        const cp = await this.#o.index.getCheckpoint(c);
+        if (!row && !cp) {
+          unknown.push(c);
+          continue;
+        }
+        const source = cp?.source ?? row!.source;
+        await this.#o.index.putCheckpoint(c, freshCheckpoint(source, cp?.gen));
+        if (row) await this.#o.progress.restart(c, source);
+        reset.push(c);
       }
-      const source = cp?.source ?? row!.source;
-      await this.#o.index.putCheckpoint(c, freshCheckpoint(source, cp?.gen));
-      if (row) await this.#o.progress.restart(c, source);
-      reset.push(c);
+      return { reset, unknown };
+    } finally {
+      await this.#release(run, lock);
     }
-    return { reset, unknown };
+  }
+
+  /** Takes exclusivity in this process (synchronously, so concurrent calls see it) and across processes. */
+  async #claim(busy: string): Promise<{ run: ActiveRun; lock?: RunLock }> {
+    if (this.#run) throw new BusyError(busy);
+    let settle!: () => void;
+    const settled = new Promise<void>((r) => settle = r);
+    const abort = new AbortController();
+    const run: ActiveRun = { abort, settled, settle, resumable: false };
+    this.#run = run;
+    try {
+      if (!this.#o.lock) return { run };
+      const lock = await this.#o.lock((err) => {
+        this.#o.log.error("backfill stopped: run lock lost", { error: err.message });
+        abort.abort(err);
+      });
+      if (!lock) {
+        throw new BusyError("another process is running a backfill against this progress database");
+      }
+      return { run, lock };
+    } catch (err) {
+      await this.#release(run, undefined);
+      throw err;
+    }
+  }
+
+  async #release(run: ActiveRun, lock: RunLock | undefined): Promise<void> {
+    await lock?.release().catch(() => {});
+    if (this.#run === run) this.#run = undefined;
+    run.settle();
   }
 
   async #plan(
@@ -240,11 +279,25 @@ export class Backfiller {
       }
     }
     const wanted = req.collections && req.collections.length > 0 ? new Set(names) : undefined;
-    const rows = (await progress.list()).filter((r) =>
-      (!wanted || wanted.has(r.collection)) && (req.catchUp || r.completedAt === null)
-    );
+    const rows: ProgressRow[] = [];
+    for (const r of await progress.list()) {
+      if (wanted && !wanted.has(r.collection)) continue;
+      if (req.catchUp || r.completedAt === null || !(await this.#indexHolds(r))) rows.push(r);
+    }
     rows.sort((a, b) => weight(b) - weight(a) || (a.collection < b.collection ? -1 : 1));
     return { collections: names.length, queue: rows };
+  }
+
+  /** A row marked complete is only trusted when the index's own checkpoint agrees (it may be new or restored). */
+  async #indexHolds(r: ProgressRow): Promise<boolean> {
+    const cp = await this.#o.index.getCheckpoint(r.collection);
+    const ok = cp !== undefined && cp.done && cp.source === r.source;
+    if (!ok) {
+      this.#o.log.warn("completed collection is not in the index; backfilling it again", {
+        collection: r.collection,
+      });
+    }
+    return ok;
   }
 
   #logSummary(state: RunState): void {

@@ -4,11 +4,10 @@ import { Pager } from "./paging.ts";
 import type { ProgressRow, ProgressStore, RowCheckpoint } from "./progress_store.ts";
 import type { SourceClient } from "./source_client.ts";
 import type { Clock } from "./sleep.ts";
+import { StuckError } from "./errors.ts";
 
-/** A collection that cannot go on: the source answered something the loop guards refuse. */
-export class StuckError extends Error {
-  override name = "StuckError";
-}
+// Pages in a row that list DIDs but add none: a source going round in circles with fresh cursors.
+const MAX_PAGES_WITHOUT_PROGRESS = 50;
 
 /** What a page did, reported as it becomes durable. */
 export interface PageEvent {
@@ -61,6 +60,7 @@ export async function runCollection(job: CollectionJob): Promise<CollectionOutco
   await progress.saveCheckpoint(collection, rowCheckpoint(cp));
   const pager = new Pager(cp.cursor);
   let writing: Promise<void> = Promise.resolve();
+  let idle = 0;
   try {
     for (;;) {
       const page = await client.listRepos(collection, pager.cursor, job.pageLimit, {
@@ -68,7 +68,9 @@ export async function runCollection(job: CollectionJob): Promise<CollectionOutco
         priority: job.priority,
       });
       const step = pager.advance(page.dids.length + page.invalid, page.cursor);
-      if (step.kind === "stuck") throw new StuckError(`${collection}: ${step.reason}`);
+      if (step.kind === "stuck") {
+        throw new StuckError(`${collection}: ${step.reason}`, { collection, cursor: pager.cursor });
+      }
       await writing;
       const done = step.kind === "done";
       const next = {
@@ -80,6 +82,13 @@ export async function runCollection(job: CollectionJob): Promise<CollectionOutco
       writing = (async () => {
         const r = await index.applyPage(collection, page.dids, next, cp);
         cp = r.checkpoint;
+        idle = r.imported === 0 && page.dids.length > 0 ? idle + 1 : 0;
+        if (idle >= MAX_PAGES_WITHOUT_PROGRESS) {
+          throw new StuckError(
+            `${collection}: source sent ${idle} pages in a row with only DIDs it had already listed`,
+            { collection, cursor: next.cursor },
+          );
+        }
         if (!done) await progress.saveCheckpoint(collection, rowCheckpoint(cp));
         job.onPage?.({
           collection,

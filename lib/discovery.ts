@@ -1,5 +1,6 @@
 /** Finding collections to backfill: lexicon.garden's `llms.txt` unioned with the index's own collections. */
 import ky from "ky";
+import { readCapped } from "./http_body.ts";
 import type { Logger } from "./log.ts";
 import { isDid, isNsid } from "./syntax.ts";
 
@@ -50,14 +51,14 @@ export async function discoverCollections(opts: DiscoverOptions): Promise<Discov
   let listed: string[] = [];
   let listError: string | undefined;
   try {
+    // One deadline covers headers and body, so a server that stalls mid-body cannot hang a run.
+    const deadline = AbortSignal.timeout(opts.timeoutMs ?? 30_000);
     const res = await ky.get(opts.listUrl, {
-      timeout: opts.timeoutMs ?? 30_000,
-      retry: { limit: 2 },
-      signal: opts.signal,
+      timeout: false,
+      retry: { limit: 2, maxRetryAfter: 10_000 },
+      signal: opts.signal ? AbortSignal.any([opts.signal, deadline]) : deadline,
     });
-    const text = await res.text();
-    if (text.length > (opts.maxBytes ?? 20 * 1024 * 1024)) throw new Error("list is too large");
-    listed = parseLlmsTxt(text);
+    listed = parseLlmsTxt(await readCapped(res, opts.maxBytes ?? 20 * 1024 * 1024));
   } catch (err) {
     if (opts.signal?.aborted) throw opts.signal.reason;
     listError = `cannot fetch collection list ${opts.listUrl}: ${(err as Error).message}`;

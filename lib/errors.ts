@@ -28,6 +28,14 @@ export class StoreError extends Error {
   }
 }
 
+/** A collection cannot go on: the source answered something the loop guards refuse. */
+export class StuckError extends Error {
+  override name = "StuckError";
+  constructor(message: string, readonly context: { collection: string; cursor: string }) {
+    super(message);
+  }
+}
+
 /** Another backfill already holds the lock (in this process or another): maps to HTTP 409. */
 export class BusyError extends Error {
   override name = "BusyError";

@@ -81,7 +81,9 @@ export function createApp(opts: AppOptions): Hono {
   admin.use("*", adminAuth(opts.adminPassword));
   admin.get("/backfill-collections", async (c) => {
     onlyParams(c.req.queries(), []);
-    const rows = await opts.progress.list();
+    const rows = await withTimeout(opts.progress.list(), 10_000).catch((err) => {
+      throw new HTTPException(503, { message: `progress database unavailable: ${err.message}` });
+    });
     return c.json(buildStatus(rows, opts.backfiller.state, opts.backfiller.running, now()));
   });
   admin.post("/backfill-collections", async (c) => {

@@ -56,6 +56,7 @@ export interface IndexStoreOptions {
 /** The LevelDB-backed collection index. */
 export class IndexStore {
   readonly #db: ClassicLevel<string, string>;
+  readonly #writing = new Map<string, Promise<unknown>>();
   readonly path: string;
 
   private constructor(db: ClassicLevel<string, string>, path: string) {
@@ -100,7 +101,11 @@ export class IndexStore {
   }
 
   /** Records one DID in one collection, both directions (live indexing's path). */
-  async addCollection(did: string, collection: string): Promise<void> {
+  addCollection(did: string, collection: string): Promise<void> {
+    return this.#serial(collection, () => this.#addCollection(did, collection));
+  }
+
+  async #addCollection(did: string, collection: string): Promise<void> {
     const key = rbcKey(collection, did);
     // Keep a backfill generation mark if there is one, so a later replay still counts once.
     if ((await this.#db.get(key)) !== undefined) return;
@@ -114,7 +119,16 @@ export class IndexStore {
    * Writes one page from the source and its checkpoint in a single atomic batch. A DID counts as
    * imported unless this generation already counted it, so replayed or repeated pages count once.
    */
-  async applyPage(
+  applyPage(
+    collection: string,
+    dids: readonly string[],
+    next: Omit<Checkpoint, "imported" | "new" | "pages">,
+    prev: Checkpoint | undefined,
+  ): Promise<PageResult> {
+    return this.#serial(collection, () => this.#applyPage(collection, dids, next, prev));
+  }
+
+  async #applyPage(
     collection: string,
     dids: readonly string[],
     next: Omit<Checkpoint, "imported" | "new" | "pages">,
@@ -154,8 +168,23 @@ export class IndexStore {
   }
 
   /** Replaces a collection's checkpoint (used to start over, e.g. on reset or a new source). */
-  async putCheckpoint(collection: string, checkpoint: Checkpoint): Promise<void> {
-    await this.#db.put(CKPT + collection, JSON.stringify(checkpoint));
+  putCheckpoint(collection: string, checkpoint: Checkpoint): Promise<void> {
+    return this.#serial(
+      collection,
+      () => this.#db.put(CKPT + collection, JSON.stringify(checkpoint)),
+    );
+  }
+
+  /** Runs writes to one collection one at a time: each reads marks that the one before wrote. */
+  #serial<T>(collection: string, fn: () => Promise<T>): Promise<T> {
+    const before = this.#writing.get(collection) ?? Promise.resolve();
+    const result = before.then(fn, fn);
+    const tail = result.then(() => {}, () => {});
+    this.#writing.set(collection, tail);
+    tail.then(() => {
+      if (this.#writing.get(collection) === tail) this.#writing.delete(collection);
+    });
+    return result;
   }
 
   /** Lists a collection's DIDs in key order, strictly after `after`, at most `limit`. */

@@ -22,7 +22,7 @@ export async function runOneShot(
 ): Promise<{ code: number; summary?: RunSummary }> {
   const now = opts.now ?? Date.now;
   // Listen before starting: a signal during planning (discovery, seeding) must stop it too.
-  const onAbort = () => opts.backfiller.stop();
+  const onAbort = () => opts.backfiller.stop({ resumable: true });
   opts.signal.addEventListener("abort", onAbort, { once: true });
   let timer: ReturnType<typeof setInterval> | undefined;
   let summary: RunSummary;

@@ -28,6 +28,14 @@ export interface RowCheckpoint {
   readonly new: number;
 }
 
+/** What a run was asked to do, kept so that a restarted server can resume it. */
+export interface RunIntent {
+  readonly source: string;
+  readonly mode: "full" | "catch-up";
+  /** Named collections, or undefined for a discovered run. */
+  readonly collections?: readonly string[];
+}
+
 /** Options for a ProgressStore. */
 export interface ProgressStoreOptions {
   readonly sql: Sql;
@@ -208,6 +216,38 @@ export class ProgressStore {
           FROM (VALUES ${this.sql(chunk.map((r) => [r.collection, r.n]))}) AS v(collection, n)
           WHERE p.collection = v.collection`;
       }
+    });
+  }
+
+  /** Records the run now starting; it stays open until endRun(). */
+  async beginRun(intent: RunIntent): Promise<void> {
+    const collections = intent.collections?.length ? [...intent.collections] : null;
+    await this.retrying("begin run", async () => {
+      await this.sql`
+        INSERT INTO backfill_run (id, source, mode, collections, started_at, ended_at)
+        VALUES (1, ${intent.source}, ${intent.mode}, ${collections}, now(), NULL)
+        ON CONFLICT (id) DO UPDATE SET source = EXCLUDED.source, mode = EXCLUDED.mode,
+          collections = EXCLUDED.collections, started_at = now(), ended_at = NULL`;
+    });
+  }
+
+  /** Marks the run finished (or deliberately stopped): nothing to resume. */
+  async endRun(): Promise<void> {
+    await this.retrying("end run", async () => {
+      await this.sql`UPDATE backfill_run SET ended_at = now() WHERE ended_at IS NULL`;
+    });
+  }
+
+  /** The run a previous process left open, if any. */
+  async interruptedRun(): Promise<RunIntent | undefined> {
+    return await this.retrying("interrupted run", async () => {
+      const [r] = await this.sql`SELECT * FROM backfill_run WHERE ended_at IS NULL`;
+      if (!r) return undefined;
+      return {
+        source: r.source as string,
+        mode: r.mode === "catch-up" ? "catch-up" : "full",
+        collections: (r.collections as string[] | null) ?? undefined,
+      };
     });
   }
 

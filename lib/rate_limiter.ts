@@ -139,9 +139,12 @@ export class HostLimiter {
   }
 }
 
+// No single wait longer than this, whatever a header says.
+const MAX_WAIT_MS = 15 * 60_000;
+
 function headerNumber(headers: Headers, name: string): number | undefined {
-  const v = headers.get(name);
-  if (v === null) return undefined;
+  const v = headers.get(name)?.trim();
+  if (!v) return undefined;
   // Draft headers may carry parameters ("100;w=60"); the number comes first.
   const n = Number(v.split(/[;,]/)[0].trim());
   return Number.isFinite(n) && n >= 0 ? n : undefined;
@@ -151,12 +154,13 @@ function headerNumber(headers: Headers, name: string): number | undefined {
 export function resetDelayMs(headers: Headers, now: number): number | undefined {
   const n = headerNumber(headers, "ratelimit-reset");
   if (n === undefined) return undefined;
-  return n > 1_000_000_000 ? Math.max(0, n * 1000 - now) : n * 1000;
+  const ms = n > 1_000_000_000 ? Math.max(0, n * 1000 - now) : n * 1000;
+  return Math.min(MAX_WAIT_MS, ms);
 }
 
 /** How long a 429 (or 503) asks us to wait: Retry-After in seconds or as an HTTP date, else RateLimit-Reset. */
 export function retryDelayMs(headers: Headers, now: number): number | undefined {
-  const MAX = 15 * 60_000;
+  const MAX = MAX_WAIT_MS;
   const ra = headers.get("retry-after")?.trim();
   if (ra) {
     if (/^[0-9]+(\.[0-9]+)?$/.test(ra)) return Math.min(MAX, Number(ra) * 1000);

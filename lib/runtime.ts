@@ -126,7 +126,7 @@ export async function openRuntime(opts: RuntimeOptions): Promise<Runtime> {
       backfiller,
       limiters,
       async close() {
-        await backfiller.stop();
+        await backfiller.stop({ resumable: true });
         await openSql.end({ timeout: 1 }).catch(() => {});
         await embedded?.close().catch(() => {});
         await index.close();

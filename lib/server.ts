@@ -54,28 +54,32 @@ export async function serve(opts: ServeOptions): Promise<void> {
       opts.onListen?.(addr);
     },
   }, app.fetch);
-  if (opts.autoResume ?? true) await resumeInterrupted(rt, log);
+  // Listen first: a signal during the boot-time resume must stop that run too.
   opts.signal.addEventListener("abort", () => {
     log.info("shutting down");
-    rt.backfiller.stop();
+    rt.backfiller.stop({ resumable: true });
   }, { once: true });
+  if ((opts.autoResume ?? true) && !opts.signal.aborted) await resumeInterrupted(rt, log);
   await server.finished;
-  await rt.backfiller.stop();
+  await rt.backfiller.stop({ resumable: true });
 }
 
-/** Restarts the collections that an earlier process was paging when it died (not the failed ones). */
+/** Resumes the run an earlier process was in the middle of when it was stopped or died. */
 async function resumeInterrupted(rt: Runtime, log: Logger): Promise<void> {
-  const rows = (await rt.progress.list()).filter((r) =>
-    r.completedAt === null && r.lastError === null && r.attempts > 0
-  );
-  if (rows.length === 0) return;
-  const source = rows[0].source;
-  const collections = rows.filter((r) => r.source === source).map((r) => r.collection);
+  const intent = await rt.backfiller.interrupted();
+  if (!intent) return;
   try {
-    const started = await rt.backfiller.start({ source: parseSource(source), collections });
-    log.info("resuming interrupted backfill", { source, collections: started.queued });
+    const started = await rt.backfiller.start({
+      source: parseSource(intent.source),
+      collections: intent.collections,
+      catchUp: intent.mode === "catch-up",
+    });
+    log.info("resuming interrupted backfill", { source: intent.source, queued: started.queued });
     started.done.catch((err) => log.error("backfill failed", { error: (err as Error).message }));
   } catch (err) {
-    log.warn("cannot resume interrupted backfill", { source, error: (err as Error).message });
+    log.warn("cannot resume interrupted backfill", {
+      source: intent.source,
+      error: (err as Error).message,
+    });
   }
 }

@@ -19,7 +19,10 @@ export function parseSource(input: string): Source {
   const shown = JSON.stringify(raw.length > 80 ? raw.slice(0, 80) + "…" : raw);
   if (raw === "") throw new InputError("source is empty", "source");
   if (raw.length > MAX_SOURCE_LENGTH) {
-    throw new InputError(`source is longer than ${MAX_SOURCE_LENGTH} characters`, "source");
+    throw new InputError(
+      `source ${shown} is longer than ${MAX_SOURCE_LENGTH} characters`,
+      "source",
+    );
   }
   if (!raw.includes("://")) {
     const host = raw.toLowerCase();
@@ -48,7 +51,9 @@ export function parseSource(input: string): Source {
   }
   const path = url.pathname.replace(/\/+$/, "");
   const baseUrl = `${url.protocol}//${url.host}${path}`;
-  return { name: baseUrl, baseUrl, host: url.host };
+  // `https://bsky.network` is the same source as `bsky.network`, and its cursors are the same.
+  const bare = url.protocol === "https:" && path === "" && url.username === "";
+  return { name: bare ? url.host : baseUrl, baseUrl, host: url.host };
 }
 
 function validPort(host: string): boolean {

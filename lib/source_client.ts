@@ -7,6 +7,7 @@ import { HostLimiter, retryDelayMs } from "./rate_limiter.ts";
 import { type Clock, systemClock } from "./sleep.ts";
 import type { Source } from "./source.ts";
 import { isDid } from "./syntax.ts";
+import { readCapped } from "./http_body.ts";
 
 /** One validated page from the source. */
 export interface SourcePage {
@@ -42,6 +43,9 @@ export interface SourceClientOptions {
 
 const XRPC = "/xrpc/com.atproto.sync.listReposByCollection";
 
+/** The User-Agent sent to sources, so their operators can tell who is asking. */
+export const USER_AGENT = "backfill (atproto collection index backfill)";
+
 /** Talks to one source relay; one ky instance (and so one connection pool) is reused for every page. */
 export class SourceClient {
   readonly source: Source;
@@ -73,7 +77,7 @@ export class SourceClient {
       retry: 0,
       timeout: false,
       throwHttpErrors: false,
-      headers: { "user-agent": opts.userAgent ?? "backfill (atproto collection index backfill)" },
+      headers: { "user-agent": opts.userAgent ?? USER_AGENT },
     });
   }
 
@@ -231,46 +235,6 @@ export function parsePage(body: string, source: string, collection: string): Sou
     invalid,
     cursor: typeof cursor === "string" && cursor !== "" ? cursor : undefined,
   };
-}
-
-async function readCapped(res: Response, max: number): Promise<string> {
-  const declared = Number(res.headers.get("content-length") ?? NaN);
-  if (declared > max) {
-    await res.body?.cancel();
-    throw tooLarge(res, declared, max);
-  }
-  if (!res.body) return "";
-  const reader = res.body.getReader();
-  const chunks: Uint8Array[] = [];
-  let size = 0;
-  for (;;) {
-    const { done, value } = await reader.read();
-    if (done) break;
-    size += value.byteLength;
-    if (size > max) {
-      await reader.cancel();
-      throw tooLarge(res, size, max);
-    }
-    chunks.push(value);
-  }
-  const all = new Uint8Array(size);
-  let off = 0;
-  for (const c of chunks) {
-    all.set(c, off);
-    off += c.byteLength;
-  }
-  return new TextDecoder().decode(all);
-}
-
-function tooLarge(res: Response, size: number, max: number): SourceError {
-  return new SourceError(
-    `response from ${res.url} is larger than ${max} bytes (at least ${size})`,
-    {
-      url: res.url,
-      status: res.status,
-      retryable: false,
-    },
-  );
 }
 
 function describe(err: unknown): string {

@@ -1,5 +1,6 @@
 /** Collection sizes from a source's collection directory (`/v1/listCollections`), when it offers one. */
-import type { SourceClient } from "./source_client.ts";
+import { readCapped } from "./http_body.ts";
+import { type SourceClient, USER_AGENT } from "./source_client.ts";
 
 /**
  * Asks the source how many DIDs each collection has. The endpoint is optional and non-standard,
@@ -17,13 +18,17 @@ export async function listCollectionSizes(
     await client.limiter.acquire(0, signal);
     const res = await fetch(url, {
       signal: AbortSignal.any([signal, AbortSignal.timeout(15_000)]),
+      headers: { "user-agent": USER_AGENT },
     });
     client.limiter.observe(res.status, res.headers);
     if (!res.ok) {
       await res.body?.cancel();
       break;
     }
-    const body = await res.json() as { collections?: unknown; cursor?: unknown };
+    const body = JSON.parse(await readCapped(res, 8 * 1024 * 1024)) as {
+      collections?: unknown;
+      cursor?: unknown;
+    };
     const cols = body.collections;
     if (cols && typeof cols === "object" && !Array.isArray(cols)) {
       for (const [k, v] of Object.entries(cols)) if (typeof v === "number") sizes.set(k, v);

@@ -294,12 +294,14 @@ Deno.test("retryDelayMs: table", () => {
   assertEquals(wrong, []);
 });
 
-Deno.test("resetDelayMs: table (no cap, no Retry-After)", () => {
+Deno.test("resetDelayMs: table (capped at 15 minutes, no Retry-After)", () => {
   const cases: [Record<string, string>, number | undefined][] = [
     [{}, undefined],
     [{ "retry-after": "5" }, undefined],
     [{ "ratelimit-reset": "0" }, 0],
-    [{ "ratelimit-reset": "5000" }, 5_000_000],
+    [{ "ratelimit-reset": "500" }, 500_000],
+    [{ "ratelimit-reset": "86400" }, 900_000],
+    [{ "ratelimit-reset": "" }, undefined],
     [{ "ratelimit-reset": String(NOW / 1000 + 1) }, 1_000],
     [{ "ratelimit-reset": "abc" }, undefined],
   ];

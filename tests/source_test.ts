@@ -42,27 +42,27 @@ const GOOD: [string, Source][] = [
     host: "127.0.0.1:2470",
   }],
   ["https://relay.example.com", {
-    name: "https://relay.example.com",
+    name: "relay.example.com",
     baseUrl: "https://relay.example.com",
     host: "relay.example.com",
   }],
   ["https://relay.example.com/", {
-    name: "https://relay.example.com",
+    name: "relay.example.com",
     baseUrl: "https://relay.example.com",
     host: "relay.example.com",
   }],
   ["https://relay.example.com///", {
-    name: "https://relay.example.com",
+    name: "relay.example.com",
     baseUrl: "https://relay.example.com",
     host: "relay.example.com",
   }],
   ["HTTPS://Relay.Example.COM", {
-    name: "https://relay.example.com",
+    name: "relay.example.com",
     baseUrl: "https://relay.example.com",
     host: "relay.example.com",
   }],
   ["https://relay.example.com:443/", {
-    name: "https://relay.example.com",
+    name: "relay.example.com",
     baseUrl: "https://relay.example.com",
     host: "relay.example.com",
   }],

@@ -1,0 +1,114 @@
+import { assert, assertEquals, assertRejects } from "./_assert.ts";
+import { discoverCollections } from "../lib/discovery.ts";
+import { BusyError } from "../lib/errors.ts";
+import { IndexStore } from "../lib/index_store.ts";
+import { silentLogger } from "../lib/log.ts";
+import { makeWorld, worldFromLists } from "../lib/sim_world.ts";
+import { startSimRelay } from "../lib/sim_relay.ts";
+import { parseSource } from "../lib/source.ts";
+import { indexDids, testBackfiller, testDb } from "./_helpers.ts";
+
+Deno.test("a collection marked complete in Postgres but missing from a new index is backfilled again", async () => {
+  const world = makeWorld({ seed: 71, largeSizes: [300], collections: 3 });
+  const relay = await startSimRelay({ world });
+  const db = await testDb("edge");
+  const dir = await Deno.makeTempDir();
+  try {
+    let index = await IndexStore.open({ path: `${dir}/a` });
+    await (await testBackfiller({ index, db, listUrl: `${relay.url}/llms.txt` }).start({
+      source: parseSource(relay.url),
+    })).done;
+    await index.close();
+    // The operator replaces the index volume; Postgres still says complete.
+    index = await IndexStore.open({ path: `${dir}/b` });
+    const again = await testBackfiller({ index, db, listUrl: `${relay.url}/llms.txt` }).start({
+      source: parseSource(relay.url),
+    });
+    assertEquals(again.queued, world.collections().length);
+    await again.done;
+    for (const c of world.collections()) {
+      assertEquals(await indexDids(index, c), [...world.dids(c)].sort(), c);
+      assertEquals((await db.progress.get(c))?.imported, world.size(c));
+    }
+    await index.close();
+  } finally {
+    await relay.close();
+    await db.drop();
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("reset holds the backfiller: a start during a reset is refused, and vice versa", async () => {
+  const world = makeWorld({ seed: 73, largeSizes: [2000], collections: 2 });
+  const relay = await startSimRelay({ world, latencyMs: 20 });
+  const db = await testDb("edge");
+  const dir = await Deno.makeTempDir();
+  const index = await IndexStore.open({ path: dir });
+  try {
+    const b = testBackfiller({ index, db, listUrl: `${relay.url}/llms.txt`, pageLimit: 100 });
+    const source = parseSource(relay.url);
+    await (await b.start({ source })).done;
+    const [c] = world.collections();
+    const resetting = b.reset([c]);
+    await assertRejects(() => b.start({ source }), BusyError);
+    assertEquals((await resetting).reset, [c]);
+    const run = await b.start({ source });
+    await assertRejects(() => b.reset([c]), BusyError);
+    await run.done;
+    assertEquals((await db.progress.get(c))?.imported, world.size(c));
+  } finally {
+    await index.close();
+    await relay.close();
+    await db.drop();
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("a source that keeps sending fresh cursors over DIDs it already listed is stopped", async () => {
+  const same = Array.from({ length: 6000 }, () => "did:plc:aaaaaaaaaaaaaaaaaaaaaaaa");
+  const relay = await startSimRelay({ world: worldFromLists({ "com.example.loop": same }) });
+  const db = await testDb("edge");
+  const dir = await Deno.makeTempDir();
+  const index = await IndexStore.open({ path: dir });
+  try {
+    const b = testBackfiller({ index, db, listUrl: `${relay.url}/llms.txt`, pageLimit: 100 });
+    const summary =
+      await (await b.start({ source: parseSource(relay.url), collections: ["com.example.loop"] }))
+        .done;
+    assertEquals(summary.failed.length, 1);
+    assert(summary.failed[0].error.includes("already listed"), summary.failed[0].error);
+    assert(relay.stats.pages < 60, `stopped after ${relay.stats.pages} pages`);
+    assertEquals((await db.progress.get("com.example.loop"))?.imported, 1);
+  } finally {
+    await index.close();
+    await relay.close();
+    await db.drop();
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("discovery gives up on a list whose body stalls, and goes on with the index", async () => {
+  const server = Deno.serve({ port: 0, hostname: "127.0.0.1", onListen() {} }, () =>
+    new Response(
+      new ReadableStream({
+        start(ctrl) {
+          ctrl.enqueue(new TextEncoder().encode("# Lexicon Garden\n"));
+          // never closes
+        },
+      }),
+    ));
+  try {
+    const t0 = performance.now();
+    const found = await discoverCollections({
+      listUrl: `http://127.0.0.1:${server.addr.port}/llms.txt`,
+      indexCollections: () => Promise.resolve(["com.example.indexed"]),
+      log: silentLogger,
+      timeoutMs: 500,
+    });
+    assert(performance.now() - t0 < 5_000);
+    assertEquals(found.collections, ["com.example.indexed"]);
+    assert(found.listError);
+  } finally {
+    await server.shutdown();
+  }
+});
