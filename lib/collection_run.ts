@@ -61,6 +61,8 @@ export async function runCollection(job: CollectionJob): Promise<CollectionOutco
   const pager = new Pager(cp.cursor);
   let writing: Promise<void> = Promise.resolve();
   let idle = 0;
+  // DIDs of the page most recently handed to the writer; see IndexStore.applyPage.
+  let writtenDids: ReadonlySet<string> = new Set();
   try {
     for (;;) {
       const page = await client.listRepos(collection, pager.cursor, job.pageLimit, {
@@ -71,7 +73,12 @@ export async function runCollection(job: CollectionJob): Promise<CollectionOutco
       if (step.kind === "stuck") {
         throw new StuckError(`${collection}: ${step.reason}`, { collection, cursor: pager.cursor });
       }
+      // Read the index for this page while the previous one is still being written.
+      const lookup = index.lookup(collection, page.dids);
+      lookup.catch(() => {});
       await writing;
+      const carried = writtenDids;
+      writtenDids = new Set(page.dids);
       const done = step.kind === "done";
       const next = {
         source,
@@ -80,7 +87,10 @@ export async function runCollection(job: CollectionJob): Promise<CollectionOutco
         done,
       };
       writing = (async () => {
-        const r = await index.applyPage(collection, page.dids, next, cp);
+        const r = await index.applyPage(collection, page.dids, next, cp, {
+          lookup: await lookup,
+          carried,
+        });
         cp = r.checkpoint;
         idle = r.imported === 0 && page.dids.length > 0 ? idle + 1 : 0;
         if (idle >= MAX_PAGES_WITHOUT_PROGRESS) {

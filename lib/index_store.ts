@@ -38,6 +38,14 @@ export interface PageResult {
   readonly checkpoint: Checkpoint;
 }
 
+/** What the index held for a page's DIDs, read ahead of the page's write. */
+export interface PageLookup {
+  readonly collection: string;
+  readonly unique: readonly string[];
+  readonly keys: readonly string[];
+  readonly existing: readonly (string | undefined)[];
+}
+
 /** One page of a collection's DIDs as listed from the index. */
 export interface DidPage {
   readonly dids: string[];
@@ -70,8 +78,8 @@ export class IndexStore {
     const db = new ClassicLevel<string, string>(opts.path, {
       keyEncoding: "utf8",
       valueEncoding: "utf8",
-      cacheSize: opts.cacheSize ?? 32 * 1024 * 1024,
-      writeBufferSize: opts.writeBufferSize ?? 32 * 1024 * 1024,
+      cacheSize: opts.cacheSize ?? 16 * 1024 * 1024,
+      writeBufferSize: opts.writeBufferSize ?? 8 * 1024 * 1024,
     });
     try {
       await db.open();
@@ -115,17 +123,28 @@ export class IndexStore {
     ]);
   }
 
+  /** Reads which of a page's DIDs the index already holds in a collection: the read half of applyPage. */
+  async lookup(collection: string, dids: readonly string[]): Promise<PageLookup> {
+    const unique = [...new Set(dids)];
+    const keys = unique.map((did) => rbcKey(collection, did));
+    const existing = keys.length > 0 ? await this.#db.getMany(keys) : [];
+    return { collection, unique, keys, existing };
+  }
+
   /**
    * Writes one page from the source and its checkpoint in a single atomic batch. A DID counts as
    * imported unless this generation already counted it, so replayed or repeated pages count once.
+   * A `lookup` done ahead of time may predate the previous page's write; `carried` lists that
+   * page's DIDs, which the write marked, so they are not counted again.
    */
   applyPage(
     collection: string,
     dids: readonly string[],
     next: Omit<Checkpoint, "imported" | "new" | "pages">,
     prev: Checkpoint | undefined,
+    ahead?: { lookup: PageLookup; carried: ReadonlySet<string> },
   ): Promise<PageResult> {
-    return this.#serial(collection, () => this.#applyPage(collection, dids, next, prev));
+    return this.#serial(collection, () => this.#applyPage(collection, dids, next, prev, ahead));
   }
 
   async #applyPage(
@@ -133,17 +152,17 @@ export class IndexStore {
     dids: readonly string[],
     next: Omit<Checkpoint, "imported" | "new" | "pages">,
     prev: Checkpoint | undefined,
+    ahead?: { lookup: PageLookup; carried: ReadonlySet<string> },
   ): Promise<PageResult> {
     const mark = String(next.gen);
-    const unique = [...new Set(dids)];
-    const keys = unique.map((did) => rbcKey(collection, did));
-    const existing = keys.length > 0 ? await this.#db.getMany(keys) : [];
+    const { unique, keys, existing } = ahead?.lookup ?? await this.lookup(collection, dids);
+    const carried = ahead?.carried;
     // A chained batch marshals far cheaper than an array of operation objects.
     const batch = this.#db.batch();
     let imported = 0, fresh = 0;
     for (let i = 0; i < unique.length; i++) {
       const value = existing[i];
-      if (value === mark) continue;
+      if (value === mark || carried?.has(unique[i])) continue;
       imported++;
       if (value === undefined) fresh++;
       batch.put(keys[i], mark);

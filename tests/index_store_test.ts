@@ -392,3 +392,35 @@ Deno.test("IndexStore: close is safe twice and reports isOpen", async () => {
     await Deno.remove(dir, { recursive: true });
   }
 });
+
+Deno.test("applyPage with a lookup read ahead of the previous page's write counts each DID once", async () => {
+  const { index, cleanup } = await testIndex();
+  try {
+    const c = "com.example.ahead";
+    const [x, y, z] = ["did:plc:x", "did:plc:y", "did:plc:z"];
+    const next = { source: "s", gen: 1, cursor: "1", done: false };
+    const aheadLookup = await index.lookup(c, [y, z]); // read before page 1 is written
+    const first = await index.applyPage(c, [x, y], next, undefined);
+    const second = await index.applyPage(c, [y, z], { ...next, cursor: "2" }, first.checkpoint, {
+      lookup: aheadLookup,
+      carried: new Set([x, y]),
+    });
+    assertEquals([second.imported, second.new], [1, 1]);
+    assertEquals([second.checkpoint.imported, second.checkpoint.new], [3, 3]);
+    // Without the carried set the stale lookup would count y twice: the guard is what keeps it exact.
+    const stale = await index.lookup(c, ["did:plc:w"]);
+    const third = await index.applyPage(
+      c,
+      ["did:plc:w"],
+      { ...next, cursor: "3" },
+      second.checkpoint,
+      {
+        lookup: stale,
+        carried: new Set(),
+      },
+    );
+    assertEquals(third.checkpoint.imported, 4);
+  } finally {
+    await cleanup();
+  }
+});
