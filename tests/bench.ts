@@ -282,7 +282,8 @@ async function runMode(
     served.push([Math.round((performance.now() - t0) / 100) / 10, listed()]);
   }, 1000);
   const out = await new Deno.Command(Deno.execPath(), {
-    args: ["run", "-A", CHILD],
+    // The same V8 flags as the `start` and `backfill` tasks, so the figures are the shipped ones.
+    args: ["run", "-A", "--v8-flags=--max-semi-space-size=2", CHILD],
     cwd: ROOT,
     env: { ...inheritedEnv(), ...env },
     clearEnv: true,
@@ -331,7 +332,9 @@ async function runMode(
       fmtInt(r.listRequests)
     } requests, ${fmtInt(report.imported / (report.wallMs / 1000))} DIDs/s, peak RSS ${
       report.peakRssMb.toFixed(0)
-    } MB, ${problems.length ? "WRONG: " + problems.join("; ") : "verified"}`,
+    } MB (V8 heap peak ${report.peakHeapMb.toFixed(0)} MB, RSS at start ${
+      report.rssBeforeMb.toFixed(0)
+    } MB), ${problems.length ? "WRONG: " + problems.join("; ") : "verified"}`,
   );
   return r;
 }

@@ -15,6 +15,8 @@ export interface ChildReport {
   readonly imported: number;
   readonly pages: number;
   readonly peakRssMb: number;
+  /** Largest V8 heap seen (sampled every 20 ms), to tell JS memory from native. */
+  readonly peakHeapMb: number;
   readonly rssBeforeMb: number;
   readonly limiter: { granted: number; throttled: number; waitedMs: number };
   /** Once a second: seconds since start, DIDs imported, pages, collections active and finished. */
@@ -51,6 +53,7 @@ async function main(): Promise<void> {
   const seen = new Set<string>();
   let tracked = false;
   const lags: number[] = [];
+  let peakHeapMb = 0;
   let lastTick = performance.now();
   const sample = () => {
     const s = rt.backfiller.state;
@@ -62,6 +65,7 @@ async function main(): Promise<void> {
   const watch = setInterval(() => {
     const now = performance.now();
     lags.push(Math.max(0, now - lastTick - 20));
+    peakHeapMb = Math.max(peakHeapMb, Deno.memoryUsage().heapTotal / 1e6);
     lastTick = now;
     const s = rt.backfiller.state;
     if (!s) return;
@@ -105,6 +109,7 @@ async function main(): Promise<void> {
     imported: summary.imported,
     pages,
     peakRssMb: procStatusMb("VmHWM"),
+    peakHeapMb,
     rssBeforeMb,
     limiter,
     timeline,
