@@ -125,8 +125,15 @@ export class IndexStore {
 
   /** Reads which of a page's DIDs the index already holds in a collection: the read half of applyPage. */
   async lookup(collection: string, dids: readonly string[]): Promise<PageLookup> {
-    const unique = [...new Set(dids)];
-    const keys = unique.map((did) => rbcKey(collection, did));
+    const prefix = RBC + collection + SEP;
+    const seen = new Set<string>();
+    const unique: string[] = [], keys: string[] = [];
+    for (const did of dids) {
+      if (seen.has(did)) continue;
+      seen.add(did);
+      unique.push(did);
+      keys.push(prefix + did);
+    }
     const existing = keys.length > 0 ? await this.#db.getMany(keys) : [];
     return { collection, unique, keys, existing };
   }
@@ -157,6 +164,7 @@ export class IndexStore {
     const mark = String(next.gen);
     const { unique, keys, existing } = ahead?.lookup ?? await this.lookup(collection, dids);
     const carried = ahead?.carried;
+    const suffix = SEP + collection;
     // A chained batch marshals far cheaper than an array of operation objects.
     const batch = this.#db.batch();
     let imported = 0, fresh = 0;
@@ -166,7 +174,7 @@ export class IndexStore {
       imported++;
       if (value === undefined) fresh++;
       batch.put(keys[i], mark);
-      batch.put(cbrKey(unique[i], collection), "");
+      batch.put(CBR + unique[i] + suffix, "");
     }
     const sameGen = prev !== undefined && prev.gen === next.gen;
     const checkpoint: Checkpoint = {
