@@ -40,6 +40,8 @@ export interface StartedRun {
   readonly collections: number;
   /** Of those, how many this run will page (the rest are already complete). */
   readonly queued: number;
+  /** Why discovery fell back to the index's collections, when it did. */
+  readonly listError?: string;
   readonly done: Promise<RunSummary>;
 }
 
@@ -172,6 +174,7 @@ export class Backfiller {
         source: req.source.name,
         collections: plan.collections,
         queued: plan.queue.length,
+        listError: plan.listError,
         done,
       };
     } catch (err) {
@@ -254,9 +257,10 @@ export class Backfiller {
   async #plan(
     req: RunRequest,
     signal: AbortSignal,
-  ): Promise<{ collections: number; queue: ProgressRow[] }> {
+  ): Promise<{ collections: number; queue: ProgressRow[]; listError?: string }> {
     const { progress, log } = this.#o;
     let names: string[];
+    let listError: string | undefined;
     if (req.collections && req.collections.length > 0) {
       names = [...new Set(req.collections)];
     } else {
@@ -267,6 +271,7 @@ export class Backfiller {
         from_index: found.fromIndex,
       });
       names = found.collections;
+      listError = found.listError;
     }
     await progress.seed(names, req.source.name);
     if (this.#o.sourceSizes) {
@@ -285,7 +290,7 @@ export class Backfiller {
       if (req.catchUp || r.completedAt === null || !(await this.#indexHolds(r))) rows.push(r);
     }
     rows.sort((a, b) => weight(b) - weight(a) || (a.collection < b.collection ? -1 : 1));
-    return { collections: names.length, queue: rows };
+    return { collections: names.length, queue: rows, listError };
   }
 
   /** A row marked complete is only trusted when the index's own checkpoint agrees (it may be new or restored). */

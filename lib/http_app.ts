@@ -114,6 +114,7 @@ export function createApp(opts: AppOptions): Hono {
       mode,
       collections: started.collections,
       queued: started.queued,
+      ...(started.listError ? { warning: started.listError } : {}),
     });
   });
   admin.post("/backfill-collections/stop", async (c) => {

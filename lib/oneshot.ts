@@ -29,6 +29,9 @@ export async function runOneShot(
   try {
     if (opts.signal.aborted) throw opts.signal.reason;
     const started = await opts.backfiller.start(opts.request);
+    if (started.listError) {
+      opts.out(`warning: ${started.listError}; using the collections already in the index`);
+    }
     opts.out(
       `backfill from ${started.source}: ${started.collections} collections, ${started.queued} to page` +
         (opts.request.catchUp ? " (catch-up)" : ""),
