@@ -9,7 +9,8 @@ import type { Logger } from "./log.ts";
 import type { ProgressStore } from "./progress_store.ts";
 import { parseSource, type Source } from "./source.ts";
 import { buildStatus } from "./status.ts";
-import { isDid, isNsid } from "./syntax.ts";
+import { decodeCursor, encodeCursor } from "./xrpc_cursor.ts";
+import { isNsid } from "./syntax.ts";
 
 /** What the HTTP app needs. */
 export interface AppOptions {
@@ -159,27 +160,6 @@ export function createApp(opts: AppOptions): Hono {
     return c.json({ error: "InternalServerError", message: "internal error" }, 500);
   });
   return app;
-}
-
-/** Encodes an XRPC cursor: opaque base64url of the last DID served. */
-export function encodeCursor(did: string): string {
-  const bytes = new TextEncoder().encode(did);
-  let bin = "";
-  for (const b of bytes) bin += String.fromCharCode(b);
-  return btoa(bin).replace(/\+/g, "-").replace(/\//g, "_").replace(/=+$/, "");
-}
-
-/** Decodes an XRPC cursor; undefined when it is not one this server could have issued. */
-export function decodeCursor(cursor: string): string | undefined {
-  if (cursor.length > 4096 || !/^[A-Za-z0-9_-]+$/.test(cursor)) return undefined;
-  try {
-    const bin = atob(cursor.replace(/-/g, "+").replace(/_/g, "/"));
-    const bytes = Uint8Array.from(bin, (ch) => ch.charCodeAt(0));
-    const did = new TextDecoder("utf-8", { fatal: true }).decode(bytes);
-    return isDid(did) && encodeCursor(did) === cursor ? did : undefined;
-  } catch {
-    return undefined;
-  }
 }
 
 function xrpcError(c: { json: (b: unknown, s: 400) => Response }, message: string): Response {

@@ -5,6 +5,7 @@ import { createApp } from "./http_app.ts";
 import type { Logger } from "./log.ts";
 import { renderMetrics, type Runtime } from "./runtime.ts";
 import { parseSource } from "./source.ts";
+import { startRetryLoop } from "./retry_loop.ts";
 import { statusPageRoutes } from "./status_page.ts";
 
 /** Options for serve(). */
@@ -60,6 +61,7 @@ export async function serve(opts: ServeOptions): Promise<void> {
     rt.backfiller.stop({ resumable: true });
   }, { once: true });
   if ((opts.autoResume ?? true) && !opts.signal.aborted) await resumeInterrupted(rt, log);
+  startRetryLoop({ backfiller: rt.backfiller, progress: rt.progress, log, signal: opts.signal });
   await server.finished;
   await rt.backfiller.stop({ resumable: true });
 }

@@ -6,6 +6,7 @@ import { silentLogger } from "../lib/log.ts";
 import { makeWorld, worldFromLists } from "../lib/sim_world.ts";
 import { startSimRelay } from "../lib/sim_relay.ts";
 import { parseSource } from "../lib/source.ts";
+import { startRetryLoop } from "../lib/retry_loop.ts";
 import { indexDids, testBackfiller, testDb } from "./_helpers.ts";
 
 Deno.test("a collection marked complete in Postgres but missing from a new index is backfilled again", async () => {
@@ -110,5 +111,42 @@ Deno.test("discovery gives up on a list whose body stalls, and goes on with the 
     assert(found.listError);
   } finally {
     await server.shutdown();
+  }
+});
+
+Deno.test("server's retry loop runs failed collections again once they are due", async () => {
+  const world = makeWorld({ seed: 79, largeSizes: [250], collections: 4 });
+  const bad = world.collections()[1];
+  const relay = await startSimRelay({ world, forbidden: [bad] });
+  const db = await testDb("edge");
+  const dir = await Deno.makeTempDir();
+  const index = await IndexStore.open({ path: dir });
+  const ac = new AbortController();
+  try {
+    const b = testBackfiller({ index, db, listUrl: `${relay.url}/llms.txt` });
+    const first = await (await b.start({ source: parseSource(relay.url) })).done;
+    assertEquals(first.failed.map((f) => f.collection), [bad]);
+    relay.setFaults({ forbidden: [] });
+    startRetryLoop({
+      backfiller: b,
+      progress: db.progress,
+      log: silentLogger,
+      signal: ac.signal,
+      everyMs: 20,
+    });
+    for (let i = 0; i < 200 && (await db.progress.get(bad))?.completedAt == null; i++) {
+      await new Promise((r) => setTimeout(r, 20));
+    }
+    while (b.running) await new Promise((r) => setTimeout(r, 10));
+    const row = await db.progress.get(bad);
+    assert(row?.completedAt, "retried and completed");
+    assertEquals(row?.imported, world.size(bad));
+    assertEquals(row?.lastError, null);
+  } finally {
+    ac.abort();
+    await index.close();
+    await relay.close();
+    await db.drop();
+    await Deno.remove(dir, { recursive: true });
   }
 });

@@ -7,7 +7,8 @@
 import { parseArgs } from "node:util";
 import { Backfiller } from "../lib/backfill.ts";
 import { type Config, DEFAULTS, parseConfig } from "../lib/config.ts";
-import { createApp, encodeCursor } from "../lib/http_app.ts";
+import { createApp } from "../lib/http_app.ts";
+import { encodeCursor } from "../lib/xrpc_cursor.ts";
 import { IndexStore } from "../lib/index_store.ts";
 import { silentLogger } from "../lib/log.ts";
 import { createSql, ProgressStore } from "../lib/progress_store.ts";

@@ -1,6 +1,7 @@
 import { AtpAgent } from "@atproto/api";
 import { assert, assertEquals } from "./_assert.ts";
-import { createApp, decodeCursor, encodeCursor } from "../lib/http_app.ts";
+import { createApp } from "../lib/http_app.ts";
+import { decodeCursor, encodeCursor } from "../lib/xrpc_cursor.ts";
 import { silentLogger } from "../lib/log.ts";
 import { makeWorld } from "../lib/sim_world.ts";
 import { startSimRelay } from "../lib/sim_relay.ts";
