@@ -1,8 +1,7 @@
 import { assert, assertEquals } from "./_assert.ts";
 import { makeWorld } from "../lib/sim_world.ts";
 import { startSimRelay } from "../lib/sim_relay.ts";
-import { createSql } from "../lib/progress_store.ts";
-import { TEST_DATABASE_URL } from "./_helpers.ts";
+import { freshDatabase } from "./_child.ts";
 
 const MAIN = new URL("../main.ts", import.meta.url).pathname;
 
@@ -24,29 +23,11 @@ async function run(args: string[], env: Record<string, string>, signal?: AbortSi
   };
 }
 
-/** A fresh database for one suite, since a child process takes a URL, not a schema. */
-async function freshDatabase(): Promise<{ url: string; drop(): Promise<void> }> {
-  const name = `backfill_cli_${crypto.randomUUID().slice(0, 8)}`;
-  const admin = createSql(TEST_DATABASE_URL, { max: 1 });
-  await admin.unsafe(`CREATE DATABASE ${name}`);
-  await admin.end();
-  const url = new URL(TEST_DATABASE_URL);
-  url.pathname = `/${name}`;
-  return {
-    url: url.href,
-    async drop() {
-      const a = createSql(TEST_DATABASE_URL, { max: 1 });
-      await a.unsafe(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`);
-      await a.end();
-    },
-  };
-}
-
 Deno.test("cli: backfill exits 0 when all complete, non-zero naming the failed ones; migrate is idempotent", async () => {
   const world = makeWorld({ seed: 41, largeSizes: [900], collections: 6 });
   const bad = world.collections()[3];
   const relay = await startSimRelay({ world, forbidden: [bad] });
-  const db = await freshDatabase();
+  const db = await freshDatabase("cli");
   const dataDir = await Deno.makeTempDir();
   const env = {
     DATABASE_URL: db.url,

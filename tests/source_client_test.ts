@@ -8,7 +8,7 @@ import {
 import { parsePage, SourceClient, type SourceClientOptions } from "../lib/source_client.ts";
 import { SourceError } from "../lib/errors.ts";
 import { HostLimiter } from "../lib/rate_limiter.ts";
-import type { Clock } from "../lib/sleep.ts";
+import { FakeClock } from "./_fake_clock.ts";
 import { parseSource } from "../lib/source.ts";
 
 // ---------------------------------------------------------------------------------------------
@@ -117,57 +117,6 @@ Deno.test("parsePage: a malformed body is quoted briefly", () => {
 
 // ---------------------------------------------------------------------------------------------
 // SourceClient against a scripted server
-
-/** Virtual time: sleeps resolve at once (one per macrotask, in wake-up order), advancing `t`. */
-class FakeClock implements Clock {
-  t: number;
-  #pending: { at: number; seq: number; wake: () => void }[] = [];
-  #seq = 0;
-  #scheduled = false;
-
-  constructor(start: number) {
-    this.t = start;
-  }
-
-  now(): number {
-    return this.t;
-  }
-
-  sleep(ms: number, signal?: AbortSignal): Promise<void> {
-    if (signal?.aborted) return Promise.reject(signal.reason);
-    return new Promise((resolve, reject) => {
-      const entry = {
-        at: this.t + Math.max(0, ms),
-        seq: this.#seq++,
-        wake: () => {
-          signal?.removeEventListener("abort", onAbort);
-          resolve();
-        },
-      };
-      const onAbort = () => {
-        this.#pending = this.#pending.filter((e) => e !== entry);
-        reject(signal!.reason);
-      };
-      signal?.addEventListener("abort", onAbort, { once: true });
-      this.#pending.push(entry);
-      this.#pending.sort((a, b) => a.at - b.at || a.seq - b.seq);
-      this.#schedule();
-    });
-  }
-
-  #schedule(): void {
-    if (this.#scheduled) return;
-    this.#scheduled = true;
-    setTimeout(() => {
-      this.#scheduled = false;
-      const e = this.#pending.shift();
-      if (!e) return;
-      this.t = Math.max(this.t, e.at);
-      e.wake();
-      if (this.#pending.length > 0) this.#schedule();
-    }, 0);
-  }
-}
 
 const START = Date.parse("2026-03-01T12:00:00Z");
 const XRPC = "/xrpc/com.atproto.sync.listReposByCollection";
