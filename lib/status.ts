@@ -53,7 +53,8 @@ export function buildStatus(
   now: number,
 ): StatusDocument {
   const active = running && run ? run.active : new Map();
-  let completed = 0, failed = 0, imported = 0, fresh = 0, remaining = 0, known = true;
+  // The ETA counts collections whose size the source reported; the rest are the tiny tail.
+  let completed = 0, failed = 0, imported = 0, fresh = 0, remaining = 0, known = false;
   const collections = rows.map((r) => {
     const done = r.completedAt !== null;
     if (done) completed++;
@@ -62,8 +63,10 @@ export function buildStatus(
     imported += r.imported;
     fresh += r.new;
     if (!done) {
-      if (r.estimatedTotal === null) known = false;
-      else remaining += Math.max(0, r.estimatedTotal - r.imported);
+      if (r.estimatedTotal !== null) {
+        known = true;
+        remaining += Math.max(0, r.estimatedTotal - r.imported);
+      }
     }
     const c: CollectionStatus = {
       collection: r.collection,

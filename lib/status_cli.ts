@@ -672,7 +672,7 @@ function finishWatch(ctx: Context, status: BackfillStatus): void {
 function plainWatchLine(s: BackfillStatus, now: number): string {
   const parts = [
     `${s.completed}/${s.total} collections (${formatPercent(s.total ? s.completed / s.total : 0)})`,
-    `${s.in_progress} active`,
+    `${s.in_progress} in progress`,
     `${s.failed} failed`,
     `${formatCount(s.total_imported)} DIDs (+${formatCount(s.total_new)} new)`,
   ];

@@ -512,7 +512,10 @@ Deno.test("watch, not a TTY: a plain line per tick, a summary when the run ends"
     assert.deepEqual(r.err, []);
     assert.equal(seen.length, 3);
     assert.ok(!r.out.join("").includes("\x1b["), "no ANSI codes when not a TTY");
-    assert.match(r.out[0], /^\d\d:\d\d:\d\dZ 621\/1269 collections \(48\.9%\) · 640 active · /);
+    assert.match(
+      r.out[0],
+      /^\d\d:\d\d:\d\dZ 621\/1269 collections \(48\.9%\) · 640 in progress · /,
+    );
     assert.ok(r.out[0].endsWith(" · 8 failed · 1M DIDs (+120k new) · 41.2k DIDs/s · ETA 1h 00m"));
     assert.match(r.out[1], / 2M DIDs /);
     assert.equal(r.out[2], "backfill run ended: 1261/1269 collections done, 8 failed");

@@ -246,14 +246,17 @@ Deno.test("buildStatus: while running, the run section and active/failed flags",
   assertEquals(nonNumericCounts(doc), []);
 });
 
-Deno.test("buildStatus: eta is null when a pending collection has no estimate", () => {
-  const doc = buildStatus(
-    [row("a.a.a", { estimatedTotal: 10 }), row("b.b.b")],
+Deno.test("buildStatus: the ETA counts collections with a size estimate; null when none has one", () => {
+  const withSome = buildStatus(
+    [row("a.a.a", { estimatedTotal: 1_000_000 }), row("b.b.b")],
     runState(),
     true,
     T,
   );
-  assertEquals(doc.run!.eta_seconds, null);
+  assertEquals(typeof withSome.run!.eta_seconds, "number");
+  assert(withSome.run!.eta_seconds! > 0);
+  const withNone = buildStatus([row("b.b.b")], runState(), true, T);
+  assertEquals(withNone.run!.eta_seconds, null);
 });
 
 Deno.test("buildStatus: a finished run is not reported as running", () => {
