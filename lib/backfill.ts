@@ -162,7 +162,10 @@ export class Backfiller {
       });
       const done = this.#execute(req, plan.queue, state, abort.signal).then(async (summary) => {
         // A run ends unless a shutdown interrupted it: then a restarted server resumes it.
-        if (!run.resumable || !summary.stopped) await this.#o.progress.endRun().catch(() => {});
+        // Bounded, so that a stop while Postgres is down still returns.
+        if (!run.resumable || !summary.stopped) {
+          await this.#o.progress.endRun(AbortSignal.timeout(2_000)).catch(() => {});
+        }
         return summary;
       }).finally(async () => {
         state.endedAt = this.#clock.now();

@@ -99,7 +99,7 @@ export async function runCollection(job: CollectionJob): Promise<CollectionOutco
             { collection, cursor: next.cursor },
           );
         }
-        if (!done) await progress.saveCheckpoint(collection, rowCheckpoint(cp));
+        if (!done) await progress.saveCheckpoint(collection, rowCheckpoint(cp), job.signal);
         job.onPage?.({
           collection,
           dids: page.dids.length,

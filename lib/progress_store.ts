@@ -99,13 +99,16 @@ export class ProgressStore {
   }
 
   /** Runs `fn`, waiting and retrying while the database is unreachable. */
-  async retrying<T>(what: string, fn: () => Promise<T>): Promise<T> {
+  async retrying<T>(what: string, fn: () => Promise<T>, stop?: AbortSignal): Promise<T> {
+    const signal = stop && this.#signal
+      ? AbortSignal.any([stop, this.#signal])
+      : stop ?? this.#signal;
     let delay = 100;
     for (let attempt = 1;; attempt++) {
       try {
         return await fn();
       } catch (err) {
-        if (!isConnectionError(err) || this.#signal?.aborted) throw err;
+        if (!isConnectionError(err) || signal?.aborted) throw err;
         if (attempt === 1 || attempt % 10 === 0) {
           this.#log.warn("postgres unreachable, retrying", {
             op: what,
@@ -113,7 +116,7 @@ export class ProgressStore {
             error: (err as Error).message,
           });
         }
-        await abortableSleep(delay, this.#signal);
+        await abortableSleep(delay, signal);
         delay = Math.min(delay * 2, this.#maxDelay);
       }
     }
@@ -151,15 +154,18 @@ export class ProgressStore {
     });
   }
 
-  /** Saves cursor and counts after a page (or reconciles them from the index's checkpoint). */
-  async saveCheckpoint(collection: string, cp: RowCheckpoint): Promise<void> {
+  /**
+   * Saves cursor and counts after a page (or reconciles them from the index's checkpoint). `stop`
+   * ends the wait for an unreachable database: the index's checkpoint already holds the truth.
+   */
+  async saveCheckpoint(collection: string, cp: RowCheckpoint, stop?: AbortSignal): Promise<void> {
     await this.retrying("checkpoint", async () => {
       await this.sql`
         UPDATE backfill_progress
         SET source = ${cp.source}, cursor = ${cp.cursor}, imported_count = ${cp.imported},
             new_count = ${cp.new}, updated_at = now()
         WHERE collection = ${collection}`;
-    });
+    }, stop);
   }
 
   /** Marks a collection complete, keeping its final cursor for catch-up. */
@@ -232,10 +238,10 @@ export class ProgressStore {
   }
 
   /** Marks the run finished (or deliberately stopped): nothing to resume. */
-  async endRun(): Promise<void> {
+  async endRun(stop?: AbortSignal): Promise<void> {
     await this.retrying("end run", async () => {
       await this.sql`UPDATE backfill_run SET ended_at = now() WHERE ended_at IS NULL`;
-    });
+    }, stop);
   }
 
   /** The run a previous process left open, if any. */

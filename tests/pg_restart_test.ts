@@ -237,3 +237,25 @@ Deno.test({
     }
   },
 });
+
+Deno.test("stopping a run while Postgres is unreachable returns promptly; the index keeps the truth", async () => {
+  const f = await fixture(107);
+  try {
+    const started = await f.backfiller.start({ source: f.source });
+    await pagesReach(f.backfiller, 10);
+    const outage = f.proxy.restart(8000, { mode: "refuse" });
+    await new Promise((r) => setTimeout(r, 300));
+    const t0 = performance.now();
+    await f.backfiller.stop();
+    const ms = performance.now() - t0;
+    console.log(`stop during the outage took ${Math.round(ms)} ms`);
+    assert(ms < 4000, `stop took ${Math.round(ms)} ms during the outage`);
+    assert((await started.done).stopped);
+    await outage;
+    const summary = await (await f.backfiller.start({ source: f.source })).done;
+    assertEquals(summary.failed, []);
+    await assertExact(f.relay, f.index, f.db);
+  } finally {
+    await f.close();
+  }
+});
