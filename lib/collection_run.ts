@@ -6,9 +6,6 @@ import type { SourceClient } from "./source_client.ts";
 import type { Clock } from "./sleep.ts";
 import { StuckError } from "./errors.ts";
 
-// Pages in a row that list DIDs but add none: a source going round in circles with fresh cursors.
-const MAX_PAGES_WITHOUT_PROGRESS = 50;
-
 /** What a page did, reported as it becomes durable. */
 export interface PageEvent {
   readonly collection: string;
@@ -60,8 +57,7 @@ export async function runCollection(job: CollectionJob): Promise<CollectionOutco
   await progress.saveCheckpoint(collection, rowCheckpoint(cp));
   const pager = new Pager(cp.cursor);
   let writing: Promise<void> = Promise.resolve();
-  let idle = 0;
-  // DIDs of the page most recently handed to the writer; see IndexStore.applyPage.
+  // DIDs of the page most recently written; see IndexStore.applyPage.
   let writtenDids: ReadonlySet<string> = new Set();
   try {
     for (;;) {
@@ -78,7 +74,6 @@ export async function runCollection(job: CollectionJob): Promise<CollectionOutco
       lookup.catch(() => {});
       await writing;
       const carried = writtenDids;
-      writtenDids = new Set(page.dids);
       const done = step.kind === "done";
       const next = {
         source,
@@ -87,17 +82,16 @@ export async function runCollection(job: CollectionJob): Promise<CollectionOutco
         done,
       };
       writing = (async () => {
+        const ahead = await lookup;
         const r = await index.applyPage(collection, page.dids, next, cp, {
-          lookup: await lookup,
+          lookup: ahead,
           carried,
         });
         cp = r.checkpoint;
-        idle = r.imported === 0 && page.dids.length > 0 ? idle + 1 : 0;
-        if (idle >= MAX_PAGES_WITHOUT_PROGRESS) {
-          throw new StuckError(
-            `${collection}: source sent ${idle} pages in a row with only DIDs it had already listed`,
-            { collection, cursor: next.cursor },
-          );
+        writtenDids = ahead.dids;
+        const stuck = pager.noteImported(page.dids.length, r.imported);
+        if (stuck) {
+          throw new StuckError(`${collection}: ${stuck}`, { collection, cursor: next.cursor });
         }
         if (!done) await progress.saveCheckpoint(collection, rowCheckpoint(cp), job.signal);
         job.onPage?.({

@@ -40,7 +40,8 @@ export interface PageResult {
 
 /** What the index held for a page's DIDs, read ahead of the page's write. */
 export interface PageLookup {
-  readonly collection: string;
+  /** The page's distinct DIDs, as a set (the next page's lookup takes it as `carried`). */
+  readonly dids: ReadonlySet<string>;
   readonly unique: readonly string[];
   readonly keys: readonly string[];
   readonly existing: readonly (string | undefined)[];
@@ -110,17 +111,15 @@ export class IndexStore {
 
   /** Records one DID in one collection, both directions (live indexing's path). */
   addCollection(did: string, collection: string): Promise<void> {
-    return this.#serial(collection, () => this.#addCollection(did, collection));
-  }
-
-  async #addCollection(did: string, collection: string): Promise<void> {
-    const key = rbcKey(collection, did);
-    // Keep a backfill generation mark if there is one, so a later replay still counts once.
-    if ((await this.#db.get(key)) !== undefined) return;
-    await this.#db.batch([
-      { type: "put", key, value: "" },
-      { type: "put", key: cbrKey(did, collection), value: "" },
-    ]);
+    return this.#serial(collection, async () => {
+      const key = rbcKey(collection, did);
+      // Keep a backfill generation mark if there is one, so a later replay still counts once.
+      if ((await this.#db.get(key)) !== undefined) return;
+      await this.#db.batch([
+        { type: "put", key, value: "" },
+        { type: "put", key: cbrKey(did, collection), value: "" },
+      ]);
+    });
   }
 
   /** Reads which of a page's DIDs the index already holds in a collection: the read half of applyPage. */
@@ -135,7 +134,7 @@ export class IndexStore {
       keys.push(prefix + did);
     }
     const existing = keys.length > 0 ? await this.#db.getMany(keys) : [];
-    return { collection, unique, keys, existing };
+    return { dids: seen, unique, keys, existing };
   }
 
   /**
@@ -151,41 +150,33 @@ export class IndexStore {
     prev: Checkpoint | undefined,
     ahead?: { lookup: PageLookup; carried: ReadonlySet<string> },
   ): Promise<PageResult> {
-    return this.#serial(collection, () => this.#applyPage(collection, dids, next, prev, ahead));
-  }
-
-  async #applyPage(
-    collection: string,
-    dids: readonly string[],
-    next: Omit<Checkpoint, "imported" | "new" | "pages">,
-    prev: Checkpoint | undefined,
-    ahead?: { lookup: PageLookup; carried: ReadonlySet<string> },
-  ): Promise<PageResult> {
-    const mark = String(next.gen);
-    const { unique, keys, existing } = ahead?.lookup ?? await this.lookup(collection, dids);
-    const carried = ahead?.carried;
-    const suffix = SEP + collection;
-    // A chained batch marshals far cheaper than an array of operation objects.
-    const batch = this.#db.batch();
-    let imported = 0, fresh = 0;
-    for (let i = 0; i < unique.length; i++) {
-      const value = existing[i];
-      if (value === mark || carried?.has(unique[i])) continue;
-      imported++;
-      if (value === undefined) fresh++;
-      batch.put(keys[i], mark);
-      batch.put(CBR + unique[i] + suffix, "");
-    }
-    const sameGen = prev !== undefined && prev.gen === next.gen;
-    const checkpoint: Checkpoint = {
-      ...next,
-      imported: (sameGen ? prev.imported : 0) + imported,
-      new: (sameGen ? prev.new : 0) + fresh,
-      pages: (sameGen ? prev.pages : 0) + 1,
-    };
-    batch.put(CKPT + collection, JSON.stringify(checkpoint));
-    await batch.write();
-    return { imported, new: fresh, checkpoint };
+    return this.#serial(collection, async () => {
+      const mark = String(next.gen);
+      const { unique, keys, existing } = ahead?.lookup ?? await this.lookup(collection, dids);
+      const carried = ahead?.carried;
+      const suffix = SEP + collection;
+      // A chained batch marshals far cheaper than an array of operation objects.
+      const batch = this.#db.batch();
+      let imported = 0, fresh = 0;
+      for (let i = 0; i < unique.length; i++) {
+        const value = existing[i];
+        if (value === mark || carried?.has(unique[i])) continue;
+        imported++;
+        if (value === undefined) fresh++;
+        batch.put(keys[i], mark);
+        batch.put(CBR + unique[i] + suffix, "");
+      }
+      const sameGen = prev !== undefined && prev.gen === next.gen;
+      const checkpoint: Checkpoint = {
+        ...next,
+        imported: (sameGen ? prev.imported : 0) + imported,
+        new: (sameGen ? prev.new : 0) + fresh,
+        pages: (sameGen ? prev.pages : 0) + 1,
+      };
+      batch.put(CKPT + collection, JSON.stringify(checkpoint));
+      await batch.write();
+      return { imported, new: fresh, checkpoint };
+    });
   }
 
   /** Reads a collection's checkpoint, if it has one. */

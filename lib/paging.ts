@@ -12,10 +12,16 @@ export interface PagerLimits {
   readonly maxEmptyWithCursor: number;
   /** How many recent cursors are remembered to detect a cycle (bounded: memory stays flat). */
   readonly recentCursors: number;
+  /** Pages in a row that list DIDs but add none: a source going round with fresh cursors. */
+  readonly maxPagesWithoutNewDids: number;
 }
 
 /** Defaults for the loop guards. */
-export const DEFAULT_PAGER_LIMITS: PagerLimits = { maxEmptyWithCursor: 5, recentCursors: 64 };
+export const DEFAULT_PAGER_LIMITS: PagerLimits = {
+  maxEmptyWithCursor: 5,
+  recentCursors: 64,
+  maxPagesWithoutNewDids: 50,
+};
 
 /**
  * Follows the source's cursors. Only a response without a cursor ends paging: a short page with a
@@ -25,12 +31,13 @@ export const DEFAULT_PAGER_LIMITS: PagerLimits = { maxEmptyWithCursor: 5, recent
 export class Pager {
   #cursor: string;
   #empties = 0;
+  #idle = 0;
   readonly #recent: string[] = [];
   readonly #limits: PagerLimits;
 
-  constructor(startCursor: string, limits: PagerLimits = DEFAULT_PAGER_LIMITS) {
+  constructor(startCursor: string, limits: Partial<PagerLimits> = {}) {
     this.#cursor = startCursor;
-    this.#limits = limits;
+    this.#limits = { ...DEFAULT_PAGER_LIMITS, ...limits };
     if (startCursor !== "") this.#recent.push(startCursor);
   }
 
@@ -56,6 +63,13 @@ export class Pager {
     if (this.#recent.length > this.#limits.recentCursors) this.#recent.shift();
     this.#cursor = cursor;
     return { kind: "next", cursor };
+  }
+
+  /** Records how many of a written page's `listed` DIDs were new; returns why to stop, if it should. */
+  noteImported(listed: number, imported: number): string | undefined {
+    this.#idle = imported === 0 && listed > 0 ? this.#idle + 1 : 0;
+    if (this.#idle < this.#limits.maxPagesWithoutNewDids) return undefined;
+    return `source sent ${this.#idle} pages in a row with only DIDs it had already listed`;
   }
 }
 

@@ -81,10 +81,11 @@ export class HostLimiter {
     });
   }
 
-  /** Feeds a response back: 429 pauses the whole host; RateLimit-* headers slow it before a 429. */
+  /** Feeds a response back: 429 (or 503 with a wait) pauses the whole host; RateLimit-* headers slow it first. */
   observe(status: number, headers: Headers): void {
     const now = this.#clock.now();
-    if (status === 429) {
+    // A 503 that says when to come back is throttling too (proxies send it instead of a 429).
+    if (status === 429 || (status === 503 && retryDelayMs(headers, now) !== undefined)) {
       this.stats.throttled++;
       const wait = retryDelayMs(headers, now) ?? 2_000;
       this.#pausedUntil = Math.max(this.#pausedUntil, now + wait);

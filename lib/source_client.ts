@@ -3,7 +3,7 @@ import ky, { type KyInstance } from "ky";
 import { SourceError } from "./errors.ts";
 import type { Logger } from "./log.ts";
 import { silentLogger } from "./log.ts";
-import { HostLimiter, retryDelayMs } from "./rate_limiter.ts";
+import type { HostLimiter } from "./rate_limiter.ts";
 import { type Clock, systemClock } from "./sleep.ts";
 import type { Source } from "./source.ts";
 import { isDid } from "./syntax.ts";
@@ -180,9 +180,6 @@ export class SourceClient {
     if (res.status !== 200) {
       const snippet = body.replace(/\s+/g, " ").trim().slice(0, 200);
       const retryable = res.status === 429 || res.status >= 500 || res.status === 408;
-      if (res.status === 503 && retryDelayMs(res.headers, this.#clock.now()) !== undefined) {
-        this.limiter.observe(429, res.headers);
-      }
       throw new SourceError(
         `${this.source.name} answered ${res.status} for ${collection}: ${JSON.stringify(snippet)}`,
         { ...ctx, status: res.status, retryable },

@@ -130,3 +130,13 @@ Deno.test("Pager: a long run of distinct cursors never trips the guard", () => {
   }
   assertEquals(p.advance(1, undefined), { kind: "done", finalCursor: "cursor-9999" });
 });
+
+Deno.test("Pager: pages that list only DIDs already seen stop paging after the limit", () => {
+  const p = new Pager("", { maxPagesWithoutNewDids: 3 });
+  assertEquals(p.noteImported(10, 10), undefined);
+  assertEquals(p.noteImported(10, 0), undefined);
+  assertEquals(p.noteImported(0, 0), undefined, "an empty page resets it (the other guard's case)");
+  assertEquals(p.noteImported(10, 0), undefined);
+  assertEquals(p.noteImported(10, 0), undefined);
+  assertEquals(p.noteImported(10, 0)?.includes("3 pages in a row"), true);
+});

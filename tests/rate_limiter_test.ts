@@ -270,3 +270,14 @@ Deno.test("HostLimiter: late timers do not lower the rate (lateness of up to one
     assert(got[i][1] - got[i - 2][1] >= 200 - 1e-9, "never more than one slot of catch-up");
   }
 });
+
+Deno.test("HostLimiter: a 503 that says when to come back pauses the host; a bare 503 does not", async () => {
+  const clock = new FakeClock(T0);
+  const limiter = new HostLimiter({ maxRps: 10, clock });
+  limiter.observe(503, new Headers());
+  assertEquals(limiter.stats.throttled, 0);
+  limiter.observe(503, new Headers({ "retry-after": "4" }));
+  assertEquals(limiter.stats.throttled, 1);
+  await limiter.acquire();
+  assertEquals(clock.now() - T0, 4000);
+});
