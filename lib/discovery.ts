@@ -12,8 +12,10 @@ export function parseLlmsTxt(text: string): string[] {
   const seen = new Set<string>();
   for (const m of text.matchAll(LEXICON_LINK)) {
     const did = decode(m[1]);
-    // A bare link at the end of a sentence drags the punctuation along; an NSID never ends in it.
-    const nsid = decode(m[2].replace(/[.,;:!]+$/, ""));
+    // A bare link at the end of a sentence drags the punctuation along, as in Markdown autolinks;
+    // an explicit link target (`](…)` or `<…>`) is taken exactly as written.
+    const explicit = text.startsWith("](", m.index! - 2) || text[m.index! - 1] === "<";
+    const nsid = decode(explicit ? m[2] : m[2].replace(/[.,;:!]+$/, ""));
     if (did !== undefined && nsid !== undefined && isDid(did) && isNsid(nsid)) seen.add(nsid);
   }
   return [...seen];

@@ -132,3 +132,9 @@ Deno.test({
     assertEquals(parseLlmsTxt(doc), ["app.bsky.feed.post", "com.example.a", "com.example.b"]);
   },
 });
+
+Deno.test("parseLlmsTxt: an explicit link target is taken as written, punctuation and all", () => {
+  const doc = `- [post](${G}/${PLC}/app.bsky.feed.post,)\n- <${G}/${PLC}/com.example.a.>\n` +
+    `bare ${G}/${PLC}/com.example.b.`;
+  assertEquals(parseLlmsTxt(doc), ["com.example.b"]);
+});

@@ -121,8 +121,11 @@ Deno.test("fuzz parseLlmsTxt: exactly the NSIDs of well-formed lexicon links, am
           continue;
         }
         input += `${it.before}https://lexicon.garden/lexicon/${it.did}/${it.nsid}${it.after}`;
-        // Both parts are URL-decoded before they are validated (did:web ports come as %3A).
-        const [did, nsid] = [safeDecode(it.did), safeDecode(it.nsid)];
+        // Both parts are URL-decoded before they are validated (did:web ports come as %3A). A bare
+        // link sheds trailing sentence punctuation; an explicit target is taken as written.
+        const explicit = it.before === "- [x](" || it.before === "<";
+        const raw = explicit ? it.nsid : it.nsid.replace(/[.,;:!]+$/, "");
+        const [did, nsid] = [safeDecode(it.did), safeDecode(raw)];
         if (isDid(did) && isNsid(nsid) && !expected.includes(nsid)) {
           expected.push(nsid);
         }
