@@ -15,6 +15,9 @@ export interface ChildReport {
   readonly imported: number;
   readonly pages: number;
   readonly peakRssMb: number;
+  /** Peaks of RSS's two parts (sampled every 100 ms): anonymous memory, and file pages LevelDB maps. */
+  readonly peakAnonMb: number;
+  readonly peakFileMb: number;
   /** Largest V8 heap seen (sampled every 20 ms), to tell JS memory from native. */
   readonly peakHeapMb: number;
   readonly rssBeforeMb: number;
@@ -53,7 +56,7 @@ async function main(): Promise<void> {
   const seen = new Set<string>();
   let tracked = false;
   const lags: number[] = [];
-  let peakHeapMb = 0;
+  let peakHeapMb = 0, peakAnonMb = 0, peakFileMb = 0, ticks = 0;
   let lastTick = performance.now();
   const sample = () => {
     const s = rt.backfiller.state;
@@ -66,6 +69,10 @@ async function main(): Promise<void> {
     const now = performance.now();
     lags.push(Math.max(0, now - lastTick - 20));
     peakHeapMb = Math.max(peakHeapMb, Deno.memoryUsage().heapTotal / 1e6);
+    if (ticks++ % 5 === 0) {
+      peakAnonMb = Math.max(peakAnonMb, procStatusMb("RssAnon"));
+      peakFileMb = Math.max(peakFileMb, procStatusMb("RssFile"));
+    }
     lastTick = now;
     const s = rt.backfiller.state;
     if (!s) return;
@@ -109,6 +116,8 @@ async function main(): Promise<void> {
     imported: summary.imported,
     pages,
     peakRssMb: procStatusMb("VmHWM"),
+    peakAnonMb,
+    peakFileMb,
     peakHeapMb,
     rssBeforeMb,
     limiter,

@@ -75,6 +75,14 @@ function modeOf(argv: string[]): { mode: string; rest: string[] } {
   return { mode, rest };
 }
 
+/** The `--v8-flags` the start and backfill tasks run with; deploy/ must use the same. */
+const TASK_V8_FLAGS = (() => {
+  const flags = ["start", "backfill"].map((t) => TASKS[t]?.match(/--v8-flags=(\S+)/)?.[1]);
+  assert.ok(flags[0], "the start task sets --v8-flags");
+  assert.equal(flags[1], flags[0], "start and backfill run with the same V8 flags");
+  return flags[0];
+})();
+
 Deno.test("deno.json has the tasks deploy/ runs", () => {
   assert.equal(taskMode("start"), "start");
   assert.equal(taskMode("backfill"), "backfill");
@@ -593,6 +601,16 @@ Deno.test("Dockerfile", async (t) => {
     assert.ok(!ins.some((i) => i.op === "ENTRYPOINT"), "keep the base image's tini entrypoint");
   });
 
+  await t.step("same V8 flags as the tasks; jemalloc preloaded from a path a RUN created", () => {
+    assert.equal(env.DENO_V8_FLAGS, TASK_V8_FLAGS);
+    assert.ok(env.LD_PRELOAD, "LD_PRELOAD");
+    const envAt = idx((i) => i.op === "ENV" && /\bLD_PRELOAD=/.test(i.args));
+    const runAt = idx((i) =>
+      i.op === "RUN" && /\blibjemalloc2\b/.test(i.args) && i.args.includes(env.LD_PRELOAD)
+    );
+    assert.ok(runAt >= 0 && runAt < envAt, "libjemalloc2 installed and linked before LD_PRELOAD");
+  });
+
   await t.step("dockerignore", () => {
     const ignore = read(new URL("Dockerfile.dockerignore", DEPLOY));
     assert.equal(read(new URL("dockerignore", DEPLOY)), ignore);
@@ -711,6 +729,8 @@ Deno.test("systemd units", async (t) => {
       const env = envOfUnit(name);
       const state = last(name, "Service", "StateDirectory");
       if (indexUnits.includes(name)) {
+        assert.equal(env.DENO_V8_FLAGS, TASK_V8_FLAGS, "same V8 flags as the tasks");
+        assert.match(env.LD_PRELOAD ?? "", /\/libjemalloc\.so\.2$/, "jemalloc preloaded");
         assert.ok(state, "StateDirectory");
         assert.equal(env.DATA_DIR, `/var/lib/${state}`, "DATA_DIR = StateDirectory");
       } else {

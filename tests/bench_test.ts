@@ -1,0 +1,53 @@
+// The benchmark's own parsers: flags and the V8 flags it reads from deno.json.
+import assert from "node:assert/strict";
+import { parseBenchFlags, shippedV8Flags } from "./bench.ts";
+
+Deno.test("parseBenchFlags", async (t) => {
+  const ok: [string[], Partial<Record<string, unknown>>][] = [
+    [[], { scale: 1, latency: 50, allocator: "auto", skipSeed: false, rssCheck: true }],
+    [["--allocator", "glibc"], { allocator: "glibc" }],
+    [["--allocator=jemalloc", "--skip-seed"], { allocator: "jemalloc", skipSeed: true }],
+    [["--scale", "0.5", "--latency", "0"], { scale: 0.5, latency: 0 }],
+    [["--no-rss-check", "--concurrency", "3"], { rssCheck: false, concurrency: 3 }],
+  ];
+  for (const [args, want] of ok) {
+    await t.step(args.join(" ") || "(none)", () => {
+      const got = parseBenchFlags(args);
+      assert.notEqual(got, "help");
+      for (const [k, v] of Object.entries(want)) {
+        assert.equal((got as unknown as Record<string, unknown>)[k], v, k);
+      }
+    });
+  }
+  const bad: [string[], RegExp][] = [
+    [["--allocator", "tcmalloc"], /--allocator must be auto, glibc or jemalloc, not tcmalloc/],
+    [["--scale", "0"], /--scale must be a number >= 0.001/],
+    [["--latency", "fast"], /--latency must be a number/],
+    [["--bogus"], /bogus/],
+  ];
+  for (const [args, re] of bad) {
+    await t.step(`rejects ${args.join(" ")}`, () => assert.throws(() => parseBenchFlags(args), re));
+  }
+  assert.equal(parseBenchFlags(["-h"]), "help");
+});
+
+Deno.test("shippedV8Flags", async (t) => {
+  await t.step("reads the backfill task's --v8-flags", () => {
+    const json = JSON.stringify({
+      tasks: { backfill: "deno run -A --v8-flags=--a=1,--b main.ts backfill" },
+    });
+    assert.equal(shippedV8Flags(json), "--a=1,--b");
+  });
+  await t.step("a task without --v8-flags is an error naming the task", () => {
+    const json = JSON.stringify({ tasks: { backfill: "deno run -A main.ts backfill" } });
+    assert.throws(() => shippedV8Flags(json), /no --v8-flags \(task: deno run -A main\.ts/);
+    assert.throws(() => shippedV8Flags("{}"), /no --v8-flags/);
+  });
+  await t.step("this repository's deno.json caps both V8 generations", async () => {
+    const flags = shippedV8Flags(
+      await Deno.readTextFile(new URL("../deno.json", import.meta.url)),
+    );
+    assert.match(flags, /--max-semi-space-size=\d+/);
+    assert.match(flags, /--max-old-space-size=\d+/);
+  });
+});
