@@ -1,14 +1,20 @@
 /** The collection index in LevelDB: collection→DID ("rbc"), DID→collection ("cbr") and per-collection checkpoints. */
 import { ClassicLevel } from "classic-level";
-import { StoreError } from "./errors.ts";
-
-// Key layout (utf8). NUL separates parts because neither NSIDs nor DIDs can contain it, and it
-// sorts before every other byte, so one collection's range never interleaves with another's.
-const RBC = "r\x00";
-const CBR = "c\x00";
-const CKPT = "k\x00";
-const SEP = "\x00";
-const END = "\x01";
+import { InputError, StoreError } from "./errors.ts";
+import {
+  cbrPrefix,
+  CKPT,
+  compactDid,
+  DICT,
+  encodeId,
+  END,
+  expandDid,
+  LAYOUT_VERSION,
+  MAX_COLLECTIONS,
+  rbcPrefix,
+  VERSION_KEY,
+} from "./index_keys.ts";
+import { migrateIndex } from "./index_migrate.ts";
 
 /** Where a collection's backfill stands, written in the same batch as the page it covers. */
 export interface Checkpoint {
@@ -43,7 +49,8 @@ export interface PageLookup {
   /** The page's distinct DIDs, as a set (the next page's lookup takes it as `carried`). */
   readonly dids: ReadonlySet<string>;
   readonly unique: readonly string[];
-  readonly keys: readonly string[];
+  /** `unique` as stored in keys (see index_keys.ts). */
+  readonly compact: readonly string[];
   readonly existing: readonly (string | undefined)[];
 }
 
@@ -66,11 +73,17 @@ export interface IndexStoreOptions {
 export class IndexStore {
   readonly #db: ClassicLevel<string, string>;
   readonly #writing = new Map<string, Promise<unknown>>();
+  /** Collection → id and back; as many entries as collections, loaded at open. */
+  readonly #ids: Map<string, string>;
+  readonly #names: Map<string, string>;
+  #assigning: Promise<unknown> = Promise.resolve();
   readonly path: string;
 
-  private constructor(db: ClassicLevel<string, string>, path: string) {
+  private constructor(db: ClassicLevel<string, string>, path: string, ids: Map<string, string>) {
     this.#db = db;
     this.path = path;
+    this.#ids = ids;
+    this.#names = new Map([...ids].map(([name, id]) => [id, name]));
   }
 
   /** Opens (creating if needed) the index at `path`; a directory held by another process is a StoreError. */
@@ -101,7 +114,12 @@ export class IndexStore {
         },
       );
     }
-    return new IndexStore(db, opts.path);
+    try {
+      return new IndexStore(db, opts.path, await prepareLayout(db, opts.path));
+    } catch (err) {
+      await db.close();
+      throw err;
+    }
   }
 
   /** True while the database is open. */
@@ -111,30 +129,39 @@ export class IndexStore {
 
   /** Records one DID in one collection, both directions (live indexing's path). */
   addCollection(did: string, collection: string): Promise<void> {
+    if (!did.startsWith("did:")) {
+      return Promise.reject(new InputError(`not a DID: ${JSON.stringify(did)}`));
+    }
     return this.#serial(collection, async () => {
-      const key = rbcKey(collection, did);
+      const id = await this.#idFor(collection);
+      const key = rbcPrefix(id) + compactDid(did);
       // Keep a backfill generation mark if there is one, so a later replay still counts once.
       if ((await this.#db.get(key)) !== undefined) return;
       await this.#db.batch([
         { type: "put", key, value: "" },
-        { type: "put", key: cbrKey(did, collection), value: "" },
+        { type: "put", key: cbrPrefix(did) + id, value: "" },
       ]);
     });
   }
 
   /** Reads which of a page's DIDs the index already holds in a collection: the read half of applyPage. */
   async lookup(collection: string, dids: readonly string[]): Promise<PageLookup> {
-    const prefix = RBC + collection + SEP;
     const seen = new Set<string>();
-    const unique: string[] = [], keys: string[] = [];
+    const unique: string[] = [], compact: string[] = [];
     for (const did of dids) {
       if (seen.has(did)) continue;
       seen.add(did);
       unique.push(did);
-      keys.push(prefix + did);
+      compact.push(compactDid(did));
     }
-    const existing = keys.length > 0 ? await this.#db.getMany(keys) : [];
-    return { dids: seen, unique, keys, existing };
+    const id = this.#ids.get(collection);
+    // A collection without an id has no keys yet.
+    if (id === undefined || unique.length === 0) {
+      return { dids: seen, unique, compact, existing: new Array(unique.length) };
+    }
+    const prefix = rbcPrefix(id);
+    const existing = await this.#db.getMany(compact.map((d) => prefix + d));
+    return { dids: seen, unique, compact, existing };
   }
 
   /**
@@ -152,9 +179,11 @@ export class IndexStore {
   ): Promise<PageResult> {
     return this.#serial(collection, async () => {
       const mark = String(next.gen);
-      const { unique, keys, existing } = ahead?.lookup ?? await this.lookup(collection, dids);
+      const { unique, compact, existing } = ahead?.lookup ??
+        await this.lookup(collection, dids);
       const carried = ahead?.carried;
-      const suffix = SEP + collection;
+      const id = unique.length > 0 ? await this.#idFor(collection) : "";
+      const prefix = rbcPrefix(id), suffix = "\x00" + id;
       // A chained batch marshals far cheaper than an array of operation objects.
       const batch = this.#db.batch();
       let imported = 0, fresh = 0;
@@ -163,8 +192,8 @@ export class IndexStore {
         if (value === mark || carried?.has(unique[i])) continue;
         imported++;
         if (value === undefined) fresh++;
-        batch.put(keys[i], mark);
-        batch.put(CBR + unique[i] + suffix, "");
+        batch.put(prefix + compact[i], mark);
+        batch.put("c" + compact[i] + suffix, "");
       }
       const sameGen = prev !== undefined && prev.gen === next.gen;
       const checkpoint: Checkpoint = {
@@ -193,6 +222,29 @@ export class IndexStore {
     );
   }
 
+  /** The collection's id, assigned (durably, one assignment at a time) on its first write. */
+  #idFor(collection: string): Promise<string> {
+    const known = this.#ids.get(collection);
+    if (known !== undefined) return Promise.resolve(known);
+    const assigned = this.#assigning.then(async () => {
+      const again = this.#ids.get(collection);
+      if (again !== undefined) return again;
+      if (this.#ids.size >= MAX_COLLECTIONS) {
+        throw new StoreError(
+          `index ${this.path} holds ${MAX_COLLECTIONS} collections, the most it can`,
+          "index",
+        );
+      }
+      const id = encodeId(this.#ids.size);
+      await this.#db.put(DICT + collection, id);
+      this.#ids.set(collection, id);
+      this.#names.set(id, collection);
+      return id;
+    });
+    this.#assigning = assigned.catch(() => {});
+    return assigned;
+  }
+
   /** Runs writes to one collection one at a time: each reads marks that the one before wrote. */
   #serial<T>(collection: string, fn: () => Promise<T>): Promise<T> {
     const before = this.#writing.get(collection) ?? Promise.resolve();
@@ -207,50 +259,48 @@ export class IndexStore {
 
   /** Lists a collection's DIDs in key order, strictly after `after`, at most `limit`. */
   async listDids(collection: string, limit: number, after?: string): Promise<DidPage> {
-    const prefix = RBC + collection + SEP;
+    const id = this.#ids.get(collection);
+    if (id === undefined) return { dids: [], last: undefined };
+    const prefix = rbcPrefix(id);
     const keys = await this.#db.keys({
-      gt: after === undefined ? prefix : prefix + after,
-      lt: RBC + collection + END,
+      gt: after === undefined ? prefix : prefix + compactDid(after),
+      lt: prefix + END,
       limit: limit + 1,
     }).all();
     const more = keys.length > limit;
-    const dids = (more ? keys.slice(0, limit) : keys).map((k) => k.slice(prefix.length));
+    const dids = (more ? keys.slice(0, limit) : keys).map((k) => expandDid(k.slice(prefix.length)));
     return { dids, last: more ? dids[dids.length - 1] : undefined };
   }
 
   /** True when the index holds `did` under `collection`. */
   async has(collection: string, did: string): Promise<boolean> {
-    return (await this.#db.get(rbcKey(collection, did))) !== undefined;
+    const id = this.#ids.get(collection);
+    if (id === undefined) return false;
+    return (await this.#db.get(rbcPrefix(id) + compactDid(did))) !== undefined;
   }
 
-  /** The collections a DID appears in. */
+  /** The collections a DID appears in, in name order. */
   async collectionsOf(did: string): Promise<string[]> {
-    const prefix = CBR + did + SEP;
-    const keys = await this.#db.keys({ gt: prefix, lt: CBR + did + END }).all();
-    return keys.map((k) => k.slice(prefix.length));
+    const prefix = cbrPrefix(did);
+    const keys = await this.#db.keys({ gt: prefix, lt: prefix + END }).all();
+    return keys.map((k) => this.#names.get(k.slice(prefix.length)) ?? "").filter((c) => c !== "")
+      .sort();
   }
 
-  /** Distinct collections in the index, found by seeking past each collection's range. */
+  /** Collections with at least one DID in the index, in name order. */
   async listCollections(): Promise<string[]> {
     const out: string[] = [];
-    const it = this.#db.keys({ gt: RBC, lt: "r\x01" });
-    try {
-      for (;;) {
-        const key = await it.next();
-        if (key === undefined) break;
-        const collection = key.slice(RBC.length, key.indexOf(SEP, RBC.length));
-        out.push(collection);
-        it.seek(RBC + collection + END);
-      }
-    } finally {
-      await it.close();
+    for (const [name, id] of [...this.#ids].sort((a, b) => a[0] < b[0] ? -1 : 1)) {
+      const prefix = rbcPrefix(id);
+      const first = await this.#db.keys({ gt: prefix, lt: prefix + END, limit: 1 }).all();
+      if (first.length > 0) out.push(name);
     }
     return out;
   }
 
   /** Approximate bytes on disk for the collection→DID range (cheap; from LevelDB's metadata). */
   async approximateSize(): Promise<number> {
-    return await this.#db.approximateSize(RBC, "r\x01");
+    return await this.#db.approximateSize(rbcPrefix(""), rbcPrefix(END));
   }
 
   /** Closes the database; safe to call twice. */
@@ -259,10 +309,24 @@ export class IndexStore {
   }
 }
 
-function rbcKey(collection: string, did: string): string {
-  return RBC + collection + SEP + did;
-}
-
-function cbrKey(did: string, collection: string): string {
-  return CBR + did + SEP + collection;
+/** Brings a freshly opened database to the current layout and loads its collection ids. */
+async function prepareLayout(
+  db: ClassicLevel<string, string>,
+  path: string,
+): Promise<Map<string, string>> {
+  const version = await db.get(VERSION_KEY);
+  if (version === undefined) {
+    await migrateIndex(db);
+    await db.put(VERSION_KEY, LAYOUT_VERSION);
+  } else if (version !== LAYOUT_VERSION) {
+    throw new StoreError(
+      `index ${path} has key layout version ${version}; this build reads version ${LAYOUT_VERSION}`,
+      "index",
+    );
+  }
+  const ids = new Map<string, string>();
+  for await (const [key, id] of db.iterator({ gt: DICT, lt: DICT + END })) {
+    ids.set(key.slice(DICT.length), id);
+  }
+  return ids;
 }

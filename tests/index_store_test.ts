@@ -5,7 +5,8 @@ import {
   rejects as assertRejects,
 } from "node:assert/strict";
 import { type Checkpoint, IndexStore } from "../lib/index_store.ts";
-import { StoreError } from "../lib/errors.ts";
+import { InputError, StoreError } from "../lib/errors.ts";
+import { ClassicLevel } from "classic-level";
 import { testIndex } from "./_helpers.ts";
 
 const SRC = "bsky.network";
@@ -423,4 +424,128 @@ Deno.test("applyPage with a lookup read ahead of the previous page's write count
   } finally {
     await cleanup();
   }
+});
+
+Deno.test("IndexStore: an index in the version 1 key layout is migrated on open, nothing lost", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "index-v1-" });
+  try {
+    const raw = new ClassicLevel<string, string>(dir, {
+      keyEncoding: "utf8",
+      valueEncoding: "utf8",
+    });
+    const v1: [string, string, string][] = [
+      ["app.bsky.feed.like", "did:plc:a", "1"],
+      ["app.bsky.feed.like", "did:plc:b", ""],
+      ["app.bsky.feed.post", "did:plc:a", "2"],
+      ["a.b", "did:web:example.com", "1"],
+    ];
+    const cp: Checkpoint = {
+      source: SRC,
+      gen: 1,
+      cursor: "c9",
+      imported: 1,
+      new: 1,
+      pages: 1,
+      done: false,
+    };
+    await raw.batch([
+      ...v1.flatMap(([c, d, v]) => [
+        { type: "put" as const, key: `r\x00${c}\x00${d}`, value: v },
+        { type: "put" as const, key: `c\x00${d}\x00${c}`, value: "" },
+      ]),
+      { type: "put", key: "k\x00app.bsky.feed.like", value: JSON.stringify(cp) },
+    ]);
+    await raw.close();
+
+    const index = await IndexStore.open({ path: dir });
+    try {
+      assertEquals(await index.listCollections(), [
+        "a.b",
+        "app.bsky.feed.like",
+        "app.bsky.feed.post",
+      ]);
+      assertEquals((await index.listDids("app.bsky.feed.like", 10)).dids, [
+        "did:plc:a",
+        "did:plc:b",
+      ]);
+      assertEquals(await index.collectionsOf("did:plc:a"), [
+        "app.bsky.feed.like",
+        "app.bsky.feed.post",
+      ]);
+      assertEquals(await index.collectionsOf("did:web:example.com"), ["a.b"]);
+      assertEquals(await index.getCheckpoint("app.bsky.feed.like"), cp);
+      // Generation marks survive: a replay in generation 1 counts nothing, did:plc:b (live) counts.
+      const r = await index.applyPage(
+        "app.bsky.feed.like",
+        ["did:plc:a", "did:plc:b"],
+        next(1, "c10"),
+        cp,
+      );
+      assertEquals([r.imported, r.new], [1, 0]);
+      // A collection first written after the migration gets a fresh id.
+      await index.addCollection("did:plc:c", "z.z.z");
+      assertEquals(await index.collectionsOf("did:plc:c"), ["z.z.z"]);
+    } finally {
+      await index.close();
+    }
+    const check = new ClassicLevel<string, string>(dir, {
+      keyEncoding: "utf8",
+      valueEncoding: "utf8",
+    });
+    try {
+      const left = await check.keys({ gte: "c\x00", lt: "c\x01" }).all();
+      const leftR = await check.keys({ gte: "r\x00", lt: "r\x01" }).all();
+      assertEquals([left, leftR], [[], []], "no version 1 keys remain");
+      assertEquals(await check.get("v"), "2");
+    } finally {
+      await check.close();
+    }
+    // Reopening does not migrate again or lose anything.
+    const again = await IndexStore.open({ path: dir });
+    try {
+      assertEquals(await again.listCollections(), [
+        "a.b",
+        "app.bsky.feed.like",
+        "app.bsky.feed.post",
+        "z.z.z",
+      ]);
+      assertEquals(await again.has("a.b", "did:web:example.com"), true);
+    } finally {
+      await again.close();
+    }
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("IndexStore: an index with an unknown key layout is refused with a StoreError naming it", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "index-v9-" });
+  try {
+    const raw = new ClassicLevel<string, string>(dir, {
+      keyEncoding: "utf8",
+      valueEncoding: "utf8",
+    });
+    await raw.put("v", "9");
+    await raw.close();
+    await assertRejects(
+      () => IndexStore.open({ path: dir }),
+      (err: unknown) =>
+        err instanceof StoreError && err.message.includes(dir) &&
+        /layout version 9; this build reads version 2/.test(err.message),
+    );
+    // The refused open released the directory.
+    const raw2 = new ClassicLevel(dir);
+    await raw2.open();
+    await raw2.close();
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("IndexStore: addCollection refuses a value that is not a DID", async () => {
+  await withIndex(async (index) => {
+    await assertRejects(() => index.addCollection("plc:abc", "a.b.c"), InputError);
+    assertEquals(await index.has("a.b.c", "plc:abc"), false);
+    assertEquals(await index.listCollections(), []);
+  });
 });

@@ -1,0 +1,83 @@
+/**
+ * The index's key layout (version 2). Keys are short because LevelDB's CPU cost (memtable
+ * comparisons, compaction, checksums) grows with key bytes: each collection gets a 3-character id,
+ * and DIDs are stored compacted: "did:plc:" becomes one byte (0x01), other DIDs lose "did:".
+ *
+ *   r<cid><did'>        collection→DID ("rbc"); value = the backfill generation that wrote it, or ""
+ *   c<did'>\0<cid>      DID→collection ("cbr")
+ *   k\0<collection>     the collection's backfill checkpoint (JSON)
+ *   n\0<collection>     the collection's id
+ *   v                   the layout version
+ */
+
+/** The layout this code reads and writes. */
+export const LAYOUT_VERSION = "2";
+export const VERSION_KEY = "v";
+export const CKPT = "k\x00";
+export const DICT = "n\x00";
+/** Sorts after every character a DID or an id can hold, so `prefix + END` bounds a prefix range. */
+export const END = "\uffff";
+
+const ID_BASE = 127;
+/** Ids are 3 characters in 0x01..0x7f: never NUL (the cbr separator), one byte each in UTF-8. */
+export const MAX_COLLECTIONS = ID_BASE ** 3;
+
+/** Encodes collection number `n` (0 ≤ n < MAX_COLLECTIONS) as its fixed-width id. */
+export function encodeId(n: number): string {
+  if (!Number.isInteger(n) || n < 0 || n >= MAX_COLLECTIONS) {
+    throw new RangeError(`collection number out of range: ${n}`);
+  }
+  return String.fromCharCode(
+    1 + Math.floor(n / (ID_BASE * ID_BASE)),
+    1 + Math.floor(n / ID_BASE) % ID_BASE,
+    1 + n % ID_BASE,
+  );
+}
+
+/** Decodes an id made by encodeId; undefined for anything else. */
+export function decodeId(id: string): number | undefined {
+  if (id.length !== 3) return undefined;
+  let n = 0;
+  for (let i = 0; i < 3; i++) {
+    const c = id.charCodeAt(i);
+    if (c < 1 || c > ID_BASE) return undefined;
+    n = n * ID_BASE + c - 1;
+  }
+  return n;
+}
+
+/**
+ * A DID as stored in keys. The two atproto methods keep DID order (plc, then web); other methods
+ * sort after plc. Anything that is not a DID maps to a string starting with NUL, which no stored
+ * DID does, so looking it up finds nothing.
+ */
+export function compactDid(did: string): string {
+  if (did.startsWith("did:plc:")) return "\x01" + did.slice(8);
+  return did.startsWith("did:") ? did.slice(4) : "\x00" + did;
+}
+
+/** The DID a compacted one came from. */
+export function expandDid(stored: string): string {
+  return stored.charCodeAt(0) === 1 ? "did:plc:" + stored.slice(1) : "did:" + stored;
+}
+
+/** Prefix of a collection's rbc keys. */
+export function rbcPrefix(id: string): string {
+  return "r" + id;
+}
+
+/** Prefix of a DID's cbr keys. */
+export function cbrPrefix(did: string): string {
+  return "c" + compactDid(did) + "\x00";
+}
+
+/** Version 1 keys (`r\0<collection>\0<did>`, `c\0<did>\0<collection>`), read only to migrate. */
+export const V1 = { RBC: "r\x00", CBR: "c\x00" } as const;
+
+/** Splits a version 1 rbc key into its collection and DID; undefined if it is not one. */
+export function parseV1Rbc(key: string): { collection: string; did: string } | undefined {
+  if (!key.startsWith(V1.RBC)) return undefined;
+  const sep = key.indexOf("\x00", V1.RBC.length);
+  if (sep < 0) return undefined;
+  return { collection: key.slice(V1.RBC.length, sep), did: key.slice(sep + 1) };
+}

@@ -1,0 +1,57 @@
+/** Rewrites an index written with the version 1 key layout into the current one. */
+import type { ClassicLevel } from "classic-level";
+import {
+  cbrPrefix,
+  compactDid,
+  DICT,
+  encodeId,
+  END,
+  parseV1Rbc,
+  rbcPrefix,
+  V1,
+} from "./index_keys.ts";
+
+const CHUNK = 10_000;
+
+/**
+ * Moves every version 1 key to the current layout, in batches that each delete the old keys they
+ * rewrite, so an interrupted migration resumes where it stopped. Returns how many entries moved.
+ */
+export async function migrateIndex(db: ClassicLevel<string, string>): Promise<number> {
+  const ids = new Map<string, string>();
+  for await (const [key, id] of db.iterator({ gt: DICT, lt: DICT + END })) {
+    ids.set(key.slice(DICT.length), id);
+  }
+  let moved = 0;
+  let after: string = V1.RBC;
+  for (;;) {
+    const entries = await db.iterator({ gt: after, lt: V1.RBC + END, limit: CHUNK }).all();
+    if (entries.length === 0) break;
+    const batch = db.batch();
+    for (const [key, value] of entries) {
+      const parsed = parseV1Rbc(key);
+      if (!parsed) continue;
+      let id = ids.get(parsed.collection);
+      if (id === undefined) {
+        id = encodeId(ids.size);
+        ids.set(parsed.collection, id);
+        batch.put(DICT + parsed.collection, id);
+      }
+      batch.put(rbcPrefix(id) + compactDid(parsed.did), value);
+      batch.put(cbrPrefix(parsed.did) + id, "");
+      batch.del(key);
+      moved++;
+    }
+    await batch.write();
+    after = entries[entries.length - 1][0];
+  }
+  // Version 1 DID→collection keys carry nothing the rewritten rbc keys did not; drop them.
+  for (;;) {
+    const keys = await db.keys({ gt: V1.CBR, lt: V1.CBR + END, limit: CHUNK }).all();
+    if (keys.length === 0) break;
+    const batch = db.batch();
+    for (const key of keys) batch.del(key);
+    await batch.write();
+  }
+  return moved;
+}
