@@ -93,7 +93,7 @@ export class IndexStore {
       keyEncoding: "utf8",
       valueEncoding: "utf8",
       cacheSize: opts.cacheSize ?? 16 * 1024 * 1024,
-      writeBufferSize: opts.writeBufferSize ?? 16 * 1024 * 1024,
+      writeBufferSize: opts.writeBufferSize ?? 8 * 1024 * 1024,
     });
     try {
       await db.open();
