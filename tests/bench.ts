@@ -877,12 +877,12 @@ async function main(args: string[]): Promise<number> {
       p();
       p("runs:");
       p(
-        "  mode        wall     DIDs        DIDs/s     requests  req/s   peak rps  peak RSS  conc  limit  pause  max rps",
+        "  mode             wall     DIDs        DIDs/s     requests  req/s   peak rps  peak RSS  conc  limit  pause  max rps",
       );
       for (const r of runs) {
         const s = r.report.wallMs / 1000;
         p(
-          `  ${r.label.padEnd(10)} ${s.toFixed(1).padStart(6)} s ${
+          `  ${r.label.padEnd(15)} ${s.toFixed(1).padStart(6)} s ${
             fmtInt(r.report.imported).padStart(10)
           } ${fmtInt(r.report.imported / s).padStart(10)} ${fmtInt(r.listRequests).padStart(9)} ${
             (r.listRequests / s).toFixed(1).padStart(7)
