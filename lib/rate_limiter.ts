@@ -102,11 +102,18 @@ export class HostLimiter {
     const resetMs = resetDelayMs(headers, now);
     if (remaining === undefined || resetMs === undefined || resetMs <= 0) return;
     const limit = headerNumber(headers, "ratelimit-limit");
-    // Leave a margin for other clients behind the same address and our own in-flight requests.
-    const affordable = Math.max(0, remaining - 1) / (resetMs / 1000);
+    // Requests kept in hand for our own requests still in flight and other clients on the address.
+    const usable = remaining - RESERVE;
+    if (usable <= 0) {
+      // Nothing to spread: wait for the window instead of stretching one interval past it.
+      this.#headerCap = undefined;
+      this.#pausedUntil = Math.max(this.#pausedUntil, now + resetMs);
+      return;
+    }
+    const affordable = usable / (resetMs / 1000);
     const low = limit !== undefined ? remaining < limit * 0.2 : affordable < this.#rate;
-    if (low) this.#headerCap = { rps: Math.max(0.2, affordable * 0.9), until: now + resetMs };
-    if (remaining <= 0) this.#pausedUntil = Math.max(this.#pausedUntil, now + resetMs);
+    // The newest response is the best news: a refilled quota lifts an earlier cap.
+    this.#headerCap = low ? { rps: affordable, until: now + resetMs } : undefined;
   }
 
   #insert(w: Waiter): void {
@@ -139,6 +146,9 @@ export class HostLimiter {
     }
   }
 }
+
+/** RateLimit-Remaining below this pauses until the reset; above it, the rest is spread over the window. */
+const RESERVE = 2;
 
 // No single wait longer than this, whatever a header says.
 const MAX_WAIT_MS = 15 * 60_000;

@@ -138,8 +138,8 @@ Deno.test("HostLimiter: low RateLimit-Remaining caps the rate until the reset", 
       "ratelimit-reset": "10",
     }),
   );
-  // (5 - 1) requests over 10 s = 0.4 rps, times a 0.9 margin.
-  assert(Math.abs(limiter.currentRps - 0.36) < 1e-9, String(limiter.currentRps));
+  // (5 - 2 in reserve) requests over 10 s.
+  assert(Math.abs(limiter.currentRps - 0.3) < 1e-9, String(limiter.currentRps));
   clock.t = T0 + 9_999;
   assert(limiter.currentRps < 1);
   clock.t = T0 + 10_001;
@@ -171,8 +171,40 @@ Deno.test("HostLimiter: draft headers with parameters are understood", () => {
       "ratelimit-reset": "20;w=60",
     }),
   );
-  // (3 - 1) / 20 s = 0.1 rps -> floor of 0.2.
-  assertEquals(limiter.currentRps, 0.2);
+  // (3 - 2) / 20 s.
+  assertEquals(limiter.currentRps, 0.05);
+});
+
+Deno.test("HostLimiter: Remaining at the reserve pauses until the reset, then full speed", async () => {
+  const clock = new FakeClock(T0);
+  const limiter = new HostLimiter({ maxRps: 10, clock });
+  limiter.observe(
+    200,
+    new Headers({ "ratelimit-limit": "10", "ratelimit-remaining": "1", "ratelimit-reset": "1" }),
+  );
+  const times: number[] = [];
+  for (let i = 0; i < 3; i++) {
+    await limiter.acquire();
+    times.push(clock.now() - T0);
+  }
+  // Not one long interval of 1 / (tiny rate): the wait ends at the reset.
+  assertEquals(times, [1000, 1100, 1200]);
+});
+
+Deno.test("HostLimiter: a later response with a refilled quota lifts the cap", () => {
+  const clock = new FakeClock(T0);
+  const limiter = new HostLimiter({ maxRps: 10, clock });
+  const h = (remaining: number) =>
+    new Headers({
+      "ratelimit-limit": "100",
+      "ratelimit-remaining": String(remaining),
+      "ratelimit-reset": "10",
+    });
+  limiter.observe(200, h(12));
+  assert(Math.abs(limiter.currentRps - 1) < 1e-9, String(limiter.currentRps));
+  clock.t = T0 + 500;
+  limiter.observe(200, h(90));
+  assertEquals(limiter.currentRps, 10);
 });
 
 Deno.test("HostLimiter: RateLimit-Remaining 0 pauses until the reset", async () => {
