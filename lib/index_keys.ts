@@ -47,9 +47,10 @@ export function decodeId(id: string): number | undefined {
 }
 
 /**
- * A DID as stored in keys. The two atproto methods keep DID order (plc, then web); other methods
- * sort after plc. Anything that is not a DID maps to a string starting with NUL, which no stored
- * DID does, so looking it up finds nothing.
+ * A DID as stored in keys. The two atproto methods keep DID order (plc, then web); any other
+ * method sorts after plc, among web by name (so did:key, which came before plc in layout 1, now
+ * comes after it). Anything that is not a DID maps to a string starting with NUL, which no stored
+ * DID does, so looking it up finds nothing; writers take only validated DIDs.
  */
 export function compactDid(did: string): string {
   if (did.startsWith("did:plc:")) return "\x01" + did.slice(8);

@@ -40,18 +40,31 @@ export async function migrateIndex(db: ClassicLevel<string, string>): Promise<nu
       batch.put(rbcPrefix(id) + compactDid(parsed.did), value);
       batch.put(cbrPrefix(parsed.did) + id, "");
       batch.del(key);
+      batch.del(V1.CBR + parsed.did + "\x00" + parsed.collection);
       moved++;
     }
     await batch.write();
     after = entries[entries.length - 1][0];
   }
-  // Version 1 DID→collection keys carry nothing the rewritten rbc keys did not; drop them.
+  // Version 1 DID→collection keys without their rbc key carry nothing to keep; sweep them, moving
+  // the start forward so each chunk does not step over the deletions before it again.
+  after = V1.CBR;
   for (;;) {
-    const keys = await db.keys({ gt: V1.CBR, lt: V1.CBR + END, limit: CHUNK }).all();
+    const keys = await db.keys({ gt: after, lt: V1.CBR + END, limit: CHUNK }).all();
     if (keys.length === 0) break;
     const batch = db.batch();
     for (const key of keys) batch.del(key);
     await batch.write();
+    after = keys[keys.length - 1];
   }
   return moved;
+}
+
+/** True when the index holds any version 1 key (left by an older build, even after a migration). */
+export async function hasV1Keys(db: ClassicLevel<string, string>): Promise<boolean> {
+  for (const prefix of [V1.RBC, V1.CBR]) {
+    const first = await db.keys({ gt: prefix, lt: prefix + END, limit: 1 }).all();
+    if (first.length > 0) return true;
+  }
+  return false;
 }

@@ -14,7 +14,8 @@ import {
   rbcPrefix,
   VERSION_KEY,
 } from "./index_keys.ts";
-import { migrateIndex } from "./index_migrate.ts";
+import { hasV1Keys, migrateIndex } from "./index_migrate.ts";
+import { type Logger, silentLogger } from "./log.ts";
 
 /** Where a collection's backfill stands, written in the same batch as the page it covers. */
 export interface Checkpoint {
@@ -67,6 +68,8 @@ export interface IndexStoreOptions {
   /** LevelDB block cache in bytes. */
   readonly cacheSize?: number;
   readonly writeBufferSize?: number;
+  /** Told about a key-layout migration, which runs before open returns. */
+  readonly log?: Logger;
 }
 
 /** The LevelDB-backed collection index. */
@@ -115,7 +118,11 @@ export class IndexStore {
       );
     }
     try {
-      return new IndexStore(db, opts.path, await prepareLayout(db, opts.path));
+      return new IndexStore(
+        db,
+        opts.path,
+        await prepareLayout(db, opts.path, opts.log ?? silentLogger),
+      );
     } catch (err) {
       await db.close();
       throw err;
@@ -236,7 +243,8 @@ export class IndexStore {
         );
       }
       const id = encodeId(this.#ids.size);
-      await this.#db.put(DICT + collection, id);
+      // Synced: keys using the id must never outlive it, even across a power loss.
+      await this.#db.put(DICT + collection, id, { sync: true });
       this.#ids.set(collection, id);
       this.#names.set(id, collection);
       return id;
@@ -313,17 +321,27 @@ export class IndexStore {
 async function prepareLayout(
   db: ClassicLevel<string, string>,
   path: string,
+  log: Logger,
 ): Promise<Map<string, string>> {
   const version = await db.get(VERSION_KEY);
-  if (version === undefined) {
-    await migrateIndex(db);
-    await db.put(VERSION_KEY, LAYOUT_VERSION);
-  } else if (version !== LAYOUT_VERSION) {
+  if (version !== undefined && version !== LAYOUT_VERSION) {
     throw new StoreError(
       `index ${path} has key layout version ${version}; this build reads version ${LAYOUT_VERSION}`,
       "index",
     );
   }
+  // Version 1 keys also appear after a downgrade to an older build and back; they move the same way.
+  if (await hasV1Keys(db)) {
+    log.info("index: rewriting layout 1 keys to layout 2; open waits for it", { path });
+    const started = performance.now();
+    const moved = await migrateIndex(db);
+    log.info("index: layout migration done", {
+      path,
+      moved,
+      ms: Math.round(performance.now() - started),
+    });
+  }
+  if (version === undefined) await db.put(VERSION_KEY, LAYOUT_VERSION, { sync: true });
   const ids = new Map<string, string>();
   for await (const [key, id] of db.iterator({ gt: DICT, lt: DICT + END })) {
     ids.set(key.slice(DICT.length), id);

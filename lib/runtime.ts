@@ -43,7 +43,7 @@ export interface RuntimeOptions {
  */
 export async function openRuntime(opts: RuntimeOptions): Promise<Runtime> {
   const { config, log } = opts;
-  const index = await IndexStore.open({ path: `${config.dataDir}/index` });
+  const index = await IndexStore.open({ path: `${config.dataDir}/index`, log });
   let embedded: EmbeddedPostgres | undefined;
   let sql: Sql | undefined;
   try {

@@ -549,3 +549,158 @@ Deno.test("IndexStore: addCollection refuses a value that is not a DID", async (
     assertEquals(await index.listCollections(), []);
   });
 });
+
+/** Writes raw layout-1 entries ([collection, did, value]) into `dir` (no version key unless given). */
+async function writeV1(dir: string, entries: [string, string, string][], version?: string) {
+  const raw = new ClassicLevel<string, string>(dir, { keyEncoding: "utf8", valueEncoding: "utf8" });
+  await raw.open();
+  const batch = raw.batch();
+  for (const [c, d, v] of entries) {
+    batch.put(`r\x00${c}\x00${d}`, v);
+    batch.put(`c\x00${d}\x00${c}`, "");
+  }
+  if (version !== undefined) batch.put("v", version);
+  await batch.write();
+  await raw.close();
+}
+
+async function rawKeys(dir: string): Promise<string[]> {
+  const raw = new ClassicLevel<string, string>(dir, { keyEncoding: "utf8", valueEncoding: "utf8" });
+  try {
+    return await raw.keys().all();
+  } finally {
+    await raw.close();
+  }
+}
+
+Deno.test("IndexStore: migration across chunks, and layout-1 keys that appear after it", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "index-v1-big-" });
+  try {
+    // More than one 10,000-entry chunk, with the chunk boundary inside a collection.
+    const dids = Array.from({ length: 6_001 }, (_, i) => `did:plc:${String(i).padStart(6, "0")}`);
+    await writeV1(dir, [
+      ...dids.map((d): [string, string, string] => ["a.a.a", d, "1"]),
+      ...dids.map((d): [string, string, string] => ["b.b.b", d, ""]),
+    ]);
+    let index = await IndexStore.open({ path: dir });
+    try {
+      assertEquals(await index.listCollections(), ["a.a.a", "b.b.b"]);
+      for (const c of ["a.a.a", "b.b.b"]) {
+        assertEquals((await index.listDids(c, 10_000)).dids, dids, c);
+      }
+      assertEquals(await index.collectionsOf(dids[5_000]), ["a.a.a", "b.b.b"]);
+    } finally {
+      await index.close();
+    }
+    // An older build wrote layout-1 keys into the migrated index (a downgrade and back).
+    await writeV1(dir, [["a.a.a", "did:plc:late", ""], ["c.c.c", "did:plc:late", ""]]);
+    index = await IndexStore.open({ path: dir });
+    try {
+      assertEquals(await index.listCollections(), ["a.a.a", "b.b.b", "c.c.c"]);
+      assertEquals(await index.collectionsOf("did:plc:late"), ["a.a.a", "c.c.c"]);
+      assertEquals((await index.listDids("a.a.a", 10_000)).dids.length, 6_002);
+    } finally {
+      await index.close();
+    }
+    const left = (await rawKeys(dir)).filter((k) => k.startsWith("r\x00") || k.startsWith("c\x00"));
+    assertEquals(left, []);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("IndexStore: an interrupted migration (some keys moved, ids written) resumes", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "index-v1-half-" });
+  try {
+    await writeV1(dir, [["a.a.a", "did:plc:1", "1"], ["a.a.a", "did:plc:2", "1"]]);
+    let index = await IndexStore.open({ path: dir });
+    await index.close();
+    // As if the process died mid-way: two more layout-1 entries, one already-known collection,
+    // a stray DID→collection key without its pair, and no version key.
+    await writeV1(dir, [["a.a.a", "did:plc:3", "1"], ["d.d.d", "did:plc:1", ""]]);
+    const raw = new ClassicLevel<string, string>(dir, {
+      keyEncoding: "utf8",
+      valueEncoding: "utf8",
+    });
+    await raw.batch([{ type: "del", key: "v" }, {
+      type: "put",
+      key: "c\x00did:plc:9\x00a.a.a",
+      value: "",
+    }]);
+    await raw.close();
+    index = await IndexStore.open({ path: dir });
+    try {
+      assertEquals((await index.listDids("a.a.a", 10)).dids, [
+        "did:plc:1",
+        "did:plc:2",
+        "did:plc:3",
+      ]);
+      assertEquals(await index.collectionsOf("did:plc:1"), ["a.a.a", "d.d.d"]);
+      assertEquals(await index.collectionsOf("did:plc:9"), []);
+    } finally {
+      await index.close();
+    }
+    const keys = await rawKeys(dir);
+    assertEquals(keys.filter((k) => k.startsWith("r\x00") || k.startsWith("c\x00")), []);
+    assertEquals(keys.filter((k) => k.startsWith("n\x00")).length, 2, "one id per collection");
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("IndexStore: a new directory holds only the layout version", async () => {
+  const t = await testIndex();
+  try {
+    await t.index.close();
+    assertEquals(await rawKeys(t.dir), ["v"]);
+  } finally {
+    await t.cleanup();
+  }
+});
+
+Deno.test("IndexStore: ids of collections first written at once are distinct and survive reopen", async () => {
+  const t = await testIndex();
+  try {
+    const names = ["a.a.a", "b.b.b", "c.c.c", "d.d.d"];
+    await Promise.all(names.map((c) => t.index.addCollection(`did:plc:${c[0]}`, c)));
+    await t.index.close();
+    const again = await IndexStore.open({ path: t.dir });
+    try {
+      for (const c of names) assertEquals(await again.collectionsOf(`did:plc:${c[0]}`), [c]);
+      await again.addCollection("did:plc:e", "e.e.e");
+      assertEquals(await again.listCollections(), [...names, "e.e.e"]);
+      assertEquals(await again.collectionsOf("did:plc:e"), ["e.e.e"]);
+    } finally {
+      await again.close();
+    }
+  } finally {
+    await t.cleanup();
+  }
+});
+
+Deno.test("IndexStore: listDids pages through mixed DID methods once each, plc first", async () => {
+  await withIndex(async (index) => {
+    const dids = [
+      "did:web:b.example",
+      "did:key:z6Mk",
+      "did:plc:b",
+      "did:plc:a",
+      "did:web:a.example",
+    ];
+    for (const d of dids) await index.addCollection(d, "a.b.c");
+    const seen: string[] = [];
+    let after: string | undefined;
+    do {
+      const page = await index.listDids("a.b.c", 1, after);
+      seen.push(...page.dids);
+      after = page.last;
+    } while (after !== undefined);
+    assertEquals(seen, [
+      "did:plc:a",
+      "did:plc:b",
+      "did:key:z6Mk",
+      "did:web:a.example",
+      "did:web:b.example",
+    ]);
+  });
+});
