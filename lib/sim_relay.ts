@@ -30,6 +30,8 @@ export interface SimFaults {
   retryAfterDate?: boolean;
   /** Which rate-limit headers a 429 carries (default "both"). */
   limitHeaders?: "retry-after" | "ratelimit" | "both" | "none";
+  /** Whether answers that pass the token bucket carry RateLimit-* headers (default true). */
+  okLimitHeaders?: boolean;
   /** A real token bucket: requests beyond it get 429; successes carry RateLimit-* headers. */
   maxRps?: number;
   /** Bucket size (default maxRps, i.e. one second of burst). */
@@ -430,7 +432,7 @@ class SimRelayServer implements SimRelay {
     const mode = f.malformed.get(collection) ?? f.malformed.get("*");
     if (mode === "huge-body") return this.#huge(res, ctl.signal);
     const [status, body] = this.#listRepos(url.searchParams, collection, mode);
-    const headers = status === 200 && this.#bucket ? this.#bucket.headers() : {};
+    const headers = status === 200 && this.#okHeaders() ? this.#bucket!.headers() : {};
     this.#send(res, status, JSON_TYPE, body, headers);
   }
 
@@ -588,8 +590,12 @@ class SimRelayServer implements SimRelay {
         if (++n >= limit) cursor = c;
       }
     }
-    const headers = this.#bucket ? this.#bucket.headers() : {};
+    const headers = this.#okHeaders() ? this.#bucket!.headers() : {};
     this.#send(res, 200, JSON_TYPE, JSON.stringify({ collections: counts, cursor }), headers);
+  }
+
+  #okHeaders(): boolean {
+    return this.#bucket !== undefined && this.#faults.okLimitHeaders !== false;
   }
 
   #llms(res: http.ServerResponse): void {

@@ -267,6 +267,10 @@ Deno.test("faults: maxRps is a token bucket; successes carry RateLimit headers",
     assertEquals((await page(relay, "com.example.one")).status, 200);
     relay.setFaults({ maxRps: undefined });
     assertEquals((await page(relay, "com.example.one")).headers.get("ratelimit-limit"), null);
+    // A bucket that only shows itself on a 429.
+    relay.setFaults({ maxRps: 5, okLimitHeaders: false });
+    const quiet = await page(relay, "com.example.one");
+    assertEquals([quiet.status, quiet.headers.get("ratelimit-limit")], [200, null]);
   });
 });
 
