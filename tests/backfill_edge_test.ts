@@ -189,7 +189,7 @@ Deno.test("against a 20 rps token bucket the run stays under it, nearly free of 
           const throttled = relay.stats.byStatus["429"] ?? 0;
           // With the headers the limiter stops before the bucket is empty; without them it learns
           // from the first 429s (each pauses the host and halves the rate).
-        assert(throttled <= (okLimitHeaders ? 2 : 8), `${throttled} 429s`);
+          assert(throttled <= (okLimitHeaders ? 2 : 8), `${throttled} 429s`);
           assert(ok / seconds <= 20 * 1.25, `${(ok / seconds).toFixed(1)} rps`);
         } finally {
           await index.close();
