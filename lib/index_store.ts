@@ -5,6 +5,7 @@ import {
   cbrPrefix,
   CKPT,
   compactDid,
+  decodeId,
   DICT,
   encodeId,
   END,
@@ -343,8 +344,20 @@ async function prepareLayout(
   }
   if (version === undefined) await db.put(VERSION_KEY, LAYOUT_VERSION, { sync: true });
   const ids = new Map<string, string>();
+  const numbers = new Set<number>();
   for await (const [key, id] of db.iterator({ gt: DICT, lt: DICT + END })) {
     ids.set(key.slice(DICT.length), id);
+    const n = decodeId(id);
+    if (n !== undefined) numbers.add(n);
+  }
+  // New ids are numbered from the count, so the stored ones must be exactly 0..count-1.
+  if (numbers.size !== ids.size || [...numbers].some((n) => n >= ids.size)) {
+    throw new StoreError(
+      `index ${path} has a damaged collection id table (${ids.size} entries, ids not 0..${
+        ids.size - 1
+      })`,
+      "index",
+    );
   }
   return ids;
 }

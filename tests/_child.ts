@@ -72,18 +72,26 @@ export async function until(cond: () => boolean, ms: number, what: string): Prom
 export async function freshDatabase(
   label: string,
 ): Promise<{ url: string; drop(): Promise<void> }> {
-  const name = `backfill_${label}_${crypto.randomUUID().slice(0, 8)}`;
+  const name = `backfill_${label.replace(/[^A-Za-z0-9_]/g, "_")}_${
+    crypto.randomUUID().slice(0, 8)
+  }`;
   const admin = createSql(TEST_DATABASE_URL, { max: 1 });
-  await admin.unsafe(`CREATE DATABASE ${name}`);
-  await admin.end();
+  try {
+    await admin.unsafe(`CREATE DATABASE ${name}`);
+  } finally {
+    await admin.end();
+  }
   const url = new URL(TEST_DATABASE_URL);
   url.pathname = `/${name}`;
   return {
     url: url.href,
     async drop() {
       const a = createSql(TEST_DATABASE_URL, { max: 1 });
-      await a.unsafe(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`);
-      await a.end();
+      try {
+        await a.unsafe(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`);
+      } finally {
+        await a.end();
+      }
     },
   };
 }

@@ -16,11 +16,11 @@ import { type SimRelay, type SimRelayStats, startSimRelay } from "../lib/sim_rel
 import { makeWorld, seededRandom, type SimWorld } from "../lib/sim_world.ts";
 import { parseSource } from "../lib/source.ts";
 import { type ChildReport, processCpuS, REPORT_PREFIX } from "./bench_child.ts";
+import { freshDatabase } from "./_child.ts";
 
 const ROOT = new URL("..", import.meta.url).pathname;
 const CHILD = new URL("./bench_child.ts", import.meta.url).pathname;
 const XRPC = "/xrpc/com.atproto.sync.listReposByCollection";
-const BASE_URL = Deno.env.get("TEST_DATABASE_URL") ?? "postgres://postgres@127.0.0.1:5432/test";
 
 /**
  * Large collections at scale 1: bsky.network's largest (like, post, profile, follow ≈ 26–30M, then
@@ -214,29 +214,6 @@ function ownCpuS(): number {
 
 const log = (line: string) => console.error(line);
 
-async function createDatabase(label: string): Promise<{ url: string; drop(): Promise<void> }> {
-  const name = `bench_${label.replace(/[^A-Za-z0-9_]/g, "_")}_${crypto.randomUUID().slice(0, 8)}`;
-  const admin = createSql(BASE_URL, { max: 1 });
-  try {
-    await admin.unsafe(`CREATE DATABASE ${name}`);
-  } finally {
-    await admin.end();
-  }
-  const url = new URL(BASE_URL);
-  url.pathname = `/${name}`;
-  return {
-    url: url.href,
-    async drop() {
-      const a = createSql(BASE_URL, { max: 1 });
-      try {
-        await a.unsafe(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`);
-      } finally {
-        await a.end();
-      }
-    },
-  };
-}
-
 /** How a backfill process is launched: the shipped V8 flags and, for jemalloc, the library to preload. */
 export interface Launch {
   readonly v8Flags: string;
@@ -310,7 +287,7 @@ async function runMode(
   modeEnv: Record<string, string>,
   launch: Launch,
 ): Promise<RunResult> {
-  const db = await createDatabase(label);
+  const db = await freshDatabase(`bench_${label}`);
   const dataDir = await Deno.makeTempDir({ prefix: `bench-${label}-` });
   cleanups.push(async () => {
     await db.drop().catch(() => {});

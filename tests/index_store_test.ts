@@ -704,3 +704,27 @@ Deno.test("IndexStore: listDids pages through mixed DID methods once each, plc f
     ]);
   });
 });
+
+Deno.test("IndexStore: a collection id table with a gap or a duplicate is refused", async () => {
+  for (const ids of [["\x01\x01\x01", "\x01\x01\x03"], ["\x01\x01\x01", "\x01\x01\x01"]]) {
+    const dir = await Deno.makeTempDir({ prefix: "index-ids-" });
+    try {
+      const raw = new ClassicLevel<string, string>(dir, {
+        keyEncoding: "utf8",
+        valueEncoding: "utf8",
+      });
+      await raw.batch([
+        { type: "put", key: "v", value: "2" },
+        ...ids.map((id, i) => ({ type: "put" as const, key: `n\x00c.c.c${i}`, value: id })),
+      ]);
+      await raw.close();
+      await assertRejects(
+        () => IndexStore.open({ path: dir }),
+        (err: unknown) =>
+          err instanceof StoreError && /damaged collection id table/.test(err.message),
+      );
+    } finally {
+      await Deno.remove(dir, { recursive: true });
+    }
+  }
+});
