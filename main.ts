@@ -1,9 +1,9 @@
 /** Entry point: parses the environment and arguments, then wires one mode together. */
 // Modes are imported lazily so that `status` from a laptop never loads the native index or Postgres.
-import { parseBackfillArgs, parseConfig } from "./lib/config.ts";
-import { BusyError, errorMessage, InputError, StoreError } from "./lib/errors.ts";
-import { createLogger } from "./lib/log.ts";
-import { isNsid } from "./lib/syntax.ts";
+import { parseBackfillArgs, parseConfig } from "./lib/app/config.ts";
+import { BusyError, errorMessage, InputError, StoreError } from "./lib/util/errors.ts";
+import { createLogger } from "./lib/util/log.ts";
+import { isNsid } from "./lib/util/syntax.ts";
 
 const USAGE = `usage: deno task <mode>
   migrate                      apply database migrations
@@ -40,7 +40,7 @@ async function main(args: string[], signal: AbortSignal): Promise<number> {
   const log = createLogger({ level: config.logLevel, write: stderr });
   switch (mode) {
     case "status": {
-      const { runStatusCli } = await import("./lib/status_cli.ts");
+      const { runStatusCli } = await import("./lib/cli/status.ts");
       return await runStatusCli({
         args: rest,
         relayUrl: config.relayUrl,
@@ -53,19 +53,19 @@ async function main(args: string[], signal: AbortSignal): Promise<number> {
       });
     }
     case "sim-relay": {
-      const { runSimRelayCli } = await import("./lib/sim_relay.ts");
+      const { runSimRelayCli } = await import("./lib/sim/relay.ts");
       return await runSimRelayCli(rest, env, { signal });
     }
     case "migrate": {
-      const { openRuntime } = await import("./lib/runtime.ts");
+      const { openRuntime } = await import("./lib/app/runtime.ts");
       const rt = await openRuntime({ config, log });
       await rt.close();
       console.log("migrations are up to date");
       return 0;
     }
     case "start": {
-      const { openRuntime } = await import("./lib/runtime.ts");
-      const { serve } = await import("./lib/server.ts");
+      const { openRuntime } = await import("./lib/app/runtime.ts");
+      const { serve } = await import("./lib/app/server.ts");
       const rt = await openRuntime({ config, log, signal });
       try {
         await serve({ runtime: rt, config, log, signal });
@@ -81,8 +81,8 @@ async function main(args: string[], signal: AbortSignal): Promise<number> {
         console.log(USAGE);
         return 0;
       }
-      const { openRuntime } = await import("./lib/runtime.ts");
-      const { runOneShot } = await import("./lib/oneshot.ts");
+      const { openRuntime } = await import("./lib/app/runtime.ts");
+      const { runOneShot } = await import("./lib/cli/oneshot.ts");
       const rt = await openRuntime({ config, log, signal });
       try {
         if (opts.reset) {

@@ -1,9 +1,9 @@
 /** Helpers for fault-injection tests: main.ts as a child process, fresh databases, exactness checks. */
 import type { Sql } from "postgres";
-import { startEmbeddedPostgres } from "../lib/embedded_pg.ts";
-import { type Checkpoint, IndexStore } from "../lib/index_store.ts";
-import { createSql } from "../lib/progress_store.ts";
-import type { SimWorld } from "../lib/sim_world.ts";
+import { startEmbeddedPostgres } from "../lib/progress/embedded_pg.ts";
+import { type Checkpoint, IndexStore } from "../lib/index/store.ts";
+import { createSql } from "../lib/progress/store.ts";
+import type { SimWorld } from "../lib/sim/world.ts";
 import { indexDids, TEST_DATABASE_URL } from "./_helpers.ts";
 
 /** Path of the service's entry point. */

@@ -1,15 +1,15 @@
 /** Shared test fixtures: a Postgres schema per suite, LevelDB in a temp directory, quiet loggers. */
 import type { Sql } from "postgres";
-import { Backfiller } from "../lib/backfill.ts";
-import { discoverCollections } from "../lib/discovery.ts";
-import { IndexStore } from "../lib/index_store.ts";
-import { type Logger, silentLogger } from "../lib/log.ts";
-import { HostLimiter } from "../lib/rate_limiter.ts";
-import { takeRunLock } from "../lib/run_lock.ts";
-import { SourceClient } from "../lib/source_client.ts";
-import { listCollectionSizes } from "../lib/source_sizes.ts";
-import { loadMigrations, migrate, MIGRATIONS_DIR } from "../lib/migrate.ts";
-import { createSql, ProgressStore } from "../lib/progress_store.ts";
+import { Backfiller } from "../lib/run/backfill.ts";
+import { discoverCollections } from "../lib/source/discovery.ts";
+import { IndexStore } from "../lib/index/store.ts";
+import { type Logger, silentLogger } from "../lib/util/log.ts";
+import { HostLimiter } from "../lib/source/rate_limiter.ts";
+import { takeRunLock } from "../lib/progress/run_lock.ts";
+import { SourceClient } from "../lib/source/client.ts";
+import { listCollectionSizes } from "../lib/source/sizes.ts";
+import { loadMigrations, migrate, MIGRATIONS_DIR } from "../lib/progress/migrate.ts";
+import { createSql, ProgressStore } from "../lib/progress/store.ts";
 
 /** The real Postgres the tests use. */
 export const TEST_DATABASE_URL = Deno.env.get("TEST_DATABASE_URL") ??

@@ -5,16 +5,16 @@
  * a fresh Postgres database and a fresh LevelDB; the simulated relay stays in this process.
  */
 import { parseArgs } from "node:util";
-import { Backfiller } from "../lib/backfill.ts";
-import { type Config, DEFAULTS, parseConfig } from "../lib/config.ts";
-import { createApp } from "../lib/http_app.ts";
-import { encodeCursor } from "../lib/xrpc_cursor.ts";
-import { IndexStore } from "../lib/index_store.ts";
-import { silentLogger } from "../lib/log.ts";
-import { createSql, ProgressStore } from "../lib/progress_store.ts";
-import { type SimRelay, type SimRelayStats, startSimRelay } from "../lib/sim_relay.ts";
-import { makeWorld, seededRandom, type SimWorld } from "../lib/sim_world.ts";
-import { parseSource } from "../lib/source.ts";
+import { Backfiller } from "../lib/run/backfill.ts";
+import { type Config, DEFAULTS, parseConfig } from "../lib/app/config.ts";
+import { createApp } from "../lib/http/app.ts";
+import { encodeCursor } from "../lib/http/xrpc_cursor.ts";
+import { IndexStore } from "../lib/index/store.ts";
+import { silentLogger } from "../lib/util/log.ts";
+import { createSql, ProgressStore } from "../lib/progress/store.ts";
+import { type SimRelay, type SimRelayStats, startSimRelay } from "../lib/sim/relay.ts";
+import { makeWorld, seededRandom, type SimWorld } from "../lib/sim/world.ts";
+import { parseSource } from "../lib/source/source.ts";
 import { type ChildReport, processCpuS, REPORT_PREFIX } from "./bench_child.ts";
 import { freshDatabase } from "./_child.ts";
 

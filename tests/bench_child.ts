@@ -1,7 +1,7 @@
 /** One benchmark run in its own process: production wiring (openRuntime) from the environment, one full backfill, a JSON report on stdout. */
-import { parseConfig } from "../lib/config.ts";
-import { createLogger } from "../lib/log.ts";
-import { openRuntime } from "../lib/runtime.ts";
+import { parseConfig } from "../lib/app/config.ts";
+import { createLogger } from "../lib/util/log.ts";
+import { openRuntime } from "../lib/app/runtime.ts";
 
 /** Marks the report line on stdout. */
 export const REPORT_PREFIX = "BENCH_REPORT ";

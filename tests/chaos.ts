@@ -4,9 +4,9 @@
  * `deno task chaos [--kills N] [--terms N] [--seed N] [--scale X] [--embedded-kills N]`
  */
 import { parseArgs } from "node:util";
-import { createSql } from "../lib/progress_store.ts";
-import { startSimRelay } from "../lib/sim_relay.ts";
-import { makeWorld, seededRandom, type SimWorld } from "../lib/sim_world.ts";
+import { createSql } from "../lib/progress/store.ts";
+import { startSimRelay } from "../lib/sim/relay.ts";
+import { makeWorld, seededRandom, type SimWorld } from "../lib/sim/world.ts";
 import {
   checkConsistent,
   checkExact,

@@ -1,7 +1,7 @@
 import { assert, assertEquals } from "./_assert.ts";
-import { createSql } from "../lib/progress_store.ts";
-import { startSimRelay } from "../lib/sim_relay.ts";
-import { makeWorld, type SimWorld } from "../lib/sim_world.ts";
+import { createSql } from "../lib/progress/store.ts";
+import { startSimRelay } from "../lib/sim/relay.ts";
+import { makeWorld, type SimWorld } from "../lib/sim/world.ts";
 import { describeReport, runChaos } from "./chaos.ts";
 import {
   checkConsistent,

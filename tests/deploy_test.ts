@@ -345,17 +345,17 @@ Deno.test("kubernetes manifests", async (t) => {
     ]);
   });
 
-  await t.step("config parses with lib/config.ts (when present)", async () => {
-    const url = new URL("lib/config.ts", ROOT);
+  await t.step("config parses with lib/app/config.ts (when present)", async () => {
+    const url = new URL("lib/app/config.ts", ROOT);
     let mod: { parseConfig?: (env: Record<string, string>) => Obj };
     try {
       mod = await import(url.href);
     } catch (err) {
-      console.log(`skipped: lib/config.ts not importable (${(err as Error).message})`);
+      console.log(`skipped: lib/app/config.ts not importable (${(err as Error).message})`);
       return;
     }
     if (typeof mod.parseConfig !== "function") {
-      console.log("skipped: lib/config.ts has no parseConfig");
+      console.log("skipped: lib/app/config.ts has no parseConfig");
       return;
     }
     const literalEnv = (doc: Obj) => {
@@ -377,17 +377,17 @@ Deno.test("kubernetes manifests", async (t) => {
     assert.equal(cfg.adminPassword, "t0ken", "trigger: admin token");
   });
 
-  await t.step("trigger command drives lib/status_cli.ts (when present)", async () => {
+  await t.step("trigger command drives lib/cli/status.ts (when present)", async () => {
     type Cli = { runStatusCli?: (opts: Obj) => Promise<number> };
     let mod: Cli;
     try {
-      mod = await import(new URL("lib/status_cli.ts", ROOT).href);
+      mod = await import(new URL("lib/cli/status.ts", ROOT).href);
     } catch (err) {
-      console.log(`skipped: lib/status_cli.ts not importable (${(err as Error).message})`);
+      console.log(`skipped: lib/cli/status.ts not importable (${(err as Error).message})`);
       return;
     }
     if (typeof mod.runStatusCli !== "function") {
-      console.log("skipped: lib/status_cli.ts has no runStatusCli");
+      console.log("skipped: lib/cli/status.ts has no runStatusCli");
       return;
     }
     const c = podSpecOf(cronJob).containers[0];

@@ -1,4 +1,4 @@
-/** Table tests for lib/index_keys.ts: ids, compacted DIDs and version 1 keys. */
+/** Table tests for lib/index/keys.ts: ids, compacted DIDs and version 1 keys. */
 import assert from "node:assert/strict";
 import {
   compactDid,
@@ -8,7 +8,7 @@ import {
   expandDid,
   MAX_COLLECTIONS,
   parseV1Rbc,
-} from "../lib/index_keys.ts";
+} from "../lib/index/keys.ts";
 
 Deno.test("encodeId/decodeId round-trip, stay fixed-width, keep order and avoid NUL", () => {
   const ns = [0, 1, 126, 127, 128, 16_128, 16_129, 1_000_000, MAX_COLLECTIONS - 1];

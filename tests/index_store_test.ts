@@ -1,11 +1,11 @@
-/** Tests for lib/index_store.ts on a real LevelDB in a temp directory. */
+/** Tests for lib/index/store.ts on a real LevelDB in a temp directory. */
 import {
   deepStrictEqual as assertEquals,
   ok as assert,
   rejects as assertRejects,
 } from "node:assert/strict";
-import { type Checkpoint, IndexStore } from "../lib/index_store.ts";
-import { InputError, StoreError } from "../lib/errors.ts";
+import { type Checkpoint, IndexStore } from "../lib/index/store.ts";
+import { InputError, StoreError } from "../lib/util/errors.ts";
 import { ClassicLevel } from "classic-level";
 import { testIndex } from "./_helpers.ts";
 

@@ -1,6 +1,6 @@
-/** Tests for the Pager (lib/paging.ts): only a missing cursor ends paging, plus the loop guards. */
+/** Tests for the Pager (lib/paging/pager.ts): only a missing cursor ends paging, plus the loop guards. */
 import { deepStrictEqual as assertEquals, ok as assert } from "node:assert/strict";
-import { DEFAULT_PAGER_LIMITS, Pager, type PageStep } from "../lib/paging.ts";
+import { DEFAULT_PAGER_LIMITS, Pager, type PageStep } from "../lib/paging/pager.ts";
 
 /** Feeds (count, cursor) pairs and returns every step. */
 function run(pager: Pager, pages: [number, string | undefined][]): PageStep[] {

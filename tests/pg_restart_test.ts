@@ -1,13 +1,13 @@
 import { assert, assertEquals } from "./_assert.ts";
-import type { Backfiller } from "../lib/backfill.ts";
-import { BusyError } from "../lib/errors.ts";
-import type { IndexStore } from "../lib/index_store.ts";
-import { createLogger } from "../lib/log.ts";
-import { createSql, ProgressStore } from "../lib/progress_store.ts";
-import { takeRunLock } from "../lib/run_lock.ts";
-import { type SimRelay, startSimRelay } from "../lib/sim_relay.ts";
-import { makeWorld } from "../lib/sim_world.ts";
-import { parseSource } from "../lib/source.ts";
+import type { Backfiller } from "../lib/run/backfill.ts";
+import { BusyError } from "../lib/util/errors.ts";
+import type { IndexStore } from "../lib/index/store.ts";
+import { createLogger } from "../lib/util/log.ts";
+import { createSql, ProgressStore } from "../lib/progress/store.ts";
+import { takeRunLock } from "../lib/progress/run_lock.ts";
+import { type SimRelay, startSimRelay } from "../lib/sim/relay.ts";
+import { makeWorld } from "../lib/sim/world.ts";
+import { parseSource } from "../lib/source/source.ts";
 import {
   indexDids,
   TEST_DATABASE_URL,

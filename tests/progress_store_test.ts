@@ -1,11 +1,11 @@
-/** Tests for lib/progress_store.ts and lib/migrate.ts against the real Postgres, one schema per test. */
+/** Tests for lib/progress/store.ts and lib/progress/migrate.ts against the real Postgres, one schema per test. */
 import {
   deepStrictEqual as assertEquals,
   ok as assert,
   rejects as assertRejects,
 } from "node:assert/strict";
-import { loadMigrations, migrate, MIGRATIONS_DIR } from "../lib/migrate.ts";
-import { createSql, isConnectionError, ProgressStore } from "../lib/progress_store.ts";
+import { loadMigrations, migrate, MIGRATIONS_DIR } from "../lib/progress/migrate.ts";
+import { createSql, isConnectionError, ProgressStore } from "../lib/progress/store.ts";
 import { TEST_DATABASE_URL, type TestDb, testDb } from "./_helpers.ts";
 
 async function withDb(

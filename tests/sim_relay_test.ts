@@ -5,16 +5,16 @@ import {
   ok as assert,
   rejects as assertRejects,
 } from "node:assert/strict";
-import { isDid, isNsid } from "../lib/syntax.ts";
-import { InputError } from "../lib/errors.ts";
-import { formatDid, makeWorld, SimWorld, worldFromLists } from "../lib/sim_world.ts";
+import { isDid, isNsid } from "../lib/util/syntax.ts";
+import { InputError } from "../lib/util/errors.ts";
+import { formatDid, makeWorld, SimWorld, worldFromLists } from "../lib/sim/world.ts";
 import {
   decodeCursor,
   runSimRelayCli,
   type SimRelay,
   type SimRelayOptions,
   startSimRelay,
-} from "../lib/sim_relay.ts";
+} from "../lib/sim/relay.ts";
 
 const LIST = "/xrpc/com.atproto.sync.listReposByCollection";
 const delay = (ms: number) => new Promise((r) => setTimeout(r, ms));

@@ -1,15 +1,15 @@
-/** Tests for lib/source_client.ts: parsePage as a table, and SourceClient against a scripted server. */
+/** Tests for lib/source/client.ts: parsePage as a table, and SourceClient against a scripted server. */
 import {
   deepStrictEqual as assertEquals,
   ok as assert,
   rejects as assertRejects,
   throws as assertThrows,
 } from "node:assert/strict";
-import { parsePage, SourceClient, type SourceClientOptions } from "../lib/source_client.ts";
-import { SourceError } from "../lib/errors.ts";
-import { HostLimiter } from "../lib/rate_limiter.ts";
+import { parsePage, SourceClient, type SourceClientOptions } from "../lib/source/client.ts";
+import { SourceError } from "../lib/util/errors.ts";
+import { HostLimiter } from "../lib/source/rate_limiter.ts";
 import { FakeClock } from "./_fake_clock.ts";
-import { parseSource } from "../lib/source.ts";
+import { parseSource } from "../lib/source/source.ts";
 
 // ---------------------------------------------------------------------------------------------
 // parsePage

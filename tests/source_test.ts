@@ -1,11 +1,11 @@
-/** Table tests for lib/source.ts: bare hosts and http(s) URLs as source relays. */
+/** Table tests for lib/source/source.ts: bare hosts and http(s) URLs as source relays. */
 import {
   deepStrictEqual as assertEquals,
   ok as assert,
   throws as assertThrows,
 } from "node:assert/strict";
-import { parseSource, type Source } from "../lib/source.ts";
-import { InputError } from "../lib/errors.ts";
+import { parseSource, type Source } from "../lib/source/source.ts";
+import { InputError } from "../lib/util/errors.ts";
 
 const GOOD: [string, Source][] = [
   ["bsky.network", { name: "bsky.network", baseUrl: "https://bsky.network", host: "bsky.network" }],

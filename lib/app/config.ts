@@ -1,0 +1,206 @@
+/** The service's configuration, parsed once from an environment object by a pure function. */
+import { InputError } from "../util/mod.ts";
+import { parseSource, type Source } from "../source/mod.ts";
+import type { LogLevel } from "../util/mod.ts";
+
+/** Everything the service reads from its environment, validated and typed. */
+export interface Config {
+  /** Postgres for progress; undefined means the embedded PGlite under `dataDir/pg`. */
+  readonly databaseUrl?: string;
+  readonly dataDir: string;
+  readonly port: number;
+  /** Interface the server binds to. */
+  readonly host: string;
+  readonly adminPassword?: string;
+  readonly source: Source;
+  readonly lexiconListUrl: string;
+  readonly relayUrl: string;
+  /** Collections paged at once. */
+  readonly concurrency: number;
+  /** `limit` sent to the source, 1..2000. */
+  readonly pageLimit: number;
+  /** Pause after each page of a collection (the design note's 100 ms); 0 by default. */
+  readonly pagePauseMs: number;
+  /** Request-rate cap per source host, requests per second. */
+  readonly maxRps: number;
+  /** Per-request timeout towards the source. */
+  readonly requestTimeoutMs: number;
+  readonly logLevel: LogLevel;
+}
+
+/** Defaults, exported so the README and tests can name them. */
+export const DEFAULTS = {
+  dataDir: "./data",
+  port: 8080,
+  host: "0.0.0.0",
+  source: "bsky.network",
+  lexiconListUrl: "https://lexicon.garden/llms.txt",
+  concurrency: 8,
+  pageLimit: 2000,
+  pagePauseMs: 0,
+  maxRps: 25,
+  requestTimeoutMs: 30_000,
+  logLevel: "info" as LogLevel,
+} as const;
+
+const LOG_LEVELS: readonly LogLevel[] = ["debug", "info", "warn", "error"];
+
+/** Parses the environment into a Config; throws InputError naming the variable and value at fault. */
+export function parseConfig(env: Readonly<Record<string, string | undefined>>): Config {
+  const get = (name: string) => {
+    const v = env[name]?.trim();
+    return v === undefined || v === "" ? undefined : v;
+  };
+  const port = int(get("PORT"), "PORT", DEFAULTS.port, 1, 65535);
+  const databaseUrl = get("DATABASE_URL");
+  if (databaseUrl !== undefined && !/^postgres(ql)?:\/\//.test(databaseUrl)) {
+    throw new InputError(
+      "DATABASE_URL must start with postgres:// or postgresql://",
+      "DATABASE_URL",
+    );
+  }
+  const lexiconListUrl = get("LEXICON_LIST_URL") ?? DEFAULTS.lexiconListUrl;
+  httpUrl(lexiconListUrl, "LEXICON_LIST_URL");
+  const relayUrl = (get("RELAY_URL") ?? `http://localhost:${port}`).replace(/\/+$/, "");
+  httpUrl(relayUrl, "RELAY_URL");
+  const logLevel = (get("LOG_LEVEL") ?? DEFAULTS.logLevel).toLowerCase() as LogLevel;
+  if (!LOG_LEVELS.includes(logLevel)) {
+    throw new InputError(
+      `LOG_LEVEL must be one of ${LOG_LEVELS.join(", ")}, got ${JSON.stringify(logLevel)}`,
+      "LOG_LEVEL",
+    );
+  }
+  let source: Source;
+  try {
+    source = parseSource(get("BACKFILL_SOURCE") ?? DEFAULTS.source);
+  } catch (err) {
+    throw new InputError(`BACKFILL_SOURCE: ${(err as Error).message}`, "BACKFILL_SOURCE", {
+      cause: err,
+    });
+  }
+  return {
+    databaseUrl,
+    dataDir: get("DATA_DIR") ?? DEFAULTS.dataDir,
+    port,
+    host: get("HOST") ?? DEFAULTS.host,
+    adminPassword: get("RELAY_ADMIN_PASSWORD"),
+    source,
+    lexiconListUrl,
+    relayUrl,
+    concurrency: int(
+      get("BACKFILL_CONCURRENCY"),
+      "BACKFILL_CONCURRENCY",
+      DEFAULTS.concurrency,
+      1,
+      256,
+    ),
+    pageLimit: int(get("BACKFILL_PAGE_LIMIT"), "BACKFILL_PAGE_LIMIT", DEFAULTS.pageLimit, 1, 2000),
+    pagePauseMs: int(get("BACKFILL_PAGE_PAUSE_MS"), "BACKFILL_PAGE_PAUSE_MS", 0, 0, 60_000),
+    maxRps: num(get("BACKFILL_MAX_RPS"), "BACKFILL_MAX_RPS", DEFAULTS.maxRps, 0.1, 10_000),
+    requestTimeoutMs: int(
+      get("BACKFILL_REQUEST_TIMEOUT_MS"),
+      "BACKFILL_REQUEST_TIMEOUT_MS",
+      DEFAULTS.requestTimeoutMs,
+      100,
+      600_000,
+    ),
+    logLevel,
+  };
+}
+
+function int(v: string | undefined, name: string, dflt: number, min: number, max: number): number {
+  if (v === undefined) return dflt;
+  if (!/^[0-9]+$/.test(v) || Number(v) < min || Number(v) > max) {
+    throw new InputError(
+      `${name} must be an integer from ${min} to ${max}, got ${JSON.stringify(v)}`,
+      name,
+    );
+  }
+  return Number(v);
+}
+
+function num(v: string | undefined, name: string, dflt: number, min: number, max: number): number {
+  if (v === undefined) return dflt;
+  const n = Number(v);
+  if (!/^[0-9]+(\.[0-9]+)?$/.test(v) || n < min || n > max) {
+    throw new InputError(
+      `${name} must be a number from ${min} to ${max}, got ${JSON.stringify(v)}`,
+      name,
+    );
+  }
+  return n;
+}
+
+function httpUrl(v: string, name: string): void {
+  let url: URL;
+  try {
+    url = new URL(v);
+  } catch (cause) {
+    throw new InputError(`${name} is not a valid URL: ${JSON.stringify(v)}`, name, { cause });
+  }
+  if (url.protocol !== "http:" && url.protocol !== "https:") {
+    throw new InputError(`${name} must be an http(s) URL, got ${JSON.stringify(v)}`, name);
+  }
+}
+
+/** What `deno task backfill` was asked to do. */
+export interface BackfillArgs {
+  readonly source?: Source;
+  readonly collections: readonly string[];
+  readonly catchUp: boolean;
+  readonly reset: boolean;
+  readonly help: boolean;
+}
+
+/** Parses `backfill` flags: `--source S`, `--collection NSID` (repeatable), `--catch-up`, `--reset`, `--help`. */
+export function parseBackfillArgs(
+  args: readonly string[],
+  isNsid: (s: string) => boolean,
+): BackfillArgs {
+  let source: Source | undefined;
+  const collections: string[] = [];
+  let catchUp = false, reset = false, help = false;
+  for (let i = 0; i < args.length; i++) {
+    const arg = args[i];
+    const eq = arg.indexOf("=");
+    const flag = arg.startsWith("--") && eq > 0 ? arg.slice(0, eq) : arg;
+    const value = () => {
+      if (eq > 0 && arg.startsWith("--")) return arg.slice(eq + 1);
+      const next = args[++i];
+      if (next === undefined) throw new InputError(`${flag} needs a value`, flag);
+      return next;
+    };
+    if (flag !== arg && ["--catch-up", "--reset", "--help"].includes(flag)) {
+      throw new InputError(`${flag} takes no value, got ${JSON.stringify(arg)}`, flag);
+    }
+    switch (flag) {
+      case "--source":
+        source = parseSource(value());
+        break;
+      case "--collection": {
+        const c = value();
+        if (!isNsid(c)) {
+          throw new InputError(`--collection ${JSON.stringify(c)} is not a valid NSID`, flag);
+        }
+        if (!collections.includes(c)) collections.push(c);
+        break;
+      }
+      case "--catch-up":
+        catchUp = true;
+        break;
+      case "--reset":
+        reset = true;
+        break;
+      case "-h":
+      case "--help":
+        help = true;
+        break;
+      default:
+        throw new InputError(`unknown argument ${JSON.stringify(arg)}`, "argv");
+    }
+  }
+  if (reset && collections.length === 0) {
+    throw new InputError("--reset needs at least one --collection", "--reset");
+  }
+  return { source, collections, catchUp, reset, help };
+}

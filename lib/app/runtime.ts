@@ -1,0 +1,167 @@
+/** Opening and closing the service's stateful parts in the right order, from a Config. */
+import type { Sql } from "postgres";
+import { Backfiller } from "../run/mod.ts";
+import type { Config } from "./config.ts";
+import { discoverCollections } from "../source/mod.ts";
+import { type EmbeddedPostgres, startEmbeddedPostgres } from "../progress/mod.ts";
+import { IndexStore } from "../index/mod.ts";
+import type { Logger } from "../util/mod.ts";
+import { loadMigrations, migrate, MIGRATIONS_DIR } from "../progress/mod.ts";
+import { Metrics } from "../http/mod.ts";
+import { createSql, ProgressStore } from "../progress/mod.ts";
+import { HostLimiter } from "../source/mod.ts";
+import { takeRunLock } from "../progress/mod.ts";
+import { SourceClient } from "../source/mod.ts";
+import { listCollectionSizes } from "../source/mod.ts";
+import type { Source } from "../source/mod.ts";
+
+/** The opened parts of a running service. */
+export interface Runtime {
+  readonly index: IndexStore;
+  readonly sql: Sql;
+  readonly progress: ProgressStore;
+  readonly embedded?: EmbeddedPostgres;
+  readonly metrics: Metrics;
+  readonly backfiller: Backfiller;
+  readonly limiters: Map<string, HostLimiter>;
+  close(): Promise<void>;
+}
+
+/** Options for openRuntime. */
+export interface RuntimeOptions {
+  readonly config: Config;
+  readonly log: Logger;
+  /** Aborts waits on an unreachable database. */
+  readonly signal?: AbortSignal;
+  /** Overrides the Postgres schema (tests). */
+  readonly schema?: string;
+}
+
+/**
+ * Opens the index first: its LevelDB lock guards the whole data directory, including the embedded
+ * Postgres, so a second process fails there with a clear message before touching anything.
+ */
+export async function openRuntime(opts: RuntimeOptions): Promise<Runtime> {
+  const { config, log } = opts;
+  const index = await IndexStore.open({ path: `${config.dataDir}/index`, log });
+  let embedded: EmbeddedPostgres | undefined;
+  let sql: Sql | undefined;
+  try {
+    let url = config.databaseUrl;
+    if (url === undefined) {
+      embedded = await startEmbeddedPostgres(`${config.dataDir}/pg`);
+      url = embedded.url;
+      log.info("using embedded Postgres", { dir: `${config.dataDir}/pg` });
+    }
+    // PGlite serves one connection at a time.
+    const lockUrl = url;
+    sql = createSql(url, { max: embedded ? 1 : 4, schema: opts.schema });
+    const progress = new ProgressStore({ sql, log, signal: opts.signal });
+    const applied = await progress.retrying(
+      "migrate",
+      async () => migrate(sql!, await loadMigrations(MIGRATIONS_DIR)),
+    );
+    if (applied.length) log.info("migrations applied", { migrations: applied });
+    const metrics = new Metrics();
+    const limiters = new Map<string, HostLimiter>();
+    const clients = new Map<string, SourceClient>();
+    const clientFor = (source: Source) => {
+      let client = clients.get(source.name);
+      if (!client) {
+        let limiter = limiters.get(source.host);
+        if (!limiter) {
+          limiters.set(source.host, limiter = new HostLimiter({ maxRps: config.maxRps }));
+        }
+        client = new SourceClient({
+          source,
+          limiter,
+          timeoutMs: config.requestTimeoutMs,
+          log,
+          observer: {
+            response(name, status, ms) {
+              metrics.responses.inc({ source: name, status: String(status) });
+              metrics.latency.observe({ source: name }, ms / 1000);
+            },
+          },
+        });
+        clients.set(source.name, client);
+      }
+      return client;
+    };
+    const backfiller = new Backfiller({
+      index,
+      progress,
+      clientFor,
+      discover: (signal) =>
+        discoverCollections({
+          listUrl: config.lexiconListUrl,
+          indexCollections: () => index.listCollections(),
+          log,
+          signal,
+        }),
+      sourceSizes: (client, signal) => listCollectionSizes(client, signal),
+      lock: embedded
+        ? undefined
+        : (onLost) => takeRunLock({ url: lockUrl, schema: opts.schema, onLost }),
+      concurrency: config.concurrency,
+      pageLimit: config.pageLimit,
+      pagePauseMs: config.pagePauseMs,
+      log,
+      observer: {
+        page(source, _dids, imported, fresh, invalid) {
+          metrics.pages.inc({ source });
+          metrics.dids.inc({ source }, imported);
+          metrics.newDids.inc({ source }, fresh);
+          if (invalid) metrics.invalidDids.inc({ source }, invalid);
+        },
+      },
+    });
+    const openSql = sql;
+    return {
+      index,
+      sql: openSql,
+      progress,
+      embedded,
+      metrics,
+      backfiller,
+      limiters,
+      async close() {
+        await backfiller.stop({ resumable: true });
+        await openSql.end({ timeout: 1 }).catch(() => {});
+        await embedded?.close().catch(() => {});
+        await index.close();
+      },
+    };
+  } catch (err) {
+    await sql?.end({ timeout: 1 }).catch(() => {});
+    await embedded?.close().catch(() => {});
+    await index.close();
+    throw err;
+  }
+}
+
+/** Refreshes the gauges that are read at scrape time, then renders the metrics text. */
+export async function renderMetrics(rt: Runtime): Promise<string> {
+  const rows = await rt.progress.list();
+  let completed = 0, failed = 0, active = 0, pending = 0;
+  const running = rt.backfiller.running ? rt.backfiller.state : undefined;
+  for (const r of rows) {
+    if (r.completedAt !== null) completed++;
+    else if (running?.active.has(r.collection)) active++;
+    else if (r.lastError !== null) failed++;
+    else pending++;
+  }
+  rt.metrics.collections.setAll([
+    [{ state: "completed" }, completed],
+    [{ state: "active" }, active],
+    [{ state: "failed" }, failed],
+    [{ state: "pending" }, pending],
+  ]);
+  rt.metrics.indexBytes.setAll([[{}, await rt.index.approximateSize()]]);
+  rt.metrics.running.setAll([[{}, rt.backfiller.running ? 1 : 0]]);
+  rt.metrics.limiterWait.setAll(
+    [...rt.limiters].map(([host, l]) => [{ host }, l.stats.waitedMs / 1000]),
+  );
+  rt.metrics.throttles.setAll([...rt.limiters].map(([host, l]) => [{ host }, l.stats.throttled]));
+  return rt.metrics.render();
+}

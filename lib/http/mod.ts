@@ -1,0 +1,6 @@
+/** Stage 6a, HTTP: the Hono app (XRPC read, admin API, health, metrics) and the status page. */
+export * from "./admin_auth.ts";
+export * from "./app.ts";
+export * from "./metrics.ts";
+export * from "./status_page.ts";
+export * from "./xrpc_cursor.ts";

@@ -1,0 +1,426 @@
+/** The backfiller: plans a run, pages collections concurrently (largest first), and records the outcome. */
+import { runCollection } from "./collection.ts";
+import type { Discovered } from "../source/mod.ts";
+import { BusyError, errorMessage, InputError } from "../util/mod.ts";
+import { freshCheckpoint, type IndexStore } from "../index/mod.ts";
+import type { Logger } from "../util/mod.ts";
+import type { ProgressRow, ProgressStore, RunIntent } from "../progress/mod.ts";
+import type { RunLock } from "../progress/mod.ts";
+import { RunState } from "./state.ts";
+import { type Clock, systemClock } from "../util/mod.ts";
+import type { SourceClient } from "../source/mod.ts";
+import type { Source } from "../source/mod.ts";
+import { isNsid } from "../util/mod.ts";
+
+/** What to run. */
+export interface RunRequest {
+  readonly source: Source;
+  /** Only these collections; otherwise discover. */
+  readonly collections?: readonly string[];
+  readonly catchUp?: boolean;
+}
+
+/** How a run ended. */
+export interface RunSummary {
+  readonly source: string;
+  readonly completed: number;
+  readonly failed: readonly { collection: string; error: string }[];
+  /** True when a stop or shutdown ended the run before every collection finished. */
+  readonly stopped: boolean;
+  /** Why the run was stopped, when it was not a plain stop request (e.g. the run lock was lost). */
+  readonly stopReason?: string;
+  readonly imported: number;
+  readonly new: number;
+  readonly seconds: number;
+}
+
+/** A started run. */
+export interface StartedRun {
+  readonly source: string;
+  /** Collections discovered or named for this run. */
+  readonly collections: number;
+  /** Of those, how many this run will page (the rest are already complete). */
+  readonly queued: number;
+  /** Why discovery fell back to the index's collections, when it did. */
+  readonly listError?: string;
+  readonly done: Promise<RunSummary>;
+}
+
+/** Observer hooks, for metrics and logs. */
+export interface BackfillObserver {
+  page?(source: string, dids: number, imported: number, fresh: number, invalid: number): void;
+  collectionState?(collection: string, state: "started" | "completed" | "failed"): void;
+}
+
+/** Everything a Backfiller needs. */
+export interface BackfillerOptions {
+  readonly index: IndexStore;
+  readonly progress: ProgressStore;
+  readonly clientFor: (source: Source) => SourceClient;
+  readonly discover: (signal: AbortSignal) => Promise<Discovered>;
+  /** Source's own collection sizes, when it can tell; used to start the largest first. */
+  readonly sourceSizes?: (
+    client: SourceClient,
+    signal: AbortSignal,
+  ) => Promise<Map<string, number>>;
+  /** Takes the cross-process lock, or returns undefined when another process holds it. */
+  readonly lock?: (onLost: (err: Error) => void) => Promise<RunLock | undefined>;
+  readonly concurrency: number;
+  readonly pageLimit: number;
+  readonly pagePauseMs: number;
+  readonly log: Logger;
+  readonly clock?: Clock;
+  readonly observer?: BackfillObserver;
+  /** Delay before a failed collection is due again, by attempt. */
+  readonly retryDelayMs?: (attempts: number) => number;
+  /** How often a running backfill logs a one-line summary (default 30 s; 0 turns it off). */
+  readonly summaryEveryMs?: number;
+}
+
+interface ActiveRun {
+  state?: RunState;
+  readonly abort: AbortController;
+  done?: Promise<RunSummary>;
+  /** Resolves once the run (or its planning, or a reset) has let go of everything. */
+  readonly settled: Promise<void>;
+  readonly settle: () => void;
+  resumable: boolean;
+}
+
+/** Well-known large collections, started first when no better size is known. */
+const KNOWN_LARGE: Record<string, number> = {
+  "app.bsky.feed.like": 30e6,
+  "app.bsky.feed.post": 28e6,
+  "app.bsky.actor.profile": 27e6,
+  "app.bsky.graph.follow": 26e6,
+  "app.bsky.feed.repost": 15e6,
+  "chat.bsky.actor.declaration": 10e6,
+  "app.bsky.graph.block": 8e6,
+  "app.bsky.feed.threadgate": 3e6,
+  "app.bsky.graph.listitem": 2e6,
+  "app.bsky.graph.list": 1e6,
+  "app.bsky.feed.postgate": 1e6,
+};
+
+/** Runs one backfill at a time. */
+export class Backfiller {
+  readonly #o: BackfillerOptions;
+  readonly #clock: Clock;
+  #run?: ActiveRun;
+  #last?: RunState;
+  #runs = 0;
+
+  constructor(opts: BackfillerOptions) {
+    this.#o = opts;
+    this.#clock = opts.clock ?? systemClock;
+  }
+
+  /** True while a run is planning or paging. */
+  get running(): boolean {
+    return this.#run !== undefined;
+  }
+
+  /** The running run's live state, or the last one's. */
+  get state(): RunState | undefined {
+    return this.#run?.state ?? this.#last;
+  }
+
+  /** Plans and starts a run; throws BusyError if one is running here or in another process. */
+  async start(req: RunRequest): Promise<StartedRun> {
+    for (const c of req.collections ?? []) {
+      if (!isNsid(c)) {
+        throw new InputError(`collection ${JSON.stringify(c)} is not a valid NSID`, "collection");
+      }
+    }
+    const { run, lock } = await this.#claim("a backfill is already running");
+    const abort = run.abort;
+    try {
+      await this.#o.progress.beginRun({
+        source: req.source.name,
+        mode: req.catchUp ? "catch-up" : "full",
+        collections: req.collections,
+      });
+      const plan = await this.#plan(req, abort.signal);
+      const state = new RunState({
+        id: ++this.#runs,
+        source: req.source.name,
+        mode: req.catchUp ? "catch-up" : "full",
+        startedAt: this.#clock.now(),
+        collections: plan.collections,
+        queued: plan.queue.length,
+      });
+      run.state = state;
+      this.#o.log.info("backfill started", {
+        source: req.source.name,
+        mode: state.mode,
+        collections: plan.collections,
+        queued: plan.queue.length,
+      });
+      const done = this.#execute(req, plan.queue, state, abort.signal).then(async (summary) => {
+        // A run ends unless a shutdown interrupted it: then a restarted server resumes it.
+        // Bounded, so that a stop while Postgres is down still returns.
+        if (!run.resumable || !summary.stopped) {
+          await this.#o.progress.endRun(AbortSignal.timeout(2_000)).catch(() => {});
+        }
+        return summary;
+      }).finally(async () => {
+        state.endedAt = this.#clock.now();
+        this.#last = state;
+        await this.#release(run, lock);
+      });
+      run.done = done;
+      return {
+        source: req.source.name,
+        collections: plan.collections,
+        queued: plan.queue.length,
+        listError: plan.listError,
+        done,
+      };
+    } catch (err) {
+      await this.#release(run, lock);
+      throw err;
+    }
+  }
+
+  /**
+   * Stops the running backfill (or its planning); in-flight pages are checkpointed. With
+   * `resumable`, as on shutdown, a restarted server picks the same run up again.
+   */
+  async stop(opts: { resumable?: boolean } = {}): Promise<boolean> {
+    const run = this.#run;
+    if (!run) return false;
+    run.resumable = opts.resumable ?? false;
+    run.abort.abort(new DOMException("backfill stopped", "AbortError"));
+    await run.settled;
+    return true;
+  }
+
+  /** The run a previous process left in flight, if any (see `stop({ resumable })`). */
+  async interrupted(): Promise<RunIntent | undefined> {
+    return await this.#o.progress.interruptedRun();
+  }
+
+  /** Starts collections over from the beginning: new generation, zero counts, empty cursor. */
+  async reset(collections: readonly string[]): Promise<{ reset: string[]; unknown: string[] }> {
+    const { run, lock } = await this.#claim("cannot reset while a backfill is running");
+    try {
+      const reset: string[] = [], unknown: string[] = [];
+      for (const c of collections) {
+        const row = await this.#o.progress.get(c);
+        const cp = await this.#o.index.getCheckpoint(c);
+        if (!row && !cp) {
+          unknown.push(c);
+          continue;
+        }
+        const source = cp?.source ?? row!.source;
+        await this.#o.index.putCheckpoint(c, freshCheckpoint(source, cp?.gen));
+        if (row) await this.#o.progress.restart(c, source);
+        reset.push(c);
+      }
+      return { reset, unknown };
+    } finally {
+      await this.#release(run, lock);
+    }
+  }
+
+  /** Takes exclusivity in this process (synchronously, so concurrent calls see it) and across processes. */
+  async #claim(busy: string): Promise<{ run: ActiveRun; lock?: RunLock }> {
+    if (this.#run) throw new BusyError(busy);
+    let settle!: () => void;
+    const settled = new Promise<void>((r) => settle = r);
+    const abort = new AbortController();
+    const run: ActiveRun = { abort, settled, settle, resumable: false };
+    this.#run = run;
+    try {
+      if (!this.#o.lock) return { run };
+      const lock = await this.#o.lock((err) => {
+        this.#o.log.error("backfill stopped: run lock lost", { error: err.message });
+        abort.abort(err);
+      });
+      if (!lock) {
+        throw new BusyError("another process is running a backfill against this progress database");
+      }
+      return { run, lock };
+    } catch (err) {
+      await this.#release(run, undefined);
+      throw err;
+    }
+  }
+
+  async #release(run: ActiveRun, lock: RunLock | undefined): Promise<void> {
+    await lock?.release().catch(() => {});
+    if (this.#run === run) this.#run = undefined;
+    run.settle();
+  }
+
+  async #plan(
+    req: RunRequest,
+    signal: AbortSignal,
+  ): Promise<{ collections: number; queue: ProgressRow[]; listError?: string }> {
+    const { progress, log } = this.#o;
+    let names: string[];
+    let listError: string | undefined;
+    if (req.collections && req.collections.length > 0) {
+      names = [...new Set(req.collections)];
+    } else {
+      const found = await this.#o.discover(signal);
+      log.info("collections discovered", {
+        total: found.collections.length,
+        from_list: found.fromList,
+        from_index: found.fromIndex,
+      });
+      names = found.collections;
+      listError = found.listError;
+    }
+    await progress.seed(names, req.source.name);
+    if (this.#o.sourceSizes) {
+      try {
+        const sizes = await this.#o.sourceSizes(this.#o.clientFor(req.source), signal);
+        const wanted = new Set(names);
+        await progress.setEstimates(new Map([...sizes].filter(([c]) => wanted.has(c))));
+      } catch (err) {
+        log.debug("source sizes unavailable", { error: errorMessage(err) });
+      }
+    }
+    const wanted = req.collections && req.collections.length > 0 ? new Set(names) : undefined;
+    const rows: ProgressRow[] = [];
+    for (const r of await progress.list()) {
+      if (wanted && !wanted.has(r.collection)) continue;
+      if (req.catchUp || r.completedAt === null || !(await this.#indexHolds(r))) rows.push(r);
+    }
+    rows.sort((a, b) => weight(b) - weight(a) || (a.collection < b.collection ? -1 : 1));
+    return { collections: names.length, queue: rows, listError };
+  }
+
+  /** A row marked complete is only trusted when the index's own checkpoint agrees (it may be new or restored). */
+  async #indexHolds(r: ProgressRow): Promise<boolean> {
+    const cp = await this.#o.index.getCheckpoint(r.collection);
+    const ok = cp !== undefined && cp.done && cp.source === r.source;
+    if (!ok) {
+      this.#o.log.warn("completed collection is not in the index; backfilling it again", {
+        collection: r.collection,
+      });
+    }
+    return ok;
+  }
+
+  #logSummary(state: RunState): void {
+    const { didsPerSec, pagesPerSec } = state.rates(this.#clock.now());
+    this.#o.log.info("backfill progress", {
+      source: state.source,
+      finished: state.finished,
+      queued: state.queued,
+      active: [...state.active.keys()],
+      failed: state.failed.length,
+      imported: state.imported,
+      new: state.fresh,
+      dids_per_sec: Math.round(didsPerSec),
+      pages_per_sec: Math.round(pagesPerSec * 10) / 10,
+    });
+  }
+
+  async #execute(
+    req: RunRequest,
+    queue: ProgressRow[],
+    state: RunState,
+    signal: AbortSignal,
+  ): Promise<RunSummary> {
+    const { log, progress, observer } = this.#o;
+    const client = this.#o.clientFor(req.source);
+    let next = 0, completed = 0;
+    const worker = async () => {
+      while (!signal.aborted && next < queue.length) {
+        const row = queue[next++];
+        const c = row.collection;
+        state.active.set(c, { collection: c, startedAt: this.#clock.now(), imported: 0, pages: 0 });
+        observer?.collectionState?.(c, "started");
+        log.info("collection started", {
+          collection: c,
+          source: req.source.name,
+          cursor: row.cursor !== "",
+        });
+        try {
+          await progress.startAttempt(c);
+          const out = await runCollection({
+            collection: c,
+            client,
+            index: this.#o.index,
+            progress,
+            pageLimit: this.#o.pageLimit,
+            pagePauseMs: this.#o.pagePauseMs,
+            catchUp: req.catchUp ?? false,
+            priority: weight(row),
+            clock: this.#clock,
+            signal,
+            onPage: (e) => {
+              state.page(this.#clock.now(), c, e.imported, e.new, e.invalid);
+              observer?.page?.(req.source.name, e.dids, e.imported, e.new, e.invalid);
+              if (e.invalid > 0) {
+                log.warn("skipped invalid DIDs", { collection: c, invalid: e.invalid });
+              }
+            },
+          });
+          completed++;
+          observer?.collectionState?.(c, "completed");
+          log.info("collection finished", {
+            collection: c,
+            imported: out.checkpoint.imported,
+            new: out.checkpoint.new,
+            fetched: out.fetched,
+          });
+        } catch (err) {
+          if (signal.aborted) break;
+          const error = errorMessage(err);
+          state.failed.push({ collection: c, error });
+          observer?.collectionState?.(c, "failed");
+          log.warn("collection failed", { collection: c, error });
+          const delay = (this.#o.retryDelayMs ?? defaultRetryDelay)(row.attempts + 1);
+          await progress.fail(c, error, new Date(this.#clock.now() + delay)).catch((e) =>
+            log.error("cannot record failure", { collection: c, error: errorMessage(e) })
+          );
+        } finally {
+          state.active.delete(c);
+          state.finished++;
+        }
+      }
+    };
+    const every = this.#o.summaryEveryMs ?? 30_000;
+    const ticker = every > 0 ? setInterval(() => this.#logSummary(state), every) : undefined;
+    try {
+      await Promise.all(
+        Array.from({ length: Math.min(this.#o.concurrency, queue.length) }, worker),
+      );
+    } finally {
+      clearInterval(ticker);
+    }
+    const summary: RunSummary = {
+      source: req.source.name,
+      completed,
+      failed: state.failed,
+      stopped: signal.aborted && completed + state.failed.length < queue.length,
+      stopReason: signal.aborted && !(signal.reason instanceof DOMException)
+        ? errorMessage(signal.reason)
+        : undefined,
+      imported: state.imported,
+      new: state.fresh,
+      seconds: (this.#clock.now() - state.startedAt) / 1000,
+    };
+    log.info(summary.stopped ? "backfill stopped" : "backfill finished", {
+      source: summary.source,
+      completed,
+      failed: state.failed.length,
+      imported: summary.imported,
+      new: summary.new,
+      seconds: Math.round(summary.seconds),
+    });
+    return summary;
+  }
+}
+
+function weight(r: ProgressRow): number {
+  return Math.max(r.estimatedTotal ?? 0, r.imported, KNOWN_LARGE[r.collection] ?? 0);
+}
+
+function defaultRetryDelay(attempts: number): number {
+  return Math.min(6 * 3600_000, 60_000 * 2 ** Math.max(0, attempts - 1));
+}

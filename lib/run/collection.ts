@@ -1,0 +1,147 @@
+/** Backfills one collection: resume from its checkpoint, page with one request in flight ahead of the writes. */
+import { type Checkpoint, freshCheckpoint, type IndexStore } from "../index/mod.ts";
+import { Pager } from "../paging/mod.ts";
+import type { ProgressRow, ProgressStore, RowCheckpoint } from "../progress/mod.ts";
+import type { SourceClient } from "../source/mod.ts";
+import type { Clock } from "../util/mod.ts";
+import { StuckError } from "../util/mod.ts";
+
+/** What a page did, reported as it becomes durable. */
+export interface PageEvent {
+  readonly collection: string;
+  readonly dids: number;
+  readonly imported: number;
+  readonly new: number;
+  readonly invalid: number;
+  readonly checkpoint: Checkpoint;
+}
+
+/** Everything one collection's run needs. */
+export interface CollectionJob {
+  readonly collection: string;
+  readonly client: SourceClient;
+  readonly index: IndexStore;
+  readonly progress: ProgressStore;
+  readonly pageLimit: number;
+  readonly pagePauseMs: number;
+  /** Resume completed collections from their final cursor to pick up what is new. */
+  readonly catchUp: boolean;
+  /** Scheduling weight with the host limiter: the larger, the sooner its requests go. */
+  readonly priority: number;
+  readonly clock: Clock;
+  readonly signal: AbortSignal;
+  readonly onPage?: (e: PageEvent) => void;
+}
+
+/** How a collection's run ended. */
+export interface CollectionOutcome {
+  readonly collection: string;
+  /** False when it was already complete and nothing was fetched. */
+  readonly fetched: boolean;
+  readonly checkpoint: Checkpoint;
+}
+
+/**
+ * Runs one collection to completion. Page N+1 is requested as soon as page N's cursor arrives, while
+ * page N is written; page N+1 is written only after page N's batch (with its checkpoint) is durable,
+ * so checkpoints stay in order and a saved cursor never runs ahead of the DIDs it covers.
+ */
+export async function runCollection(job: CollectionJob): Promise<CollectionOutcome> {
+  const { collection, client, index, progress } = job;
+  const source = client.source.name;
+  let cp = await startingPoint(job, source);
+  if (cp.done && !job.catchUp) {
+    await progress.complete(collection, rowCheckpoint(cp));
+    return { collection, fetched: false, checkpoint: cp };
+  }
+  await progress.saveCheckpoint(collection, rowCheckpoint(cp));
+  const pager = new Pager(cp.cursor);
+  let writing: Promise<void> = Promise.resolve();
+  // DIDs of the page most recently written; see IndexStore.applyPage.
+  let writtenDids: ReadonlySet<string> = new Set();
+  try {
+    for (;;) {
+      const page = await client.listRepos(collection, pager.cursor, job.pageLimit, {
+        signal: job.signal,
+        priority: job.priority,
+      });
+      const step = pager.advance(page.dids.length + page.invalid, page.cursor);
+      if (step.kind === "stuck") {
+        throw new StuckError(`${collection}: ${step.reason}`, { collection, cursor: pager.cursor });
+      }
+      // Read the index for this page while the previous one is still being written.
+      const lookup = index.lookup(collection, page.dids);
+      lookup.catch(() => {});
+      await writing;
+      const carried = writtenDids;
+      const done = step.kind === "done";
+      const next = {
+        source,
+        gen: cp.gen,
+        cursor: done ? step.finalCursor : step.cursor,
+        done,
+      };
+      writing = (async () => {
+        const ahead = await lookup;
+        const r = await index.applyPage(collection, page.dids, next, cp, {
+          lookup: ahead,
+          carried,
+        });
+        cp = r.checkpoint;
+        writtenDids = ahead.dids;
+        const stuck = pager.noteImported(page.dids.length, r.imported);
+        if (stuck) {
+          throw new StuckError(`${collection}: ${stuck}`, { collection, cursor: next.cursor });
+        }
+        if (!done) await progress.saveCheckpoint(collection, rowCheckpoint(cp), job.signal);
+        job.onPage?.({
+          collection,
+          dids: page.dids.length,
+          imported: r.imported,
+          new: r.new,
+          invalid: page.invalid,
+          checkpoint: cp,
+        });
+      })();
+      // Handled here so a failed write cannot surface as an unhandled rejection while we fetch.
+      writing.catch(() => {});
+      if (done) break;
+      if (job.pagePauseMs > 0) {
+        // The design note's pause: pages strictly one after another, each durable before the wait.
+        await writing;
+        await job.clock.sleep(job.pagePauseMs, job.signal);
+      }
+    }
+    await writing;
+  } catch (err) {
+    // Whatever stopped us, the page already being written is finished and checkpointed first.
+    await writing.catch(() => {});
+    throw err;
+  }
+  await progress.complete(collection, rowCheckpoint(cp));
+  return { collection, fetched: true, checkpoint: cp };
+}
+
+/**
+ * Decides where to start, with the index's checkpoint as the truth (it is written atomically with the
+ * DIDs). A cursor is only ever sent to the source that issued it: a row or checkpoint from another
+ * source starts over from the beginning, in a new generation so that counts stay exact.
+ */
+async function startingPoint(job: CollectionJob, source: string): Promise<Checkpoint> {
+  const { collection, index, progress } = job;
+  const cp = await index.getCheckpoint(collection);
+  if (cp && cp.source === source) {
+    return cp.done && job.catchUp ? { ...cp, done: false } : cp;
+  }
+  const row: ProgressRow | undefined = await progress.get(collection);
+  if (cp || (row && (row.source !== source || row.cursor !== "" || row.imported > 0))) {
+    await progress.restart(collection, source);
+  }
+  const fresh = freshCheckpoint(source, cp?.gen);
+  await index.putCheckpoint(collection, fresh);
+  return fresh;
+}
+
+function rowCheckpoint(cp: Checkpoint): RowCheckpoint {
+  return { source: cp.source, cursor: cp.cursor, imported: cp.imported, new: cp.new };
+}

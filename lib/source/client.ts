@@ -1,0 +1,241 @@
+/** Client for a source relay's `com.atproto.sync.listReposByCollection`, with retries and politeness. */
+import ky, { type KyInstance } from "ky";
+import { SourceError } from "../util/mod.ts";
+import type { Logger } from "../util/mod.ts";
+import { silentLogger } from "../util/mod.ts";
+import type { HostLimiter } from "./rate_limiter.ts";
+import { type Clock, systemClock } from "../util/mod.ts";
+import type { Source } from "./source.ts";
+import { isDid } from "../util/mod.ts";
+import { readCapped } from "./http_body.ts";
+
+/** One validated page from the source. */
+export interface SourcePage {
+  /** Valid DIDs, in the source's order. */
+  readonly dids: string[];
+  /** Entries skipped because they were not objects with a valid `did`. */
+  readonly invalid: number;
+  readonly cursor?: string;
+}
+
+/** Hooks for metrics; all optional. */
+export interface SourceClientObserver {
+  response?(source: string, status: number | "error", ms: number): void;
+}
+
+/** Options for a SourceClient. */
+export interface SourceClientOptions {
+  readonly source: Source;
+  readonly limiter: HostLimiter;
+  readonly timeoutMs?: number;
+  /** Attempts for network errors, timeouts, 5xx and malformed bodies. */
+  readonly maxAttempts?: number;
+  /** Consecutive 429s tolerated for one request before giving up. */
+  readonly max429?: number;
+  readonly maxBodyBytes?: number;
+  readonly maxBackoffMs?: number;
+  readonly clock?: Clock;
+  readonly random?: () => number;
+  readonly log?: Logger;
+  readonly observer?: SourceClientObserver;
+  readonly userAgent?: string;
+}
+
+const XRPC = "/xrpc/com.atproto.sync.listReposByCollection";
+
+/** The User-Agent sent to sources, so their operators can tell who is asking. */
+export const USER_AGENT = "backfill (atproto collection index backfill)";
+
+/** Talks to one source relay; one ky instance (and so one connection pool) is reused for every page. */
+export class SourceClient {
+  readonly source: Source;
+  readonly limiter: HostLimiter;
+  readonly #ky: KyInstance;
+  readonly #timeoutMs: number;
+  readonly #maxAttempts: number;
+  readonly #max429: number;
+  readonly #maxBody: number;
+  readonly #maxBackoff: number;
+  readonly #clock: Clock;
+  readonly #random: () => number;
+  readonly #log: Logger;
+  readonly #observer: SourceClientObserver;
+
+  constructor(opts: SourceClientOptions) {
+    this.source = opts.source;
+    this.limiter = opts.limiter;
+    this.#timeoutMs = opts.timeoutMs ?? 30_000;
+    this.#maxAttempts = opts.maxAttempts ?? 8;
+    this.#max429 = opts.max429 ?? 100;
+    this.#maxBody = opts.maxBodyBytes ?? 16 * 1024 * 1024;
+    this.#maxBackoff = opts.maxBackoffMs ?? 30_000;
+    this.#clock = opts.clock ?? systemClock;
+    this.#random = opts.random ?? Math.random;
+    this.#log = opts.log ?? silentLogger;
+    this.#observer = opts.observer ?? {};
+    this.#ky = ky.create({
+      retry: 0,
+      timeout: false,
+      throwHttpErrors: false,
+      headers: { "user-agent": opts.userAgent ?? USER_AGENT },
+    });
+  }
+
+  /** Fetches one page, retrying what can be retried; throws SourceError when the collection should fail. */
+  async listRepos(
+    collection: string,
+    cursor: string,
+    limit: number,
+    opts: { signal?: AbortSignal; priority?: number } = {},
+  ): Promise<SourcePage> {
+    const url = new URL(this.source.baseUrl + XRPC);
+    url.searchParams.set("collection", collection);
+    url.searchParams.set("limit", String(limit));
+    if (cursor !== "") url.searchParams.set("cursor", cursor);
+    let failures = 0, throttles = 0;
+    for (;;) {
+      await this.limiter.acquire(opts.priority ?? 0, opts.signal);
+      let err: SourceError;
+      try {
+        return await this.#attempt(url, collection, opts.signal);
+      } catch (e) {
+        if (opts.signal?.aborted) throw opts.signal.reason;
+        if (!(e instanceof SourceError)) throw e;
+        err = e;
+      }
+      if (!err.context.retryable) throw err;
+      let delay: number;
+      if (err.context.status === 429) {
+        if (++throttles > this.#max429) {
+          throw new SourceError(
+            `${err.message} (gave up after ${throttles} in a row)`,
+            err.context,
+            {
+              cause: err,
+            },
+          );
+        }
+        // The limiter already paused the whole host; this only spreads the retries.
+        delay = this.#random() * 250;
+      } else {
+        if (++failures >= this.#maxAttempts) {
+          throw new SourceError(
+            `${err.message} (gave up after ${failures} attempts)`,
+            err.context,
+            {
+              cause: err,
+            },
+          );
+        }
+        // Capped exponential back-off with full jitter.
+        delay = this.#random() * Math.min(this.#maxBackoff, 500 * 2 ** (failures - 1));
+      }
+      this.#log.debug("retrying source request", {
+        source: this.source.name,
+        collection,
+        error: err.message,
+        delay_ms: Math.round(delay),
+      });
+      await this.#clock.sleep(delay, opts.signal);
+    }
+  }
+
+  async #attempt(url: URL, collection: string, signal?: AbortSignal): Promise<SourcePage> {
+    const started = performance.now();
+    const timeout = AbortSignal.timeout(this.#timeoutMs);
+    const attemptSignal = signal ? AbortSignal.any([signal, timeout]) : timeout;
+    const ctx = { url: url.href, collection };
+    let res: Response;
+    try {
+      res = await this.#ky.get(url, { signal: attemptSignal });
+    } catch (cause) {
+      this.#observer.response?.(this.source.name, "error", performance.now() - started);
+      if (signal?.aborted) throw signal.reason;
+      const what = timeout.aborted ? `timed out after ${this.#timeoutMs} ms` : describe(cause);
+      throw new SourceError(`request to ${this.source.name} for ${collection} failed: ${what}`, {
+        ...ctx,
+        retryable: true,
+      }, { cause });
+    }
+    this.limiter.observe(res.status, res.headers);
+    let body: string;
+    try {
+      body = await readCapped(res, this.#maxBody);
+    } catch (cause) {
+      this.#observer.response?.(this.source.name, res.status, performance.now() - started);
+      if (signal?.aborted) throw signal.reason;
+      if (cause instanceof SourceError) throw cause;
+      const what = timeout.aborted ? `timed out after ${this.#timeoutMs} ms` : describe(cause);
+      throw new SourceError(
+        `reading ${this.source.name}'s answer for ${collection} failed: ${what}`,
+        {
+          ...ctx,
+          status: res.status,
+          retryable: true,
+        },
+        { cause },
+      );
+    }
+    this.#observer.response?.(this.source.name, res.status, performance.now() - started);
+    if (res.status !== 200) {
+      const snippet = body.replace(/\s+/g, " ").trim().slice(0, 200);
+      const retryable = res.status === 429 || res.status >= 500 || res.status === 408;
+      throw new SourceError(
+        `${this.source.name} answered ${res.status} for ${collection}: ${JSON.stringify(snippet)}`,
+        { ...ctx, status: res.status, retryable },
+      );
+    }
+    return parsePage(body, this.source.name, collection);
+  }
+}
+
+/** Validates a listReposByCollection body; malformed bodies are retryable SourceErrors. */
+export function parsePage(body: string, source: string, collection: string): SourcePage {
+  let json: unknown;
+  try {
+    json = JSON.parse(body);
+  } catch (cause) {
+    throw new SourceError(
+      `${source} sent malformed JSON for ${collection}: ${JSON.stringify(body.slice(0, 80))}`,
+      { collection, status: 200, retryable: true },
+      { cause },
+    );
+  }
+  if (
+    typeof json !== "object" || json === null || !Array.isArray((json as { repos?: unknown }).repos)
+  ) {
+    throw new SourceError(`${source} sent a body without a "repos" array for ${collection}`, {
+      collection,
+      status: 200,
+      retryable: true,
+    });
+  }
+  const { repos, cursor } = json as { repos: unknown[]; cursor?: unknown };
+  if (cursor !== undefined && cursor !== null && typeof cursor !== "string") {
+    throw new SourceError(`${source} sent a non-string cursor for ${collection}`, {
+      collection,
+      status: 200,
+      retryable: true,
+    });
+  }
+  const dids: string[] = [];
+  let invalid = 0;
+  for (const entry of repos) {
+    const did = typeof entry === "object" && entry !== null
+      ? (entry as { did?: unknown }).did
+      : undefined;
+    if (isDid(did)) dids.push(did);
+    else invalid++;
+  }
+  return {
+    dids,
+    invalid,
+    cursor: typeof cursor === "string" && cursor !== "" ? cursor : undefined,
+  };
+}
+
+function describe(err: unknown): string {
+  const e = err as { message?: string; cause?: { message?: string; code?: string } };
+  const inner = e?.cause?.code ?? e?.cause?.message;
+  return inner ? `${e.message} (${inner})` : e?.message ?? String(err);
+}

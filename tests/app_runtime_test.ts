@@ -1,0 +1,94 @@
+import { assert, assertEquals } from "./_assert.ts";
+import { parseConfig } from "../lib/app/config.ts";
+import { createLogger } from "../lib/util/log.ts";
+import { openRuntime, renderMetrics } from "../lib/app/runtime.ts";
+import { makeWorld } from "../lib/sim/world.ts";
+import { startSimRelay } from "../lib/sim/relay.ts";
+import { createSql } from "../lib/progress/store.ts";
+import { TEST_DATABASE_URL } from "./_helpers.ts";
+
+/** Parses Prometheus text format strictly enough to catch malformed lines; returns samples by name. */
+function parseProm(text: string): Map<string, { labels: Record<string, string>; value: number }[]> {
+  const out = new Map<string, { labels: Record<string, string>; value: number }[]>();
+  const types = new Map<string, string>();
+  for (const line of text.split("\n")) {
+    if (line === "") continue;
+    const meta = /^# (HELP|TYPE) ([a-zA-Z_:][a-zA-Z0-9_:]*) (.*)$/.exec(line);
+    if (meta) {
+      if (meta[1] === "TYPE") types.set(meta[2], meta[3]);
+      continue;
+    }
+    const m = /^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{(.*)\})? (-?[0-9.e+]+|\+Inf|-Inf|NaN)$/.exec(line);
+    if (!m) throw new Error(`bad sample line: ${line}`);
+    const labels: Record<string, string> = {};
+    for (const l of (m[3] ?? "").matchAll(/([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"/g)) {
+      labels[l[1]] = l[2];
+    }
+    const value = m[4] === "+Inf" ? Infinity : Number(m[4]);
+    out.set(m[1], [...(out.get(m[1]) ?? []), { labels, value }]);
+  }
+  for (const name of out.keys()) {
+    const base = name.replace(/_(bucket|sum|count)$/, "");
+    assert(types.has(name) || types.has(base), `sample ${name} has no TYPE`);
+  }
+  return out;
+}
+
+Deno.test("runtime: a real run's /metrics covers pages, DIDs, statuses, latency, limiter, states and index size; logs hold no secrets", async () => {
+  const world = makeWorld({ seed: 61, largeSizes: [1500, 600], collections: 8 });
+  const relay = await startSimRelay({ world, rate429: 0.2, retryAfterSec: 0 });
+  const schema = `test_runtime_${crypto.randomUUID().slice(0, 8)}`;
+  const admin = createSql(TEST_DATABASE_URL, { max: 1 });
+  await admin.unsafe(`CREATE SCHEMA ${schema}`);
+  const dataDir = await Deno.makeTempDir();
+  const lines: string[] = [];
+  const secret = "very-secret-admin-token";
+  const config = parseConfig({
+    DATABASE_URL: TEST_DATABASE_URL,
+    DATA_DIR: dataDir,
+    RELAY_ADMIN_PASSWORD: secret,
+    BACKFILL_SOURCE: relay.url,
+    LEXICON_LIST_URL: `${relay.url}/llms.txt`,
+    BACKFILL_MAX_RPS: "1000",
+    BACKFILL_PAGE_LIMIT: "100",
+    LOG_LEVEL: "debug",
+  });
+  const rt = await openRuntime({
+    config,
+    log: createLogger({ level: "debug", write: (l) => lines.push(l) }),
+    schema,
+  });
+  try {
+    const summary = await (await rt.backfiller.start({ source: config.source })).done;
+    assertEquals(summary.failed, []);
+    const m = parseProm(await renderMetrics(rt));
+    const total = world.collections().reduce((n, c) => n + world.size(c), 0);
+    assertEquals(m.get("backfill_dids_imported_total")?.[0].value, total);
+    assertEquals(m.get("backfill_dids_imported_total")?.[0].labels.source, relay.url);
+    assert((m.get("backfill_pages_total")?.[0].value ?? 0) >= world.collections().length);
+    const statuses = new Set(m.get("backfill_source_responses_total")?.map((s) => s.labels.status));
+    assert(statuses.has("200") && statuses.has("429"), [...statuses].join());
+    const count = m.get("backfill_source_request_seconds_count")?.[0].value ?? 0;
+    const responses = m.get("backfill_source_responses_total")!.reduce((n, s) => n + s.value, 0);
+    assertEquals(count, responses, "every timed request has a status");
+    assertEquals(responses, Object.values(relay.stats.byCollection).reduce((a, b) => a + b, 0));
+    assert(m.has("backfill_rate_limiter_wait_seconds_total"));
+    assert((m.get("backfill_source_throttled_total")?.[0].value ?? 0) > 0);
+    const states = new Map(m.get("backfill_collections")?.map((s) => [s.labels.state, s.value]));
+    assertEquals(states.get("completed"), world.collections().length);
+    assert((m.get("backfill_index_size_bytes")?.[0].value ?? -1) >= 0);
+    const log = lines.join("\n");
+    assert(!log.includes(secret), "the admin token was logged");
+    assert(
+      lines.every((l) => typeof JSON.parse(l).level === "string"),
+      "every log line is JSON with a level",
+    );
+    assert(lines.some((l) => JSON.parse(l).msg === "collection finished"));
+  } finally {
+    await rt.close();
+    await relay.close();
+    await admin.unsafe(`DROP SCHEMA ${schema} CASCADE`);
+    await admin.end();
+    await Deno.remove(dataDir, { recursive: true });
+  }
+});

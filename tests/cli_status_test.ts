@@ -1,0 +1,587 @@
+/** Tests for the status CLI against a small real HTTP server, and table tests for lib/status/format.ts. */
+
+import { strict as assert } from "node:assert";
+import {
+  type BackfillStatus,
+  type CollectionStatus,
+  runStatusCli,
+  type StatusCliOptions,
+} from "../lib/cli/status.ts";
+import {
+  formatCount,
+  formatDuration,
+  formatPercent,
+  formatRate,
+  formatTable,
+  progressBar,
+  truncate,
+} from "../lib/status/format.ts";
+
+const PASSWORD = "s3cret-admin-pw";
+const NOW = Date.parse("2026-11-24T06:02:00.000Z");
+const STATUS_PATH = "/admin/backfill-collections";
+
+type Handler = (req: Request, url: URL) => Response | Promise<Response>;
+
+interface Seen {
+  method: string;
+  path: string;
+  params: URLSearchParams;
+}
+
+interface Run {
+  code: number;
+  out: string[];
+  err: string[];
+}
+
+function json(body: unknown, status = 200): Response {
+  return Response.json(body, { status });
+}
+
+function collection(
+  overrides: Partial<CollectionStatus> & { collection: string },
+): CollectionStatus {
+  return {
+    source: "bsky.network",
+    imported: 0,
+    new: 0,
+    completed: false,
+    active: false,
+    attempts: 1,
+    updated_at: "2026-11-24T06:00:00.000Z",
+    ...overrides,
+  };
+}
+
+function sampleStatus(overrides: Partial<BackfillStatus> = {}): BackfillStatus {
+  return {
+    running: true,
+    run: {
+      source: "bsky.network",
+      mode: "full",
+      started_at: "2026-11-24T05:00:00.000Z",
+      collections: 1269,
+      dids_per_sec: 41234.5,
+      pages_per_sec: 21.3,
+      eta_seconds: 3600,
+    },
+    total: 1269,
+    completed: 621,
+    in_progress: 640,
+    failed: 8,
+    total_imported: 13628818,
+    total_new: 120000,
+    collections: [
+      collection({
+        collection: "app.bsky.feed.post",
+        imported: 28000000,
+        new: 1000,
+        completed: true,
+      }),
+      collection({ collection: "app.bsky.graph.block", imported: 9000000 }),
+      collection({
+        collection: "app.bsky.feed.like",
+        imported: 6732000,
+        new: 12,
+        active: true,
+        cursor: "opaque",
+        estimated_total: 30000000,
+      }),
+      collection({
+        collection: "com.example.bad",
+        attempts: 3,
+        error: "source answered 403 Forbidden",
+        next_retry_at: "2026-11-24T06:07:00.000Z",
+      }),
+    ],
+    ...overrides,
+  };
+}
+
+/** Serves `routes` ("METHOD /path") behind the contract's auth; null `password`: not configured. */
+async function withServer(
+  routes: Record<string, Handler>,
+  fn: (url: string, seen: Seen[]) => Promise<void>,
+  password: string | null = PASSWORD,
+): Promise<void> {
+  const seen: Seen[] = [];
+  const server = Deno.serve({ port: 0, hostname: "127.0.0.1", onListen() {} }, (req) => {
+    const url = new URL(req.url);
+    seen.push({ method: req.method, path: url.pathname, params: url.searchParams });
+    if (password === null) return json({ error: "admin endpoint not configured" }, 403);
+    if (req.headers.get("authorization") !== `Bearer ${password}`) {
+      return json({ error: "AuthRequired" }, 401);
+    }
+    const route = routes[`${req.method} ${url.pathname}`];
+    return route ? route(req, url) : json({ error: "NotFound" }, 404);
+  });
+  try {
+    await fn(`http://127.0.0.1:${server.addr.port}`, seen);
+  } finally {
+    await server.shutdown();
+  }
+}
+
+/** Runs the CLI capturing its lines, and checks the password never reached them. */
+async function run(
+  relayUrl: string,
+  args: string[],
+  extra: Partial<StatusCliOptions> = {},
+): Promise<Run> {
+  const out: string[] = [];
+  const err: string[] = [];
+  const code = await runStatusCli({
+    args,
+    relayUrl,
+    password: PASSWORD,
+    out: (line) => out.push(line),
+    err: (line) => err.push(line),
+    now: () => NOW,
+    ...extra,
+  });
+  assert.ok(!out.join("\n").includes(PASSWORD), "password leaked to out");
+  assert.ok(!err.join("\n").includes(PASSWORD), "password leaked to err");
+  return { code, out, err };
+}
+
+/** A port nothing listens on: bind one, then free it. */
+function refusedPort(): number {
+  const listener = Deno.listen({ port: 0, hostname: "127.0.0.1" });
+  const port = (listener.addr as Deno.NetAddr).port;
+  listener.close();
+  return port;
+}
+
+// ---- lib/status/format.ts ----
+
+Deno.test("formatCount: human-readable counts", () => {
+  const cases: [number, string][] = [
+    [0, "0"],
+    [7, "7"],
+    [999, "999"],
+    [999.6, "1k"],
+    [1000, "1k"],
+    [1234, "1.2k"],
+    [120000, "120k"],
+    [999_960, "1M"],
+    [13628818, "13.6M"],
+    [28000000, "28M"],
+    [1_100_000_000, "1.1B"],
+    [2.5e12, "2.5T"],
+    [-1234, "-1.2k"],
+    [NaN, "?"],
+    [Infinity, "?"],
+  ];
+  for (const [n, want] of cases) assert.equal(formatCount(n), want, `formatCount(${n})`);
+});
+
+Deno.test("formatRate: decimals below ten, counts above", () => {
+  const cases: [number, string][] = [
+    [0, "0"],
+    [0.5, "0.5"],
+    [9.8, "9.8"],
+    [9.96, "10"],
+    [21.3, "21"],
+    [41234.5, "41.2k"],
+    [NaN, "?"],
+  ];
+  for (const [n, want] of cases) assert.equal(formatRate(n), want, `formatRate(${n})`);
+});
+
+Deno.test("formatDuration: two largest units", () => {
+  const cases: [number, string][] = [
+    [0, "0s"],
+    [42.4, "42s"],
+    [59.6, "1m 00s"],
+    [303, "5m 03s"],
+    [3600, "1h 00m"],
+    [3720, "1h 02m"],
+    [86399, "23h 59m"],
+    [90061, "1d 01h"],
+    [-1, "?"],
+    [NaN, "?"],
+    [Infinity, "?"],
+  ];
+  for (const [s, want] of cases) assert.equal(formatDuration(s), want, `formatDuration(${s})`);
+});
+
+Deno.test("formatPercent: one decimal, never 100% early", () => {
+  const cases: [number, number | undefined, string][] = [
+    [0, undefined, "0.0%"],
+    [621 / 1269, undefined, "48.9%"],
+    [0.5, 0, "50%"],
+    [1268 / 1269, undefined, "99.9%"],
+    [0.9999, 0, "99%"],
+    [1, undefined, "100.0%"],
+    [1.04, 0, "104%"],
+    [NaN, undefined, "?%"],
+  ];
+  for (const [f, digits, want] of cases) {
+    assert.equal(formatPercent(f, digits), want, `formatPercent(${f}, ${digits})`);
+  }
+});
+
+Deno.test("progressBar: exact width, clamped, eighths", () => {
+  const cases: [number, number, string][] = [
+    [0, 10, "░░░░░░░░░░"],
+    [1, 10, "██████████"],
+    [0.5, 10, "█████░░░░░"],
+    [0.55, 10, "█████▌░░░░"],
+    [2, 4, "████"],
+    [-1, 4, "░░░░"],
+    [NaN, 4, "░░░░"],
+    [0.5, 0, ""],
+  ];
+  for (const [f, w, want] of cases) {
+    assert.equal(progressBar(f, w), want, `progressBar(${f}, ${w})`);
+    assert.equal(Array.from(progressBar(f, w)).length, w);
+  }
+  for (let f = 0; f <= 1; f += 0.01) assert.equal(Array.from(progressBar(f, 17)).length, 17);
+});
+
+Deno.test("truncate and formatTable", () => {
+  assert.equal(truncate("abcdef", 10), "abcdef");
+  assert.equal(truncate("abcdef", 4), "abc…");
+  assert.equal(truncate("abcdef", 0), "");
+  assert.deepEqual(formatTable([["a", "1", "x"], ["bbb", "22", ""]], "  "), [
+    "  a    1   x",
+    "  bbb  22",
+  ]);
+  assert.deepEqual(formatTable([]), []);
+});
+
+// ---- subcommands ----
+
+Deno.test("status: summary with totals, rate, incomplete and failed collections", async () => {
+  await withServer({ [`GET ${STATUS_PATH}`]: () => json(sampleStatus()) }, async (url) => {
+    for (const args of [[], ["status"]]) {
+      const { code, out, err } = await run(url, args);
+      assert.equal(code, 0);
+      assert.deepEqual(err, []);
+      const text = out.join("\n");
+      assert.match(
+        out[0],
+        /running: full from bsky\.network, started 2026-11-24 05:00 UTC \(1h 02m ago\)/,
+      );
+      assert.match(text, /621\/1269 done \(48\.9%\) · 640 in progress · 8 failed/);
+      assert.match(text, /13\.6M imported · 120k new/);
+      assert.match(text, /41\.2k DIDs\/s · 21 pages\/s · ETA 1h 00m/);
+      assert.ok(!text.includes("app.bsky.feed.post"), "completed collections are not listed");
+      const like = out.findIndex((l) => l.includes("app.bsky.feed.like"));
+      const block = out.findIndex((l) => l.includes("app.bsky.graph.block"));
+      assert.ok(like > 0 && like < block, "active collections come first");
+      assert.match(out[like], /6\.7M \/ 30M \(22\.4%\)\s+active/);
+      assert.match(out[block], /9M DIDs\s+pending/);
+      const failed = out.findIndex((l) => l.startsWith("FAILED collections (1)"));
+      assert.ok(failed > block);
+      assert.match(
+        out[failed + 1],
+        /com\.example\.bad\s+3 attempts\s+retry in 5m 00s\s+source answered 403 Forbidden/,
+      );
+    }
+  });
+});
+
+Deno.test("status: long lists are cut at 20 rows, idle run has no rate line", async () => {
+  const many = Array.from(
+    { length: 30 },
+    (_, i) => collection({ collection: `com.example.c${i}`, imported: i }),
+  );
+  const body = sampleStatus({ running: false, run: null, collections: many });
+  await withServer({ [`GET ${STATUS_PATH}`]: () => json(body) }, async (url) => {
+    const { code, out } = await run(url, ["status"]);
+    assert.equal(code, 0);
+    assert.equal(out[0], "backfill idle: no run in progress");
+    assert.ok(!out.some((l) => l.startsWith("rate")));
+    assert.ok(out.includes("incomplete collections (30):"));
+    assert.equal(out.filter((l) => l.includes("com.example.c")).length, 20);
+    assert.equal(out.at(-1), "  … and 10 more");
+    assert.match(out.find((l) => l.includes("com.example.c29")) ?? "", /29 DIDs/);
+  });
+});
+
+Deno.test("full: pretty-printed raw JSON", async () => {
+  const body = sampleStatus();
+  await withServer({ [`GET ${STATUS_PATH}`]: () => json(body) }, async (url) => {
+    const { code, out } = await run(url, ["full"]);
+    assert.equal(code, 0);
+    assert.deepEqual(JSON.parse(out.join("\n")), body);
+    assert.equal(out.join("\n"), JSON.stringify(body, null, 2));
+  });
+});
+
+Deno.test("start: source is passed, 409 and 400 are reported with exit 1", async () => {
+  let answer = (source: string | null) =>
+    json({ status: "started", collections: 1269, source: source ?? "bsky.network" });
+  const routes = {
+    [`POST ${STATUS_PATH}`]: (_: Request, u: URL) => answer(u.searchParams.get("source")),
+  };
+  await withServer(routes, async (url, seen) => {
+    let r = await run(url, ["start", "relay.example.com"]);
+    assert.equal(r.code, 0);
+    assert.deepEqual(r.out, ["started backfill of 1269 collections from relay.example.com"]);
+    assert.equal(seen.at(-1)?.params.get("source"), "relay.example.com");
+
+    r = await run(url, ["start"]);
+    assert.deepEqual(r.out, ["started backfill of 1269 collections from bsky.network"]);
+    assert.equal(seen.at(-1)?.params.has("source"), false);
+
+    answer = () => json({ error: "backfill already running" }, 409);
+    r = await run(url, ["start"]);
+    assert.equal(r.code, 1);
+    assert.deepEqual(r.err, ["error: backfill already running"]);
+
+    answer = () => json({ error: "InvalidRequest", message: "source must be a hostname" }, 400);
+    r = await run(url, ["start", "not a host"]);
+    assert.equal(r.code, 1);
+    assert.equal(r.err.length, 1);
+    assert.match(r.err[0], /answered 400: source must be a hostname$/);
+
+    const calls = seen.length;
+    r = await run(url, ["start", "a", "b"]);
+    assert.equal(r.code, 2);
+    assert.equal(seen.length, calls, "usage errors make no request");
+  });
+});
+
+Deno.test("stop: 200 and 409", async () => {
+  let status = 200;
+  const routes = {
+    [`POST ${STATUS_PATH}/stop`]: () =>
+      status === 200 ? json({ status: "stopping" }) : json({ error: "no backfill running" }, 409),
+  };
+  await withServer(routes, async (url) => {
+    let r = await run(url, ["stop"]);
+    assert.equal(r.code, 0);
+    assert.deepEqual(r.out, ["stop requested: stopping"]);
+    status = 409;
+    r = await run(url, ["stop"]);
+    assert.equal(r.code, 1);
+    assert.deepEqual(r.err, ["error: nothing to stop: no backfill running"]);
+  });
+});
+
+Deno.test("reset: repeated collection params; bad or missing NSIDs are usage errors", async () => {
+  const routes = {
+    [`POST ${STATUS_PATH}/reset`]: (_: Request, u: URL) =>
+      json({ reset: u.searchParams.getAll("collection").length - 1 }),
+  };
+  await withServer(routes, async (url, seen) => {
+    let r = await run(url, [
+      "reset",
+      "app.bsky.feed.like",
+      "com.example.bad",
+      "app.bsky.feed.like",
+    ]);
+    assert.equal(r.code, 0);
+    assert.deepEqual(seen.at(-1)?.params.getAll("collection"), [
+      "app.bsky.feed.like",
+      "com.example.bad",
+    ]);
+    assert.deepEqual(r.out, ["reset 1 collection (1 had no saved progress)"]);
+
+    for (const args of [["reset"], ["reset", "not-an-nsid"]]) {
+      r = await run(url, args);
+      assert.equal(r.code, 2);
+      assert.match(r.err[0], /^error: /);
+      assert.ok(r.err.some((l) => l.startsWith("usage:")));
+    }
+    assert.equal(seen.length, 1);
+  });
+});
+
+Deno.test("unknown command and help", async () => {
+  let r = await run("http://127.0.0.1:1", ["frobnicate"]);
+  assert.equal(r.code, 2);
+  assert.deepEqual(r.out, []);
+  assert.equal(r.err[0], 'error: unknown command "frobnicate"');
+  assert.ok(r.err.some((l) => l.startsWith("usage: deno task status")));
+
+  r = await run("http://127.0.0.1:1", ["help"]);
+  assert.equal(r.code, 0);
+  assert.ok(r.out[0].startsWith("usage:"));
+
+  r = await run("http://127.0.0.1:1", ["watch", "--interval", "soon"]);
+  assert.equal(r.code, 2);
+});
+
+// ---- errors ----
+
+Deno.test("401: one line naming RELAY_ADMIN_PASSWORD, for wrong or missing password", async () => {
+  await withServer({ [`GET ${STATUS_PATH}`]: () => json(sampleStatus()) }, async (url) => {
+    for (const password of ["wrong-password", undefined]) {
+      const r = await run(url, ["status"], { password });
+      assert.equal(r.code, 1);
+      assert.deepEqual(r.out, []);
+      assert.deepEqual(r.err, [
+        `error: unauthorized: RELAY_ADMIN_PASSWORD is missing or wrong for ${url}`,
+      ]);
+    }
+  });
+});
+
+Deno.test("403: one line saying the admin endpoint is not configured", async () => {
+  await withServer({}, async (url) => {
+    const r = await run(url, ["start"]);
+    assert.equal(r.code, 1);
+    assert.equal(r.err.length, 1);
+    assert.match(r.err[0], /^error: the admin API is not configured on the server at /);
+    assert.match(r.err[0], /admin endpoint not configured/);
+  }, null);
+});
+
+Deno.test("unreachable server: one line, exit 1", async () => {
+  const url = `http://127.0.0.1:${refusedPort()}`;
+  for (const args of [["status"], ["watch"], ["stop"]]) {
+    const r = await run(`${url}/`, args, { watchIntervalMs: 1 });
+    assert.equal(r.code, 1);
+    assert.deepEqual(r.out, []);
+    assert.deepEqual(r.err, [`error: cannot reach backfill server at ${url} (connection refused)`]);
+  }
+});
+
+Deno.test("slow server: timeout is one line, exit 1", async () => {
+  const routes = {
+    [`GET ${STATUS_PATH}`]: async () => {
+      await new Promise((resolve) => setTimeout(resolve, 300));
+      return json(sampleStatus());
+    },
+  };
+  await withServer(routes, async (url) => {
+    const r = await run(url, ["status"], { timeoutMs: 50 });
+    assert.equal(r.code, 1);
+    assert.deepEqual(r.err, [`error: backfill server at ${url} did not answer within 0s`]);
+  });
+});
+
+Deno.test("a server echoing the password has it redacted", async () => {
+  const routes = {
+    [`POST ${STATUS_PATH}`]: () =>
+      json({ error: "InvalidRequest", message: `bad token ${PASSWORD} here` }, 400),
+  };
+  await withServer(routes, async (url) => {
+    const r = await run(url, ["start"]);
+    assert.equal(r.code, 1);
+    assert.match(r.err[0], /bad token \*\*\* here/);
+  });
+});
+
+Deno.test("unexpected body: one line, exit 1", async () => {
+  await withServer({ [`GET ${STATUS_PATH}`]: () => new Response("<html>") }, async (url) => {
+    let r = await run(url, ["status"]);
+    assert.equal(r.code, 1);
+    assert.deepEqual(r.err, ["error: unexpected answer from the server: not a backfill status"]);
+    r = await run(url, ["full"]);
+    assert.equal(r.code, 1);
+    assert.deepEqual(r.err, ["error: server answered with non-JSON: <html>"]);
+  });
+});
+
+// ---- watch ----
+
+/** Serves the statuses in order (the last repeats); polls numbered in `fail` get a 500 instead. */
+function sequence(statuses: BackfillStatus[], fail: number[] = []): Record<string, Handler> {
+  let polls = 0;
+  let answered = 0;
+  return {
+    [`GET ${STATUS_PATH}`]: () => {
+      if (fail.includes(polls++)) return json({ error: "InternalServerError" }, 500);
+      return json(statuses[Math.min(answered++, statuses.length - 1)]);
+    },
+  };
+}
+
+function progressing(imported: number): BackfillStatus {
+  const s = sampleStatus({ total_imported: imported });
+  s.collections[2] = { ...s.collections[2], imported };
+  return s;
+}
+
+function ticking(): () => number {
+  let t = NOW;
+  return () => (t += 1000);
+}
+
+Deno.test("watch, not a TTY: a plain line per tick, a summary when the run ends", async () => {
+  const ended = sampleStatus({ running: false, run: null, completed: 1261, in_progress: 0 });
+  const routes = sequence([progressing(1_000_000), progressing(2_000_000), ended]);
+  await withServer(routes, async (url, seen) => {
+    const r = await run(url, ["watch"], { watchIntervalMs: 5, now: ticking() });
+    assert.equal(r.code, 0);
+    assert.deepEqual(r.err, []);
+    assert.equal(seen.length, 3);
+    assert.ok(!r.out.join("").includes("\x1b["), "no ANSI codes when not a TTY");
+    assert.match(
+      r.out[0],
+      /^\d\d:\d\d:\d\dZ 621\/1269 collections \(48\.9%\) · 640 in progress · /,
+    );
+    assert.ok(r.out[0].endsWith(" · 8 failed · 1M DIDs (+120k new) · 41.2k DIDs/s · ETA 1h 00m"));
+    assert.match(r.out[1], / 2M DIDs /);
+    assert.equal(r.out[2], "backfill run ended: 1261/1269 collections done, 8 failed");
+    assert.equal(r.out[3], "backfill idle: no run in progress");
+    assert.ok(r.out.some((l) => l.includes("FAILED collections")));
+  });
+});
+
+Deno.test("watch, not a TTY: waits for a run to start, survives a transient 500", async () => {
+  const idle = sampleStatus({ running: false, run: null });
+  const ended = sampleStatus({ running: false, run: null, completed: 1269 });
+  const routes = sequence([idle, idle, idle, progressing(5), progressing(6), ended], [4]);
+  await withServer(routes, async (url, seen) => {
+    const r = await run(url, ["watch", "--interval=0.005"], { now: ticking() });
+    assert.equal(r.code, 0);
+    assert.equal(seen.length, 7);
+    assert.equal(r.out.filter((l) => l.includes("waiting for one to start")).length, 1);
+    assert.equal(r.err.length, 1);
+    assert.match(r.err[0], /^warning: server at .* answered 500: InternalServerError; retrying$/);
+    assert.ok(r.out.includes("backfill run ended: 1269/1269 collections done, 8 failed"));
+  });
+});
+
+Deno.test("watch, TTY: redraws in place with bars for active collections", async () => {
+  const ended = sampleStatus({ running: false, run: null, completed: 1269, failed: 0 });
+  const second = progressing(7_732_000);
+  second.collections[1] = { ...second.collections[1], active: true };
+  const routes = sequence([progressing(6_732_000), second, ended]);
+  await withServer(routes, async (url) => {
+    const r = await run(url, ["watch"], {
+      isTty: true,
+      columns: 120,
+      watchIntervalMs: 5,
+      now: ticking(),
+    });
+    assert.equal(r.code, 0);
+    const frame1 = r.out.slice(0, 4);
+    assert.match(frame1[0], /^. backfill full from bsky\.network · running 1h 02m$/);
+    assert.match(frame1[1], /^overall █+[▏▎▍▌▋▊▉]?░+ 48\.9% {2}621\/1269 collections · 8 failed$/);
+    assert.match(
+      frame1[2],
+      /6\.7M DIDs \(\+120k new\) · 41\.2k DIDs\/s · 21 pages\/s · ETA 1h 00m/,
+    );
+    assert.match(frame1[3], /^app\.bsky\.feed\.like\s+[█░▏▎▍▌▋▊▉]{20}\s+22\.4%\s+6\.7M \/ 30M$/);
+    // Second frame: cursor up over the 4 lines of the first, then a per-collection rate.
+    assert.ok(r.out[4].startsWith("\x1b[4A\x1b[J"), JSON.stringify(r.out[4]));
+    assert.match(r.out[7], /^app\.bsky\.graph\.block\s+. 9M DIDs\s+0\/s$/);
+    assert.match(r.out[8], /^app\.bsky\.feed\.like .* 7\.7M \/ 30M\s+1M\/s$/);
+    assert.ok(r.out.every((l) => Array.from(l.split("\x1b[J").at(-1) ?? "").length < 120));
+    assert.ok(r.out.includes("backfill run ended: 1269/1269 collections done"));
+  });
+});
+
+Deno.test("watch: aborting the signal (SIGINT) exits 0", async () => {
+  const controller = new AbortController();
+  let polls = 0;
+  const routes = {
+    [`GET ${STATUS_PATH}`]: () => {
+      if (++polls === 2) controller.abort();
+      return json(progressing(polls));
+    },
+  };
+  await withServer(routes, async (url) => {
+    const r = await run(url, ["watch"], { watchIntervalMs: 5, signal: controller.signal });
+    assert.equal(r.code, 0);
+    assert.deepEqual(r.err, []);
+    assert.ok(polls >= 2);
+  });
+});

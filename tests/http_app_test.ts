@@ -1,0 +1,316 @@
+import { AtpAgent } from "@atproto/api";
+import { assert, assertEquals } from "./_assert.ts";
+import { createApp } from "../lib/http/app.ts";
+import { decodeCursor, encodeCursor } from "../lib/http/xrpc_cursor.ts";
+import { silentLogger } from "../lib/util/log.ts";
+import { makeWorld } from "../lib/sim/world.ts";
+import { startSimRelay } from "../lib/sim/relay.ts";
+import { parseSource } from "../lib/source/source.ts";
+import { indexDids, testBackfiller, testDb, testIndex } from "./_helpers.ts";
+
+const PASSWORD = "s3cret-token";
+
+async function fixture(opts: { password?: string; latencyMs?: number } = {}) {
+  const relay = await startSimRelay({
+    world: makeWorld({ seed: 31, largeSizes: [2500, 700] }),
+    latencyMs: opts.latencyMs,
+  });
+  const db = await testDb("http");
+  const idx = await testIndex();
+  const backfiller = testBackfiller({ index: idx.index, db, listUrl: `${relay.url}/llms.txt` });
+  const app = createApp({
+    backfiller,
+    index: idx.index,
+    progress: db.progress,
+    adminPassword: "password" in opts ? opts.password : PASSWORD,
+    defaultSource: parseSource(relay.url),
+    log: silentLogger,
+    metrics: () => Promise.resolve("backfill_running 0\n"),
+  });
+  const auth = { authorization: `Bearer ${PASSWORD}` };
+  return {
+    relay,
+    db,
+    index: idx.index,
+    backfiller,
+    app,
+    auth,
+    req: (path: string, init: RequestInit = {}) => app.request(path, init),
+    async close() {
+      await backfiller.stop();
+      await relay.close();
+      await idx.cleanup();
+      await db.drop();
+    },
+  };
+}
+
+Deno.test("admin auth: 403 when no password is configured, 401 for missing or wrong token", async () => {
+  const unset = await fixture({ password: undefined });
+  try {
+    for (
+      const [method, path] of [["GET", "/admin/backfill-collections"], [
+        "POST",
+        "/admin/backfill-collections",
+      ]]
+    ) {
+      const res = await unset.req(path, { method, headers: unset.auth });
+      assertEquals(res.status, 403);
+      assertEquals(await res.json(), { error: "admin endpoint not configured" });
+    }
+  } finally {
+    await unset.close();
+  }
+  const f = await fixture();
+  try {
+    const cases: [string, Record<string, string>][] = [
+      ["no header", {}],
+      ["wrong token", { authorization: "Bearer nope" }],
+      ["prefix of the token", { authorization: `Bearer ${PASSWORD.slice(0, -1)}` }],
+      ["token plus a byte", { authorization: `Bearer ${PASSWORD}x` }],
+      ["basic scheme", { authorization: `Basic ${btoa(`admin:${PASSWORD}`)}` }],
+      ["empty bearer", { authorization: "Bearer " }],
+    ];
+    for (const [name, headers] of cases) {
+      const res = await f.req("/admin/backfill-collections", { headers });
+      assertEquals(res.status, 401, name);
+      await res.body?.cancel();
+    }
+    const ok = await f.req("/admin/backfill-collections", { headers: f.auth });
+    assertEquals(ok.status, 200);
+    await ok.body?.cancel();
+  } finally {
+    await f.close();
+  }
+});
+
+Deno.test("admin: start 200 with collections, 409 while running, 400 for bad input, status shape and number types", async () => {
+  const f = await fixture({ latencyMs: 5 });
+  try {
+    const bad = [
+      "/admin/backfill-collections?source=ftp://x",
+      "/admin/backfill-collections?source=https://user:pw@relay.example",
+      "/admin/backfill-collections?source=not%20a%20host",
+      `/admin/backfill-collections?source=${"a".repeat(600)}.com`,
+      "/admin/backfill-collections?mode=sideways",
+      "/admin/backfill-collections?collection=not-an-nsid",
+      "/admin/backfill-collections?bogus=1",
+    ];
+    for (const path of bad) {
+      const res = await f.req(path, { method: "POST", headers: f.auth });
+      assertEquals(res.status, 400, path);
+      const body = await res.json();
+      assertEquals(body.error, "InvalidRequest");
+      assert(typeof body.message === "string" && body.message.length > 0);
+    }
+    const started = await f.req(
+      `/admin/backfill-collections?source=${encodeURIComponent(f.relay.url)}`,
+      {
+        method: "POST",
+        headers: f.auth,
+      },
+    );
+    assertEquals(started.status, 200);
+    const body = await started.json();
+    assertEquals(body.collections, f.relay.world.collections().length);
+    const again = await f.req("/admin/backfill-collections", { method: "POST", headers: f.auth });
+    assertEquals(again.status, 409);
+    await again.body?.cancel();
+
+    const during = await (await f.req("/admin/backfill-collections", { headers: f.auth })).json();
+    assertEquals(during.running, true);
+    while (f.backfiller.running) await new Promise((r) => setTimeout(r, 20));
+    const res = await f.req("/admin/backfill-collections", { headers: f.auth });
+    assertEquals(res.status, 200);
+    const s = await res.json();
+    assertEquals(s.running, false);
+    for (
+      const k of ["total", "completed", "in_progress", "total_imported", "total_new", "failed"]
+    ) {
+      assertEquals(typeof s[k], "number", k);
+    }
+    assertEquals(s.total, f.relay.world.collections().length);
+    assertEquals(s.completed, s.total);
+    assertEquals(s.in_progress, 0);
+    const expectedTotal = f.relay.world.collections().reduce(
+      (n, c) => n + f.relay.world.size(c),
+      0,
+    );
+    assertEquals(s.total_imported, expectedTotal);
+    for (const c of s.collections) {
+      assertEquals(typeof c.collection, "string");
+      assertEquals(c.source, f.relay.url);
+      assertEquals(typeof c.imported, "number");
+      assertEquals(c.completed, true);
+      assert(!("cursor" in c), "no cursor once complete");
+    }
+    const stop = await f.req("/admin/backfill-collections/stop", {
+      method: "POST",
+      headers: f.auth,
+    });
+    assertEquals(stop.status, 409);
+    await stop.body?.cancel();
+  } finally {
+    await f.close();
+  }
+});
+
+Deno.test("admin: incomplete collections show their cursor; stop checkpoints; reset starts one over", async () => {
+  const f = await fixture({ latencyMs: 20 });
+  try {
+    const res = await f.req("/admin/backfill-collections", { method: "POST", headers: f.auth });
+    assertEquals(res.status, 200);
+    await res.body?.cancel();
+    while ((f.backfiller.state?.pages ?? 0) < 3) await new Promise((r) => setTimeout(r, 10));
+    const stop = await f.req("/admin/backfill-collections/stop", {
+      method: "POST",
+      headers: f.auth,
+    });
+    assertEquals(stop.status, 200);
+    await stop.body?.cancel();
+    const s = await (await f.req("/admin/backfill-collections", { headers: f.auth })).json();
+    assertEquals(s.running, false);
+    const partial = s.collections.filter((c: { completed: boolean }) => !c.completed);
+    assert(partial.length > 0);
+    for (const c of partial) assertEquals(typeof c.cursor, "string");
+    const reset = await f.req("/admin/backfill-collections/reset?collection=com.example.nothing", {
+      method: "POST",
+      headers: f.auth,
+    });
+    assertEquals(await reset.json(), {
+      reset: 0,
+      collections: [],
+      unknown: ["com.example.nothing"],
+    });
+  } finally {
+    await f.close();
+  }
+});
+
+Deno.test("xrpc: parameter errors answer 400 InvalidRequest, never 500", async () => {
+  const f = await fixture();
+  try {
+    const cases = [
+      "",
+      "?collection=",
+      "?collection=nope",
+      "?collection=a.b",
+      "?collection=app.bsky.feed.like&limit=0",
+      "?collection=app.bsky.feed.like&limit=2001",
+      "?collection=app.bsky.feed.like&limit=-1",
+      "?collection=app.bsky.feed.like&limit=1.5",
+      "?collection=app.bsky.feed.like&limit=abc",
+      "?collection=app.bsky.feed.like&cursor=%%%",
+      "?collection=app.bsky.feed.like&cursor=bm90LWEtZGlk", // base64url of "not-a-did"
+      "?collection=app.bsky.feed.like&cursor=" + "A".repeat(5000),
+    ];
+    for (const q of cases) {
+      const res = await f.req(`/xrpc/com.atproto.sync.listReposByCollection${q}`);
+      assertEquals(res.status, 400, q);
+      const body = await res.json();
+      assertEquals(body.error, "InvalidRequest", q);
+      assertEquals(typeof body.message, "string");
+    }
+    const ok = await f.req(
+      "/xrpc/com.atproto.sync.listReposByCollection?collection=com.example.unknown",
+    );
+    assertEquals(await ok.json(), { repos: [] });
+  } finally {
+    await f.close();
+  }
+});
+
+Deno.test("xrpc: cursor round-trips and rejects what it did not issue", () => {
+  for (const did of ["did:plc:abc", "did:web:example.com", "did:web:localhost%3A8080"]) {
+    assertEquals(decodeCursor(encodeCursor(did)), did);
+  }
+  assertEquals(decodeCursor(encodeCursor("not a did")), undefined);
+  assertEquals(decodeCursor("ZGlkOnBsYzphYmM="), undefined, "padding is not part of our encoding");
+});
+
+Deno.test("xrpc: the official @atproto/api client pages a backfilled collection to the source's exact set", async () => {
+  const f = await fixture();
+  const server = Deno.serve({ port: 0, hostname: "127.0.0.1", onListen() {} }, f.app.fetch);
+  try {
+    await (await f.backfiller.start({ source: parseSource(f.relay.url) })).done;
+    const agent = new AtpAgent({ service: `http://127.0.0.1:${server.addr.port}` });
+    for (const collection of f.relay.world.collections().slice(0, 4)) {
+      const seen: string[] = [];
+      let cursor: string | undefined;
+      do {
+        const res = await agent.com.atproto.sync.listReposByCollection({
+          collection,
+          limit: 1000,
+          cursor,
+        });
+        seen.push(...res.data.repos.map((r) => r.did));
+        cursor = res.data.cursor;
+      } while (cursor);
+      assertEquals(seen, [...new Set(f.relay.world.dids(collection))].sort(), collection);
+      assertEquals(seen, await indexDids(f.index, collection));
+    }
+    const def = await agent.com.atproto.sync.listReposByCollection({
+      collection: f.relay.world.collections()[0],
+    });
+    assertEquals(def.data.repos.length, 500, "default limit is 500");
+  } finally {
+    await server.shutdown();
+    await f.close();
+  }
+});
+
+Deno.test("health, readiness and metrics", async () => {
+  const f = await fixture();
+  try {
+    assertEquals((await f.req("/healthz")).status, 200);
+    const ready = await f.req("/readyz");
+    assertEquals(ready.status, 200);
+    assertEquals((await ready.json()).ready, true);
+    const m = await f.req("/metrics");
+    assertEquals(m.status, 200);
+    assert((await m.text()).includes("backfill_running"));
+    await f.index.close();
+    const notReady = await f.req("/readyz");
+    assertEquals(notReady.status, 503);
+    await notReady.body?.cancel();
+    const nf = await f.req("/nope");
+    assertEquals(nf.status, 404);
+    await nf.body?.cancel();
+  } finally {
+    await f.close();
+  }
+});
+
+Deno.test("admin: targeted runs with collection=…, and mode=catch-up picks up only what is new", async () => {
+  const f = await fixture();
+  try {
+    const [a, b] = f.relay.world.collections();
+    const post = async (q: string) => {
+      const res = await f.req(`/admin/backfill-collections?${q}`, {
+        method: "POST",
+        headers: f.auth,
+      });
+      const body = await res.json();
+      assertEquals(res.status, 200, JSON.stringify(body));
+      while (f.backfiller.running) await new Promise((r) => setTimeout(r, 10));
+      return body;
+    };
+    const first = await post(`collection=${a}&collection=${b}`);
+    assertEquals(first.collections, 2);
+    assertEquals((await f.db.progress.list()).map((r) => r.collection).sort(), [a, b].sort());
+    const added = f.relay.world.append(a, 37);
+    f.relay.resetStats();
+    const cu = await post(`mode=catch-up&collection=${a}`);
+    assertEquals(cu.mode, "catch-up");
+    const row = await f.db.progress.get(a);
+    assertEquals(row?.imported, f.relay.world.size(a));
+    assert(row?.completedAt !== null);
+    for (const did of added) assert(await f.index.has(a, did), did);
+    assert(
+      (f.relay.stats.byCollection[a] ?? 0) <= 2,
+      `catch-up requests: ${f.relay.stats.byCollection[a]}`,
+    );
+  } finally {
+    await f.close();
+  }
+});

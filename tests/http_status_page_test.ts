@@ -1,0 +1,441 @@
+import { chromium } from "playwright-core";
+import { assert, assertEquals } from "./_assert.ts";
+import { formatCount, formatRate } from "../lib/status/format.ts";
+import { createApp } from "../lib/http/app.ts";
+import { silentLogger } from "../lib/util/log.ts";
+import { makeWorld } from "../lib/sim/world.ts";
+import { startSimRelay } from "../lib/sim/relay.ts";
+import { parseSource } from "../lib/source/source.ts";
+import {
+  STATUS_EVENTS_PATH,
+  statusPageRoutes,
+  TOKEN_STORAGE_KEY,
+} from "../lib/http/status_page.ts";
+import { testBackfiller, testDb, testIndex } from "./_helpers.ts";
+
+const PASSWORD = "page-s3cret-token";
+const CHROMIUM = Deno.env.get("CHROMIUM_PATH") ?? "/usr/bin/chromium";
+const STATUS_PATH = "/admin/backfill-collections";
+
+async function fixture(opts: {
+  password?: string;
+  latencyMs?: number;
+  intervalMs?: number;
+  now?: () => number;
+  pageLimit?: number;
+} = {}) {
+  const relay = await startSimRelay({
+    world: makeWorld({ seed: 47, largeSizes: [2500, 700] }),
+    latencyMs: opts.latencyMs,
+  });
+  const db = await testDb("page");
+  const idx = await testIndex();
+  const backfiller = testBackfiller({
+    index: idx.index,
+    db,
+    listUrl: `${relay.url}/llms.txt`,
+    pageLimit: opts.pageLimit,
+  });
+  const adminPassword = "password" in opts ? opts.password : PASSWORD;
+  const shutdown = new AbortController();
+  const app = createApp({
+    backfiller,
+    index: idx.index,
+    progress: db.progress,
+    adminPassword,
+    defaultSource: parseSource(relay.url),
+    log: silentLogger,
+    now: opts.now,
+    extend: statusPageRoutes({
+      backfiller,
+      progress: db.progress,
+      adminPassword,
+      intervalMs: opts.intervalMs ?? 20,
+      now: opts.now,
+      signal: shutdown.signal,
+    }),
+  });
+  return {
+    relay,
+    backfiller,
+    app,
+    shutdown,
+    auth: { authorization: `Bearer ${PASSWORD}` },
+    async close() {
+      shutdown.abort();
+      await backfiller.stop();
+      await relay.close();
+      await idx.cleanup();
+      await db.drop();
+    },
+  };
+}
+
+/** SSE frames from a response body, split on blank lines. */
+async function* sseFrames(body: ReadableStream<Uint8Array>): AsyncGenerator<string> {
+  const reader = body.pipeThrough(new TextDecoderStream()).getReader();
+  let buf = "";
+  try {
+    for (;;) {
+      const { done, value } = await reader.read();
+      if (done) return;
+      buf += value;
+      let i;
+      while ((i = buf.indexOf("\n\n")) >= 0) {
+        yield buf.slice(0, i);
+        buf = buf.slice(i + 2);
+      }
+    }
+  } finally {
+    await reader.cancel().catch(() => {});
+  }
+}
+
+function parseFrame(frame: string): { event?: string; data: string; comment?: string } {
+  const out: { event?: string; data: string; comment?: string } = { data: "" };
+  const data: string[] = [];
+  for (const line of frame.split("\n")) {
+    if (line.startsWith(":")) out.comment = line.slice(1).trim();
+    else if (line.startsWith("event: ")) out.event = line.slice(7);
+    else if (line.startsWith("data: ")) data.push(line.slice(6));
+  }
+  out.data = data.join("\n");
+  return out;
+}
+
+/** Polls `cond` every 25 ms until it holds; throws naming `what` after `ms`. */
+async function until(cond: () => Promise<unknown>, what: string, ms = 10_000): Promise<void> {
+  const deadline = Date.now() + ms;
+  while (!(await cond())) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for: ${what}`);
+    await new Promise((r) => setTimeout(r, 25));
+  }
+}
+
+async function sha256(text: string): Promise<string> {
+  const d = await crypto.subtle.digest("SHA-256", new TextEncoder().encode(text));
+  return btoa(String.fromCharCode(...new Uint8Array(d)));
+}
+
+Deno.test("status page: public HTML with a strict, hash-based CSP, no data and no token", async () => {
+  const f = await fixture({ password: undefined });
+  try {
+    const res = await f.app.request("/");
+    assertEquals(res.status, 200);
+    assert(res.headers.get("content-type")?.startsWith("text/html"));
+    const csp = res.headers.get("content-security-policy") ?? "";
+    const html = await res.text();
+    const directives = new Map(
+      csp.split(";").map((d) => d.trim().split(/\s+/)).map(([k, ...v]) => [k, v]),
+    );
+    assertEquals(directives.get("default-src"), ["'self'"]);
+    assertEquals(directives.get("connect-src"), ["'self'"]);
+    assertEquals(directives.get("frame-ancestors"), ["'none'"]);
+    assert(!csp.includes("unsafe-inline") && !csp.includes("unsafe-eval"), csp);
+    const script = /<script>([\s\S]*?)<\/script>/.exec(html)?.[1] ?? "";
+    const style = /<style>([\s\S]*?)<\/style>/.exec(html)?.[1] ?? "";
+    assert(script.length > 1000 && style.length > 100);
+    assertEquals(directives.get("script-src"), [`'sha256-${await sha256(script)}'`]);
+    assertEquals(directives.get("style-src"), [`'sha256-${await sha256(style)}'`]);
+    assertEquals(html.match(/<script/g)?.length, 1, "one inline script, nothing loaded");
+    assert(!/\b(src|href)\s*=\s*["']?(https?:)?\/\//i.test(html), "no external assets");
+    assert(!html.includes("innerHTML"), "server data goes through textContent");
+    for (const id of ["total", "completed", "in_progress", "failed", "total_imported", "running"]) {
+      assert(html.includes(`data-testid="${id}"`), id);
+    }
+    assert(html.includes(TOKEN_STORAGE_KEY));
+    assertEquals(res.headers.get("x-content-type-options"), "nosniff");
+    assertEquals(res.headers.get("referrer-policy"), "no-referrer");
+  } finally {
+    await f.close();
+  }
+  const withPassword = await fixture();
+  try {
+    const res = await withPassword.app.request("/");
+    assertEquals(res.status, 200, "the page itself needs no token");
+    assert(!(await res.text()).includes(PASSWORD));
+  } finally {
+    await withPassword.close();
+  }
+});
+
+Deno.test("status events: 403 without a configured password, 401 for a missing or wrong token", async () => {
+  const unset = await fixture({ password: undefined });
+  try {
+    const res = await unset.app.request(STATUS_EVENTS_PATH, { headers: unset.auth });
+    assertEquals(res.status, 403);
+    assertEquals(await res.json(), { error: "admin endpoint not configured" });
+  } finally {
+    await unset.close();
+  }
+  const f = await fixture();
+  try {
+    for (
+      const headers of [
+        {},
+        { authorization: "Bearer nope" },
+        { authorization: `Bearer ${PASSWORD}x` },
+        { authorization: `Basic ${btoa(`admin:${PASSWORD}`)}` },
+      ] as Record<string, string>[]
+    ) {
+      const res = await f.app.request(STATUS_EVENTS_PATH, { headers });
+      assertEquals(res.status, 401, JSON.stringify(headers));
+      assertEquals(res.headers.get("www-authenticate"), 'Bearer realm="backfill admin"');
+      assertEquals((await res.json()).error, "AuthRequired");
+    }
+    const q = await f.app.request(`${STATUS_EVENTS_PATH}?token=${PASSWORD}`);
+    assertEquals(q.status, 401, "a token in the URL is not accepted");
+    await q.body?.cancel();
+  } finally {
+    await f.close();
+  }
+});
+
+Deno.test("status events: first frame is the status document, then keepalives while nothing changes", async () => {
+  const fixed = Date.parse("2025-06-01T12:00:00Z");
+  const f = await fixture({ now: () => fixed, intervalMs: 20 });
+  try {
+    await (await f.backfiller.start({ source: parseSource(f.relay.url) })).done;
+    const json = await (await f.app.request(STATUS_PATH, { headers: f.auth })).json();
+    assertEquals(json.total, f.relay.world.collections().length);
+
+    const res = await f.app.request(STATUS_EVENTS_PATH, { headers: f.auth });
+    assertEquals(res.status, 200);
+    assertEquals(res.headers.get("content-type"), "text/event-stream");
+    const frames = sseFrames(res.body!);
+    const first = parseFrame((await frames.next()).value!);
+    assertEquals(first.event, "status");
+    assertEquals(JSON.parse(first.data), json);
+    const second = parseFrame((await frames.next()).value!);
+    assertEquals(second.comment, "keepalive", "an unchanged document is not resent");
+    await frames.return(undefined); // cancels the body, as a closing tab does
+  } finally {
+    await f.close();
+  }
+});
+
+Deno.test("status events: a new document every interval while a run progresses", async () => {
+  const f = await fixture({ latencyMs: 30, intervalMs: 50 });
+  try {
+    const res = await f.app.request(STATUS_EVENTS_PATH, { headers: f.auth });
+    const frames = sseFrames(res.body!);
+    const idle = JSON.parse(parseFrame((await frames.next()).value!).data);
+    assertEquals(idle.running, false);
+    assertEquals(idle.total, 0);
+    const started = await f.backfiller.start({ source: parseSource(f.relay.url) });
+    const seen: number[] = [];
+    for await (const frame of frames) {
+      const { event, data } = parseFrame(frame);
+      if (event !== "status") continue;
+      const doc = JSON.parse(data);
+      if (doc.running) seen.push(doc.total_imported);
+      if (new Set(seen).size >= 3) break;
+    }
+    assert(seen.every((n, i) => i === 0 || n >= seen[i - 1]), `monotonic: ${seen}`);
+    await frames.return(undefined);
+    await f.backfiller.stop();
+    await started.done;
+  } finally {
+    await f.close();
+  }
+});
+
+Deno.test("status events: the shutdown signal ends open streams, so a graceful shutdown completes", async () => {
+  const f = await fixture({ intervalMs: 30 });
+  // No `signal` here: Deno.serve would cut connections itself; shutdown() waits for responses.
+  const server = Deno.serve({ port: 0, hostname: "127.0.0.1", onListen() {} }, f.app.fetch);
+  try {
+    const res = await fetch(`http://127.0.0.1:${server.addr.port}${STATUS_EVENTS_PATH}`, {
+      headers: f.auth,
+    });
+    const frames = sseFrames(res.body!);
+    assertEquals(parseFrame((await frames.next()).value!).event, "status");
+    f.shutdown.abort();
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const finished = await Promise.race([
+      server.shutdown().then(() => true),
+      new Promise<false>((r) => timer = setTimeout(() => r(false), 3000)),
+    ]);
+    clearTimeout(timer);
+    assert(finished, "server.shutdown() within 3s of the signal");
+    for await (const _ of frames) { /* the stream ends cleanly, without a connection error */ }
+  } finally {
+    f.shutdown.abort();
+    await server.shutdown();
+    await f.close();
+  }
+});
+
+Deno.test({
+  name: "status page in headless Chromium: token form, numbers equal to the JSON, live updates",
+  async fn() {
+    try {
+      await Deno.stat(CHROMIUM);
+    } catch {
+      throw new Error(
+        `${CHROMIUM} not found: install Chromium (apt-get install -y chromium) or set CHROMIUM_PATH`,
+      );
+    }
+    // 50 DIDs a page and 60 ms a request: the largest collection takes about 3 s.
+    const f = await fixture({ latencyMs: 60, intervalMs: 150, pageLimit: 50 });
+    const server = Deno.serve(
+      { port: 0, hostname: "127.0.0.1", signal: f.shutdown.signal, onListen() {} },
+      f.app.fetch,
+    );
+    const base = `http://127.0.0.1:${server.addr.port}`;
+    const adminJson = async () =>
+      await (await fetch(`${base}${STATUS_PATH}`, { headers: f.auth })).json();
+    const browser = await chromium.launch({
+      executablePath: CHROMIUM,
+      args: [
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+      ],
+    });
+    try {
+      const page = await browser.newPage();
+      const requests: { url: string; authorization?: string }[] = [];
+      const problems: string[] = [];
+      page.on(
+        "request",
+        (r) => requests.push({ url: r.url(), authorization: r.headers().authorization }),
+      );
+      page.on("pageerror", (e) => problems.push(`pageerror: ${e.message}`));
+      page.on("console", (m) => {
+        if (m.type() === "error" && !m.text().includes("401")) {
+          problems.push(`console: ${m.text()}`);
+        }
+      });
+      const value = async (id: string) =>
+        await page.getAttribute(`[data-testid="${id}"]`, "data-value");
+      const text = async (id: string) => await page.textContent(`[data-testid="${id}"]`);
+      const storedToken = () =>
+        page.evaluate((k) => globalThis.sessionStorage.getItem(k), TOKEN_STORAGE_KEY);
+
+      // Loads and asks for the token.
+      const nav = await page.goto(`${base}/`);
+      assertEquals(nav?.status(), 200);
+      await page.waitForSelector('[data-testid="login"]', { state: "visible" });
+      assert(!(await page.isVisible("#main")));
+
+      // A wrong token is refused and forgotten.
+      await page.fill("#token", "wrong-token");
+      await page.click('button[type="submit"]');
+      await until(async () => (await text("login-msg"))?.includes("did not accept"), "refused");
+      assertEquals(await storedToken(), null);
+
+      // The right token connects; the idle server shows an empty index.
+      await page.fill("#token", PASSWORD);
+      await page.click('button[type="submit"]');
+      await page.waitForSelector("#main", { state: "visible" });
+      await until(
+        async () => (await text("conn")) === "live" && (await value("total")) === "0",
+        "live",
+      );
+      assertEquals(await value("running"), "false");
+      assertEquals(await storedToken(), PASSWORD);
+
+      // Start a run and watch the numbers move.
+      const startRes = await fetch(`${base}${STATUS_PATH}`, { method: "POST", headers: f.auth });
+      assertEquals(startRes.status, 200);
+      await startRes.body?.cancel();
+      await until(
+        async () =>
+          (await value("running")) === "true" && Number(await value("total_imported")) > 0,
+        "the page shows the run",
+      );
+      const first = Number(await value("total_imported"));
+      await until(async () => Number(await value("total_imported")) > first, "imported grows");
+      const second = Number(await value("total_imported"));
+      const during = await adminJson();
+      assertEquals(during.running, true, "the run was still going while the page updated");
+      assert(second <= during.total_imported, "the page never runs ahead of the server");
+      await page.waitForSelector('[data-testid="top"] tr.active', { timeout: 5000 });
+      await until(async () => Number(await value("rate")) > 0, "a rate");
+      assertEquals(await text("rate"), `${formatRate(Number(await value("rate")))} DIDs/s`);
+
+      // After the run: every number on the page equals the JSON.
+      while (f.backfiller.running) await new Promise((r) => setTimeout(r, 50));
+      const json = await adminJson();
+      assertEquals(json.running, false);
+      assertEquals(json.completed, json.total);
+      const keys = ["total", "completed", "in_progress", "failed", "total_imported", "total_new"];
+      const shown = async () => {
+        const out: Record<string, unknown> = { running: (await value("running")) === "true" };
+        for (const k of keys) out[k] = Number(await value(k));
+        return out;
+      };
+      const expectedShown = {
+        running: false,
+        ...Object.fromEntries(keys.map((k) => [k, json[k]])),
+      };
+      await until(
+        async () => JSON.stringify(await shown()) === JSON.stringify(expectedShown),
+        "the page catches up with the finished run",
+      ).catch(() => {}); // the assertion below reports the difference
+      assertEquals(await shown(), expectedShown);
+      assertEquals(await text("running"), "idle");
+      assertEquals(await text("total_imported"), formatCount(json.total_imported));
+      assertEquals(
+        await page.getAttribute('[data-testid="total_imported"]', "title"),
+        json.total_imported.toLocaleString("en-US"),
+      );
+      assertEquals(await text("completed"), String(json.completed));
+      assertEquals(await text("percent"), "100.0%");
+      assertEquals(await text("rate"), "—");
+      assertEquals(await text("eta"), "—");
+      const world = f.relay.world;
+      assertEquals(
+        json.total_imported,
+        world.collections().reduce((n, c) => n + world.size(c), 0),
+      );
+
+      // The largest collections, biggest first, with the JSON's counts.
+      const rows = [];
+      for (const tr of await page.locator('[data-testid="top"] tr').all()) {
+        rows.push({
+          collection: await tr.getAttribute("data-collection"),
+          imported: Number(await tr.locator("td.n").first().getAttribute("data-value")),
+        });
+      }
+      const expected = [...json.collections as { collection: string; imported: number }[]]
+        .sort((a, b) => b.imported - a.imported || (a.collection < b.collection ? -1 : 1))
+        .slice(0, 15)
+        .map((c) => ({ collection: c.collection, imported: c.imported }));
+      assertEquals(rows, expected);
+      assertEquals(rows[0].imported, 2500);
+      assert(!(await page.isVisible('[data-testid="failed-section"]')));
+
+      // A reload reconnects from sessionStorage without asking again.
+      await page.reload();
+      await until(
+        async () => (await text("conn")) === "live" && (await value("total")) !== "",
+        "reconnected",
+      );
+      assert(!(await page.isVisible('[data-testid="login"]')));
+
+      // The token never appears in a URL, only in the Authorization header.
+      assert(!page.url().includes(PASSWORD), page.url());
+      for (const r of requests) assert(!r.url.includes(PASSWORD), r.url);
+      const events = requests.filter((r) => new URL(r.url).pathname === STATUS_EVENTS_PATH);
+      assert(events.some((r) => r.authorization === `Bearer ${PASSWORD}`), "bearer header sent");
+
+      // Forgetting the token clears it and asks again.
+      await page.click('[data-testid="forget"]');
+      await page.waitForSelector('[data-testid="login"]', { state: "visible" });
+      assertEquals(await storedToken(), null);
+      assertEquals(problems, [], "no script errors or CSP violations");
+    } finally {
+      await browser.close();
+      f.shutdown.abort();
+      await server.finished;
+      await f.close();
+    }
+  },
+});
