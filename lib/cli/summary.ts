@@ -1,0 +1,118 @@
+/** The `status` summary: headline, totals, incomplete and failed collections. */
+import {
+  formatCount,
+  formatDuration,
+  formatPercent,
+  formatRate,
+  formatTable,
+  truncate,
+} from "../status/mod.ts";
+import type { BackfillStatus, CollectionStatus, RunInfo } from "./api.ts";
+import { clip, formatTime, plural } from "./text.ts";
+
+const LIST_LIMIT = 20;
+
+/** The summary's lines at time `now`. */
+export function renderStatus(s: BackfillStatus, now: number): string[] {
+  const lines = [headline(s, now), ...totals(s)];
+  const incomplete = incompleteCollections(s.collections);
+  if (incomplete.length > 0) {
+    lines.push("", `incomplete collections (${incomplete.length}):`);
+    lines.push(...limited(incomplete.map(incompleteRow)));
+  }
+  const failed = failedCollections(s.collections);
+  if (failed.length > 0) {
+    lines.push("", `FAILED collections (${failed.length}):`);
+    lines.push(...limited(failed.map((c) => failedRow(c, now))));
+  }
+  return lines;
+}
+
+function headline(s: BackfillStatus, now: number): string {
+  if (s.running && s.run) {
+    const r = s.run;
+    const since = Date.parse(r.started_at);
+    const ago = Number.isNaN(since) ? "" : ` (${formatDuration((now - since) / 1000)} ago)`;
+    return `backfill running: ${r.mode} from ${r.source}, started ${
+      formatTime(r.started_at)
+    }${ago}`;
+  }
+  if (s.running) return "backfill running";
+  if (s.total > 0 && s.completed === s.total) return "backfill idle: all collections are done";
+  return "backfill idle: no run in progress";
+}
+
+function totals(s: BackfillStatus): string[] {
+  const done = s.total > 0 ? ` (${formatPercent(s.completed / s.total)})` : "";
+  const rows = [
+    [
+      "collections",
+      `${s.completed}/${s.total} done${done} · ${s.in_progress} in progress · ${s.failed} failed`,
+    ],
+    ["DIDs", `${formatCount(s.total_imported)} imported · ${formatCount(s.total_new)} new`],
+  ];
+  if (s.running && s.run) rows.push(["rate", rateText(s.run)]);
+  return formatTable(rows);
+}
+
+/** "120 DIDs/s · 3 pages/s · ETA 5m 03s". */
+export function rateText(r: RunInfo): string {
+  const parts = [`${formatRate(r.dids_per_sec ?? NaN)} DIDs/s`];
+  if (r.pages_per_sec !== undefined) parts.push(`${formatRate(r.pages_per_sec)} pages/s`);
+  parts.push(`ETA ${formatDuration(r.eta_seconds ?? NaN)}`);
+  return parts.join(" · ");
+}
+
+function isFailed(c: CollectionStatus): boolean {
+  return !c.completed && !c.active && c.error !== undefined;
+}
+
+function incompleteCollections(all: CollectionStatus[]): CollectionStatus[] {
+  return all.filter((c) => !c.completed && !isFailed(c)).sort((a, b) =>
+    Number(b.active) - Number(a.active) || b.imported - a.imported ||
+    a.collection.localeCompare(b.collection)
+  );
+}
+
+function failedCollections(all: CollectionStatus[]): CollectionStatus[] {
+  return all.filter(isFailed).sort((a, b) =>
+    b.attempts - a.attempts || a.collection.localeCompare(b.collection)
+  );
+}
+
+function incompleteRow(c: CollectionStatus): string[] {
+  const flags = [c.active ? "active" : "pending"];
+  if (c.attempts > 1) flags.push(`attempt ${c.attempts}`);
+  if (c.error) flags.push(`last error: ${clip(c.error, 60)}`);
+  return [truncate(c.collection, 60), progressText(c), flags.join(" · ")];
+}
+
+function progressText(c: CollectionStatus): string {
+  const total = c.estimated_total;
+  if (!total) return `${formatCount(c.imported)} DIDs`;
+  return `${formatCount(c.imported)} / ${formatCount(total)} (${
+    formatPercent(c.imported / total)
+  })`;
+}
+
+function failedRow(c: CollectionStatus, now: number): string[] {
+  return [
+    truncate(c.collection, 60),
+    plural(c.attempts, "attempt"),
+    retryText(c.next_retry_at, now),
+    clip(c.error ?? "", 120),
+  ];
+}
+
+function retryText(nextRetryAt: string | undefined, now: number): string {
+  const at = nextRetryAt ? Date.parse(nextRetryAt) : NaN;
+  if (Number.isNaN(at)) return "no retry scheduled";
+  return at <= now ? "retry due" : `retry in ${formatDuration((at - now) / 1000)}`;
+}
+
+/** Keeps the first {@link LIST_LIMIT} rows of a long list and says how many were left out. */
+function limited(rows: string[][]): string[] {
+  const lines = formatTable(rows.slice(0, LIST_LIMIT), "  ");
+  if (rows.length > LIST_LIMIT) lines.push(`  … and ${rows.length - LIST_LIMIT} more`);
+  return lines;
+}
