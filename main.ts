@@ -53,7 +53,7 @@ async function main(args: string[], signal: AbortSignal): Promise<number> {
       });
     }
     case "sim-relay": {
-      const { runSimRelayCli } = await import("./lib/sim/relay.ts");
+      const { runSimRelayCli } = await import("./lib/sim/cli.ts");
       return await runSimRelayCli(rest, env, { signal });
     }
     case "migrate": {

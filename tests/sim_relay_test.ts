@@ -8,13 +8,9 @@ import {
 import { isDid, isNsid } from "../lib/util/syntax.ts";
 import { InputError } from "../lib/util/errors.ts";
 import { formatDid, makeWorld, SimWorld, worldFromLists } from "../lib/sim/world.ts";
-import {
-  decodeCursor,
-  runSimRelayCli,
-  type SimRelay,
-  type SimRelayOptions,
-  startSimRelay,
-} from "../lib/sim/relay.ts";
+import { type SimRelay, type SimRelayOptions, startSimRelay } from "../lib/sim/relay.ts";
+import { decodeSimCursor } from "../lib/sim/cursor.ts";
+import { runSimRelayCli } from "../lib/sim/cli.ts";
 
 const LIST = "/xrpc/com.atproto.sync.listReposByCollection";
 const delay = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -207,7 +203,7 @@ Deno.test("listRepos: 400 for bad NSIDs and foreign or garbage cursors; unknown 
       assert(typeof a.json.message === "string");
     }
     const cur = (await page(relay, "com.example.one", 1)).json.cursor;
-    assertEquals(decodeCursor("nope", "com.example.one", cur), undefined);
+    assertEquals(decodeSimCursor("nope", "com.example.one", cur), undefined);
     for (const bad of ["garbage!", "Zm9v", "did:plc:o1", btoa("com.example.one|1|00")]) {
       const a = await page(relay, "com.example.one", 1, bad);
       assertEquals([a.status, a.json.error], [400, "InvalidRequest"], bad);

@@ -2,69 +2,17 @@
 
 import http from "node:http";
 import { Buffer } from "node:buffer";
-import { parseArgs } from "node:util";
 import { isNsid } from "../util/mod.ts";
-import { InputError } from "../util/mod.ts";
-import { formatDid, makeWorld, mix32, seededRandom, SimWorld } from "./world.ts";
+import { decodeSimCursor, encodeSimCursor } from "./cursor.ts";
+import { drawFault, type Faults, mergeFaults, noFaults, type SimFaults } from "./faults.ts";
+import type { MalformedMode } from "./faults.ts";
+import { renderLlmsTxt } from "./llms_txt.ts";
+import { newStats, PeakWindow, type SimRelayStats } from "./stats.ts";
+import { TokenBucket } from "./token_bucket.ts";
+import { makeWorld, mix32, seededRandom, SimWorld } from "./world.ts";
 
-/** Per-collection ways of answering with a broken body. */
-export type MalformedMode =
-  | "bad-json"
-  | "missing-repos"
-  | "non-object-entries"
-  | "huge-body"
-  | "repeat-cursor"
-  | "empty-with-cursor"
-  | "invalid-dids";
-
-/** Behaviour that can change at runtime through `setFaults`; all optional. */
-export interface SimFaults {
-  /** Added to every relay request (not llms.txt or health), plus up to `jitterMs` more. */
-  latencyMs?: number;
-  jitterMs?: number;
-  /** Probability of a random 429. */
-  rate429?: number;
-  /** Seconds announced on 429s (default 1; the token bucket computes its own). */
-  retryAfterSec?: number;
-  /** Send Retry-After as an HTTP date instead of seconds. */
-  retryAfterDate?: boolean;
-  /** Which rate-limit headers a 429 carries (default "both"). */
-  limitHeaders?: "retry-after" | "ratelimit" | "both" | "none";
-  /** Whether answers that pass the token bucket carry RateLimit-* headers (default true). */
-  okLimitHeaders?: boolean;
-  /** A real token bucket: requests beyond it get 429; successes carry RateLimit-* headers. */
-  maxRps?: number;
-  /** Bucket size (default maxRps, i.e. one second of burst). */
-  burst?: number;
-  /** Probability of a proxy-style 502/503 with an HTML body. */
-  rate5xx?: number;
-  /** Probability of destroying the connection without a response. */
-  rateReset?: number;
-  /** Probability of never answering (until the client or `close` gives up). */
-  hangRate?: number;
-  /** Collections ("*" for all) answering 403 "Request forbidden by administrative rules". */
-  forbidden?: Set<string> | string[];
-  /** Collection ("*" for all) to malformed-body mode. */
-  malformed?: Record<string, MalformedMode> | Map<string, MalformedMode>;
-  /** Every Nth page is cut short but still carries a cursor (the server gave up early). */
-  shortPageEvery?: number;
-  /** Size of the "huge-body" body (default 512 MiB), streamed lazily. */
-  hugeBodyBytes?: number;
-  /** Upper clamp for `limit` (default 10000, like collectiondir). */
-  maxLimit?: number;
-  /** Serve `listReposByCollection` (default true; false answers 404 like relays without it). */
-  listRepos?: boolean;
-  /** Serve `/v1/listCollections` (default true). */
-  listCollections?: boolean;
-  /** listCollections hides collections with fewer DIDs (collectiondir's `clist-min-dids`, default 5). */
-  listCollectionsMinDids?: number;
-  /** NSIDs listed only in llms.txt (they answer empty pages). */
-  llmsExtra?: string[];
-  /** Replaces the generated llms.txt. */
-  llmsTxt?: string;
-  /** Status for llms.txt (default 200). */
-  llmsStatus?: number;
-}
+export type { MalformedMode, SimFaults } from "./faults.ts";
+export type { SimRelayStats } from "./stats.ts";
 
 /** Options for `startSimRelay`: the faults plus what is fixed for the server's life. */
 export interface SimRelayOptions extends SimFaults {
@@ -76,22 +24,6 @@ export interface SimRelayOptions extends SimFaults {
   seed?: number;
   /** Cursor signing secret; relays with different secrets reject each other's cursors. */
   cursorSecret?: string;
-}
-
-/** Live counters; `reset` and `hang` count requests that got no answer. */
-export interface SimRelayStats {
-  requests: number;
-  byStatus: Record<string, number>;
-  byCollection: Record<string, number>;
-  inFlight: number;
-  maxConcurrent: number;
-  rateLimited: number;
-  pages: number;
-  didsServed: number;
-  /** Most requests seen within any one-second window. */
-  peakRps: number;
-  /** Same, counting only requests answered 200. */
-  peakOkRps: number;
 }
 
 /** A running simulated relay. */
@@ -115,138 +47,6 @@ const TEXT_TYPE = "text/plain; charset=utf-8";
 const INVALID_DIDS = ["not-a-did", "did:plc:", "did:PLC:abc", "did:plc:has space", "", "did:web:"];
 const RATE_LIMITED = '{"error":"RateLimitExceeded","message":"Rate Limit Exceeded"}';
 const HUGE_CHUNK = Buffer.from('{"did":"did:plc:aaaaaaaaaaaaaaaaaaaaaaaa"},'.repeat(1500));
-
-function newStats(): SimRelayStats {
-  return {
-    requests: 0,
-    byStatus: {},
-    byCollection: {},
-    inFlight: 0,
-    maxConcurrent: 0,
-    rateLimited: 0,
-    pages: 0,
-    didsServed: 0,
-    peakRps: 0,
-    peakOkRps: 0,
-  };
-}
-
-/** Most events within any trailing one-second window. */
-class PeakWindow {
-  #times: number[] = [];
-  #head = 0;
-  add(now: number): number {
-    this.#times.push(now);
-    while (this.#times[this.#head] <= now - 1000) this.#head++;
-    if (this.#head > 4096) {
-      this.#times = this.#times.slice(this.#head);
-      this.#head = 0;
-    }
-    return this.#times.length - this.#head;
-  }
-}
-
-/** Token bucket of `rate` per second holding up to `burst`. */
-class TokenBucket {
-  #tokens: number;
-  #last = performance.now();
-  constructor(readonly rate: number, readonly burst: number) {
-    this.#tokens = burst;
-  }
-  take(): boolean {
-    const now = performance.now();
-    this.#tokens = Math.min(this.burst, this.#tokens + ((now - this.#last) / 1000) * this.rate);
-    this.#last = now;
-    if (this.#tokens < 1) return false;
-    this.#tokens -= 1;
-    return true;
-  }
-  /** Draft RateLimit-* headers; Reset is whole seconds until a token (when empty) or a full bucket. */
-  headers(): Record<string, string> {
-    const remaining = Math.floor(this.#tokens);
-    const gap = remaining < 1 ? 1 - this.#tokens : this.burst - this.#tokens;
-    return {
-      "ratelimit-limit": String(Math.round(this.rate)),
-      "ratelimit-remaining": String(remaining),
-      "ratelimit-reset": String(Math.ceil(gap / this.rate)),
-    };
-  }
-}
-
-/** FNV-1a, for cursor tags and authority DIDs; not cryptographic, only binding. */
-function fnv1a(s: string): number {
-  let h = 0x811c9dc5;
-  for (let i = 0; i < s.length; i++) h = Math.imul(h ^ s.charCodeAt(i), 0x01000193);
-  return h >>> 0;
-}
-
-function cursorTag(secret: string, collection: string, position: number): string {
-  const key = `${secret}|${collection}|${position}`;
-  return fnv1a(key).toString(16).padStart(8, "0") +
-    mix32(fnv1a(key + "#")).toString(16).padStart(8, "0");
-}
-
-/** Opaque cursor: base64url of `collection|position|tag`, valid only for that collection and secret. */
-export function encodeCursor(secret: string, collection: string, position: number): string {
-  const raw = `${collection}|${position}|${cursorTag(secret, collection, position)}`;
-  return btoa(raw).replace(/\+/g, "-").replace(/\//g, "_").replace(/=+$/, "");
-}
-
-/** The position a cursor encodes, or undefined when it is garbage or belongs elsewhere. */
-export function decodeCursor(
-  secret: string,
-  collection: string,
-  cursor: string,
-): number | undefined {
-  if (!/^[A-Za-z0-9_-]{1,2000}$/.test(cursor)) return undefined;
-  let raw: string;
-  try {
-    raw = atob(cursor.replace(/-/g, "+").replace(/_/g, "/"));
-  } catch {
-    return undefined;
-  }
-  const parts = raw.split("|");
-  if (parts.length !== 3 || parts[0] !== collection || !/^\d{1,15}$/.test(parts[1])) {
-    return undefined;
-  }
-  const position = Number(parts[1]);
-  return parts[2] === cursorTag(secret, collection, position) ? position : undefined;
-}
-
-/** lexicon.garden-style llms.txt: every collection linked (some with /docs, some twice) among noise. */
-export function renderLlmsTxt(world: SimWorld, extra: string[] = []): string {
-  const authorityDid = (nsid: string) =>
-    formatDid(fnv1a(nsid.slice(0, nsid.lastIndexOf("."))), world.salt);
-  const lines = [
-    "# Lexicon Garden",
-    "",
-    "> Lexicon Garden indexes AT Protocol lexicon schemas published across the network.",
-    "",
-    "- [About](https://lexicon.garden/about)",
-    "- [Search](https://lexicon.garden/search?q=app.bsky.feed)",
-    "- [Lexicon spec](https://atproto.com/specs/lexicon)",
-    "",
-    "## Lexicons",
-    "",
-  ];
-  [...world.collections(), ...extra].forEach((nsid, i) => {
-    const base = `https://lexicon.garden/lexicon/${authorityDid(nsid)}/${nsid}`;
-    lines.push(`- [${nsid}](${base}${i % 3 === 1 ? "/docs" : ""}): record schema`);
-    if (i % 5 === 2) lines.push(`- [${nsid} (docs)](${base}/docs)`);
-  });
-  lines.push(
-    "",
-    "## Elsewhere",
-    "",
-    "- [Broken entry](https://lexicon.garden/lexicon/did:plc:x/not an nsid)",
-    "- [Empty entry](https://lexicon.garden/lexicon/did:plc:x/)",
-    "- [Identity](https://lexicon.garden/identity/did:plc:x)",
-    "- [app.bsky.feed.like elsewhere](https://docs.bsky.app/docs/api/app-bsky-feed-like)",
-    "- [Source](https://github.com/example/lexicon-garden)",
-    "",
-  );
-  return lines.join("\n");
-}
 
 /** JSON array of `{"did":…}` objects; world-formatted DIDs need no escaping, explicit ones might. */
 function reposJson(dids: string[], raw: boolean): string {
@@ -296,16 +96,11 @@ function badRequest(message: string): [number, string] {
   return [400, JSON.stringify({ error: "InvalidRequest", message })];
 }
 
-interface Faults extends Omit<SimFaults, "forbidden" | "malformed"> {
-  forbidden: Set<string>;
-  malformed: Map<string, MalformedMode>;
-}
-
 class SimRelayServer implements SimRelay {
   readonly stats = newStats();
   url = "";
   port = 0;
-  #faults: Faults = { forbidden: new Set(), malformed: new Map() };
+  #faults: Faults = noFaults();
   #bucket: TokenBucket | undefined;
   #rand: () => number;
   #secret: string;
@@ -342,12 +137,7 @@ class SimRelayServer implements SimRelay {
   }
 
   setFaults(partial: SimFaults): void {
-    const next: Faults = { ...this.#faults, ...partial } as Faults;
-    if ("forbidden" in partial) next.forbidden = new Set(partial.forbidden ?? []);
-    if ("malformed" in partial) {
-      const m = partial.malformed;
-      next.malformed = new Map(m instanceof Map ? m : Object.entries(m ?? {}));
-    }
+    const next = mergeFaults(this.#faults, partial);
     if ("maxRps" in partial || "burst" in partial) {
       this.#bucket = next.maxRps && next.maxRps > 0
         ? new TokenBucket(next.maxRps, Math.max(1, next.burst ?? next.maxRps))
@@ -363,7 +153,7 @@ class SimRelayServer implements SimRelay {
   }
 
   cursorFor(collection: string, position: number): string {
-    return encodeCursor(this.#secret, collection, position);
+    return encodeSimCursor(this.#secret, collection, position);
   }
 
   async close(): Promise<void> {
@@ -449,41 +239,27 @@ class SimRelayServer implements SimRelay {
       this.#tooMany(res, Number(h["ratelimit-reset"]), h);
       return false;
     }
-    // Always draw the same numbers so one request's faults do not shift the next one's.
-    const [rReset, rHang, r5xx, r429, rJitter, rPick] = [0, 0, 0, 0, 0, 0].map(this.#rand);
-    const delay = (f.latencyMs ?? 0) + (f.jitterMs ?? 0) * rJitter;
-    if (delay > 0) await sleep(delay, signal);
+    const { delayMs, outcome } = drawFault(f, this.#rand);
+    if (delayMs > 0) await sleep(delayMs, signal);
     if (signal.aborted) return false;
-    if (rReset < (f.rateReset ?? 0)) {
-      this.#count("reset");
-      req.socket.destroy();
-      return false;
-    }
-    if (rHang < (f.hangRate ?? 0)) {
-      this.#count("hang");
-      await new Promise<void>((resolve) => {
-        if (signal.aborted) resolve();
-        signal.addEventListener("abort", () => resolve(), { once: true });
-      });
-      return false;
-    }
-    if (r5xx < (f.rate5xx ?? 0)) {
-      const [code, text] = rPick < 0.5
-        ? [502, "Bad Gateway"]
-        : [503, "Service Temporarily Unavailable"];
-      const html = `<html>\r\n<head><title>${code} ${text}</title></head>\r\n<body>\r\n` +
-        `<center><h1>${code} ${text}</h1></center>\r\n<hr><center>nginx</center>\r\n</body>\r\n</html>\r\n`;
-      this.#send(res, code, "text/html", html);
-      return false;
-    }
-    if (r429 < (f.rate429 ?? 0)) {
-      const sec = f.retryAfterSec ?? 1;
-      this.#tooMany(res, sec, {
-        "ratelimit-limit": String(Math.round(f.maxRps ?? 3000)),
-        "ratelimit-remaining": "0",
-        "ratelimit-reset": String(sec),
-      });
-      return false;
+    switch (outcome.kind) {
+      case "reset":
+        this.#count("reset");
+        req.socket.destroy();
+        return false;
+      case "hang":
+        this.#count("hang");
+        await new Promise<void>((resolve) => {
+          if (signal.aborted) resolve();
+          signal.addEventListener("abort", () => resolve(), { once: true });
+        });
+        return false;
+      case "5xx":
+        this.#send(res, outcome.status, "text/html", outcome.html);
+        return false;
+      case "429":
+        this.#tooMany(res, outcome.retryAfterSec, outcome.ratelimit);
+        return false;
     }
     return true;
   }
@@ -513,7 +289,7 @@ class SimRelayServer implements SimRelay {
     const rawCursor = q.get("cursor");
     let position = 0;
     if (rawCursor) {
-      const decoded = decodeCursor(this.#secret, collection, rawCursor);
+      const decoded = decodeSimCursor(this.#secret, collection, rawCursor);
       if (decoded === undefined) return badRequest("invalid cursor");
       position = decoded;
     }
@@ -616,171 +392,4 @@ export async function startSimRelay(opts: SimRelayOptions = {}): Promise<SimRela
   const relay = new SimRelayServer(opts.world ?? makeWorld({ seed: opts.seed }), opts);
   await relay.listen(opts.port ?? 0, opts.hostname ?? "127.0.0.1");
   return relay;
-}
-
-const DEFAULT_LARGE = [20000, 12000, 8000, 5000, 2000];
-const USAGE =
-  `usage: sim-relay [flags]   (each flag also reads SIM_RELAY_<FLAG>, e.g. SIM_RELAY_PORT)
-  --port N (2583)  --hostname H (127.0.0.1)  --seed N (1)
-  --scale X (1; large collections are X × ${
-    DEFAULT_LARGE.join("/")
-  } DIDs)  --collections N (40)  --tail-max N (60)
-  --latency MS  --jitter MS  --rate429 P  --retry-after S  --retry-after-date  --max-rps N
-  --rate5xx P  --rate-reset P  --hang-rate P  --short-page-every N  --max-limit N (10000)
-  --forbidden a.b.c,d.e.f  --malformed nsid=mode,...  --llms-extra a.b.c,...  --no-list-collections`;
-const NUMERIC_FLAGS = [
-  "port",
-  "seed",
-  "scale",
-  "collections",
-  "tail-max",
-  "latency",
-  "jitter",
-  "rate429",
-  "retry-after",
-  "max-rps",
-  "rate5xx",
-  "rate-reset",
-  "hang-rate",
-  "short-page-every",
-  "max-limit",
-] as const;
-const STRING_FLAGS = ["hostname", "forbidden", "malformed", "llms-extra"] as const;
-const BOOL_FLAGS = ["retry-after-date", "no-list-collections", "help"] as const;
-const MODES = [
-  "bad-json",
-  "missing-repos",
-  "non-object-entries",
-  "huge-body",
-  "repeat-cursor",
-  "empty-with-cursor",
-  "invalid-dids",
-];
-
-/** Flags from `args`, falling back to SIM_RELAY_* in `env`. */
-function readFlags(args: string[], env: Record<string, string | undefined>) {
-  const options: Record<string, { type: "string" | "boolean" }> = {};
-  for (const k of [...NUMERIC_FLAGS, ...STRING_FLAGS]) options[k] = { type: "string" };
-  for (const k of BOOL_FLAGS) options[k] = { type: "boolean" };
-  let values: Record<string, string | boolean | undefined>;
-  try {
-    values = parseArgs({ args, options, strict: true, allowPositionals: false }).values;
-  } catch (err) {
-    throw new InputError(`sim-relay: ${(err as Error).message}\n${USAGE}`, undefined, {
-      cause: err,
-    });
-  }
-  const get = (k: string) => values[k] ?? env[`SIM_RELAY_${k.toUpperCase().replace(/-/g, "_")}`];
-  const num = (k: string): number | undefined => {
-    const v = get(k);
-    if (v === undefined || v === "") return undefined;
-    const n = Number(v);
-    if (!Number.isFinite(n) || n < 0) {
-      throw new InputError(`sim-relay: --${k} must be a number >= 0`, k);
-    }
-    return n;
-  };
-  const list = (k: string) => String(get(k) ?? "").split(",").map((s) => s.trim()).filter(Boolean);
-  const bool = (k: string) => get(k) === true || /^(1|true|yes)$/i.test(String(get(k) ?? ""));
-  return { num, list, bool, str: (k: string) => get(k) as string | undefined };
-}
-
-/** Builds relay options from CLI flags and SIM_RELAY_* variables. */
-export function simRelayOptionsFromArgs(
-  args: string[],
-  env: Record<string, string | undefined>,
-): SimRelayOptions | "help" {
-  const { num, list, bool, str } = readFlags(args, env);
-  if (bool("help")) return "help";
-  const malformed: Record<string, MalformedMode> = {};
-  for (const pair of list("malformed")) {
-    const [nsid, mode] = pair.split("=");
-    if (!mode || !MODES.includes(mode)) {
-      throw new InputError(
-        `sim-relay: --malformed wants nsid=mode, mode one of ${MODES.join(", ")}`,
-      );
-    }
-    malformed[nsid] = mode as MalformedMode;
-  }
-  const seed = num("seed") ?? 1;
-  const scale = num("scale") ?? 1;
-  const world = makeWorld({
-    seed,
-    collections: num("collections"),
-    tailMax: num("tail-max"),
-    largeSizes: DEFAULT_LARGE.map((n) => Math.round(n * scale)),
-  });
-  return {
-    world,
-    seed,
-    port: num("port") ?? 2583,
-    hostname: str("hostname") ?? "127.0.0.1",
-    latencyMs: num("latency"),
-    jitterMs: num("jitter"),
-    rate429: num("rate429"),
-    retryAfterSec: num("retry-after"),
-    retryAfterDate: bool("retry-after-date"),
-    maxRps: num("max-rps"),
-    rate5xx: num("rate5xx"),
-    rateReset: num("rate-reset"),
-    hangRate: num("hang-rate"),
-    shortPageEvery: num("short-page-every"),
-    maxLimit: num("max-limit"),
-    forbidden: list("forbidden"),
-    malformed,
-    llmsExtra: list("llms-extra"),
-    listCollections: !bool("no-list-collections"),
-  };
-}
-
-/** `deno task sim-relay`: serves until `signal` aborts (or SIGINT/SIGTERM when none is given). */
-export async function runSimRelayCli(
-  args: string[],
-  env: Record<string, string | undefined>,
-  io: { signal?: AbortSignal; out?: (line: string) => void } = {},
-): Promise<number> {
-  const out = io.out ?? ((line: string) => console.log(line));
-  const opts = simRelayOptionsFromArgs(args, env);
-  if (opts === "help") {
-    out(USAGE);
-    return 0;
-  }
-  const relay = await startSimRelay(opts);
-  const t = relay.world.totals();
-  const largest = relay.world.collections()
-    .map((c) => [c, relay.world.size(c)] as const)
-    .sort((a, b) => b[1] - a[1])
-    .slice(0, 5)
-    .map(([c, n]) => `${c} ${n}`);
-  out(`sim relay listening on ${relay.url}`);
-  out(
-    `world: seed ${relay.world.seed}, ${t.collections} collections, ${t.entries} entries, ${t.accounts} accounts`,
-  );
-  out(`largest: ${largest.join(", ")}`);
-  await waitForStop(io.signal);
-  await relay.close();
-  const s = relay.stats;
-  out(
-    `stopped: ${s.requests} requests, ${s.pages} pages, ${s.didsServed} DIDs, ${
-      JSON.stringify(s.byStatus)
-    }`,
-  );
-  return 0;
-}
-
-function waitForStop(signal?: AbortSignal): Promise<void> {
-  if (signal) {
-    return new Promise((resolve) => {
-      if (signal.aborted) resolve();
-      signal.addEventListener("abort", () => resolve(), { once: true });
-    });
-  }
-  return new Promise((resolve) => {
-    const sigs: Deno.Signal[] = Deno.build.os === "windows" ? ["SIGINT"] : ["SIGINT", "SIGTERM"];
-    const stop = () => {
-      for (const s of sigs) Deno.removeSignalListener(s, stop);
-      resolve();
-    };
-    for (const s of sigs) Deno.addSignalListener(s, stop);
-  });
 }

@@ -70,6 +70,13 @@ export function mix32(x: number): number {
   return (x ^ (x >>> 16)) >>> 0;
 }
 
+/** FNV-1a of a string, for cursor tags and authority DIDs; not cryptographic, only binding. */
+export function fnv1a(s: string): number {
+  let h = 0x811c9dc5;
+  for (let i = 0; i < s.length; i++) h = Math.imul(h ^ s.charCodeAt(i), 0x01000193);
+  return h >>> 0;
+}
+
 /** The `did:plc:` DID of account `id` in a world with salt `salt`: 24 base32 chars, injective in `id`. */
 export function formatDid(id: number, salt: number): string {
   const h1 = mix32(id ^ salt);
