@@ -7,20 +7,11 @@
  * relay for them (and for account status). The proof rests on the commit CID the relay vouched for:
  * every block read is hashed against its CID, so the trees walked are the commit's own.
  */
+import { hash } from "node:crypto";
 import { fromUint8Array } from "@atcute/car";
 import { type Bytes, decode, fromBytes } from "@atcute/cbor";
 import * as CID from "@atcute/cid";
-import {
-  type BlockMap,
-  isMstKey,
-  MemoryBlockStore,
-  MissingBlockError,
-  MSTNode,
-  NodeStore,
-  NodeWrangler,
-  OverlayBlockStore,
-  type ReadonlyBlockStore,
-} from "@atcute/mst";
+import { getKeyHeight, isMstKey, isNodeData, MSTNode } from "@atcute/mst";
 
 /** Why a commit proved nothing; the consumer counts deletes kept (not removed) by these. */
 export type ProofReason =
@@ -105,11 +96,7 @@ export async function proveCommit(input: ProofInput): Promise<CommitProof> {
     return await prove(input);
   } catch (err) {
     if (err instanceof Unproven) return { proven: false, reason: err.reason, detail: err.message };
-    if (err instanceof MissingBlockError) {
-      return { proven: false, reason: "missing_blocks", detail: `block ${err.cid} is not carried` };
-    }
-    // The MST library throws TypeError on a block that decodes to no valid node.
-    return { proven: false, reason: "bad_block", detail: String((err as Error)?.message ?? err) };
+    throw err;
   }
 }
 
@@ -118,7 +105,7 @@ interface Op {
   path: string;
   collection: string;
   cid: string | null;
-  prev: string | null;
+  prev: CID.CidLink | null;
 }
 
 function parseOps(input: ProofInput): Op[] {
@@ -135,7 +122,8 @@ function parseOps(input: ProofInput): Op[] {
     if (seen.has(path)) throw new Unproven("malformed", `op path ${path} appears twice`);
     seen.add(path);
     const cid = linkOf(raw.cid);
-    const prev = linkOf(raw.prev);
+    const prev = raw.prev ?? null;
+    linkOf(prev);
     if (action !== "delete" && cid === null) {
       throw new Unproven("malformed", `${action} of ${path} has no cid`);
     }
@@ -169,19 +157,14 @@ async function prove(input: ProofInput): Promise<CommitProof> {
   const commitCid = linkOf(input.commit);
   if (commitCid === null) throw new Unproven("malformed", "commit has no commit CID");
 
-  const car = new CarBlocks(
+  const tree = new Tree(
     input.blocks instanceof Uint8Array ? input.blocks : fromBytes(input.blocks),
   );
-  const upper = new MemoryBlockStore();
-  const empty = MSTNode.empty();
-  await upper.put(await EMPTY_TREE_CID, await empty.serialize());
-  const ns = new NodeStore(new OverlayBlockStore(upper, car));
-
-  const data = await commitData(car, commitCid, input);
+  const data = commitData(tree, commitCid, input);
 
   // Forward check: the new tree holds what the ops say it holds.
   for (const op of ops) {
-    const found = await lookup(ns, data, op.path);
+    const found = tree.lookup(data, op.path);
     if (found !== op.cid) {
       throw new Unproven(
         "not_inverting",
@@ -192,13 +175,12 @@ async function prove(input: ProofInput): Promise<CommitProof> {
     }
   }
 
-  // Invert every op; paths are distinct, so order does not matter to the result.
-  const wrangler = new NodeWrangler(ns);
+  // Invert every op; paths are distinct, so the order does not change the result.
   let root = data;
   for (const op of ops) {
     root = op.action === "create"
-      ? await wrangler.deleteRecord(root, op.path)
-      : await wrangler.putRecord(root, op.path, { $link: op.prev! });
+      ? await tree.remove(root, op.path)
+      : await tree.insert(root, op.path, op.prev!);
   }
   if (root !== prevData) {
     throw new Unproven("not_inverting", `inverted tree is ${root}, prevData is ${prevData}`);
@@ -211,10 +193,10 @@ async function prove(input: ProofInput): Promise<CommitProof> {
     let lastInCollection = false;
     let firstInCollection = false;
     if (op.action === "delete") {
-      lastInCollection = !(await holdsNeighbourIn(ns, data, op.path, op.collection));
+      lastInCollection = !tree.neighbourIn(data, op.path, op.collection);
       if (lastInCollection) emptied.add(op.collection);
     } else if (op.action === "create") {
-      firstInCollection = !(await holdsNeighbourIn(ns, prevData, op.path, op.collection));
+      firstInCollection = !tree.neighbourIn(prevData, op.path, op.collection);
       if (firstInCollection) entered.add(op.collection);
     }
     verdicts.push({
@@ -229,8 +211,8 @@ async function prove(input: ProofInput): Promise<CommitProof> {
 }
 
 /** Reads and checks the commit object; returns its MST root. */
-async function commitData(car: CarBlocks, commitCid: string, input: ProofInput): Promise<string> {
-  const bytes = await car.get(commitCid);
+function commitData(tree: Tree, commitCid: string, input: ProofInput): string {
+  const bytes = tree.block(commitCid);
   if (bytes === null) {
     throw new Unproven("missing_blocks", `commit block ${commitCid} is not carried`);
   }
@@ -253,55 +235,44 @@ async function commitData(car: CarBlocks, commitCid: string, input: ProofInput):
   return data.$link;
 }
 
-/** The value at `key` in the tree at `root`, or null. */
-async function lookup(ns: NodeStore, root: string, key: string): Promise<string | null> {
-  let cid: string | null = root;
-  while (cid !== null) {
-    const node: MSTNode = await ns.get(cid);
-    const i = node.lowerBound(key);
-    if (i < node.keys.length && node.keys[i] === key) return node.values[i].$link;
-    cid = node.subtrees[i]?.$link ?? null;
-  }
-  return null;
+/** An MST node as the proof uses it. */
+interface Node {
+  readonly keys: readonly string[];
+  readonly values: readonly CID.CidLink[];
+  readonly subtrees: readonly (CID.CidLink | null)[];
 }
+
+const link = (cid: string): CID.CidLink => CID.toCidLink(CID.fromString(cid));
 
 /**
- * True when a key next to `key` (absent from the tree at `root`) is in `collection`. The keys next
- * to an absent key all lie on its search path, so only the nodes of that path are read.
+ * Encodes nodes with the library's serializer, skipping `MSTNode.create`'s hashing of every key to
+ * check its height (the proof computes heights from the root and hashes only the ops' keys).
  */
-async function holdsNeighbourIn(
-  ns: NodeStore,
-  root: string,
-  key: string,
-  collection: string,
-): Promise<boolean> {
-  let below: string | null = null;
-  let above: string | null = null;
-  let cid: string | null = root;
-  while (cid !== null) {
-    const node: MSTNode = await ns.get(cid);
-    const i = node.lowerBound(key);
-    if (i < node.keys.length && node.keys[i] === key) {
-      throw new Unproven("not_inverting", `${key} is still in the tree it should be absent from`);
-    }
-    if (i > 0) below = node.keys[i - 1];
-    if (i < node.keys.length) above = node.keys[i];
-    cid = node.subtrees[i]?.$link ?? null;
+class BuiltNode extends MSTNode {
+  static of(node: Node): BuiltNode {
+    return new BuiltNode(node.keys, node.values, node.subtrees);
   }
-  const prefix = collection + "/";
-  return (below?.startsWith(prefix) ?? false) || (above?.startsWith(prefix) ?? false);
 }
 
-/** The CAR's blocks as a read-only block store; each block is hashed against its CID when read. */
-class CarBlocks implements ReadonlyBlockStore {
-  #blocks = new Map<string, { cid: CID.Cid; bytes: Uint8Array<ArrayBuffer>; checked: boolean }>();
+const sha256 = (bytes: Uint8Array): Uint8Array => hash("sha256", bytes, "buffer");
+
+/**
+ * The commit's blocks and the nodes built while inverting it. Blocks are hashed against their CIDs
+ * when first read, so every node walked belongs to the tree the commit CID names. Insertion and
+ * removal follow the MST spec (and `@atcute/mst`'s NodeWrangler, which the tests compare against):
+ * a key lives at the level given by its hash; inserting splits the subtree it falls in, removing
+ * merges the subtrees on either side of it.
+ */
+class Tree {
+  readonly #blocks = new Map<string, { cid: CID.Cid; bytes: Uint8Array; checked: boolean }>();
+  readonly #nodes = new Map<string, Node>();
 
   constructor(car: Uint8Array) {
     try {
       for (const entry of fromUint8Array(car)) {
         this.#blocks.set(CID.toString(entry.cid), {
           cid: entry.cid,
-          bytes: entry.bytes as Uint8Array<ArrayBuffer>,
+          bytes: entry.bytes,
           checked: false,
         });
       }
@@ -310,35 +281,268 @@ class CarBlocks implements ReadonlyBlockStore {
     }
   }
 
-  async get(cid: string): Promise<Uint8Array<ArrayBuffer> | null> {
+  /** A carried block's bytes, hashed against its CID on first read; null when not carried. */
+  block(cid: string): Uint8Array | null {
     const block = this.#blocks.get(cid);
     if (block === undefined) return null;
     if (!block.checked) {
-      const codec = block.cid.codec;
+      const { codec, digest } = block.cid;
       if (codec !== CID.CODEC_DCBOR && codec !== CID.CODEC_RAW) {
         throw new Unproven("bad_block", `block ${cid} has codec ${codec}`);
       }
-      const actual = await CID.create(codec, block.bytes);
-      if (!CID.equals(actual, block.cid)) {
-        throw new Unproven("bad_block", `block ${cid} hashes to ${CID.toString(actual)}`);
+      if (!sameBytes(sha256(block.bytes), digest.contents)) {
+        throw new Unproven("bad_block", `block ${cid} does not hash to its CID`);
       }
       block.checked = true;
     }
     return block.bytes;
   }
 
-  async getMany(cids: string[]): Promise<{ found: BlockMap; missing: string[] }> {
-    const found: BlockMap = new Map();
-    const missing: string[] = [];
-    for (const cid of cids) {
-      const bytes = await this.get(cid);
-      if (bytes === null) missing.push(cid);
-      else found.set(cid, bytes);
+  node(cid: string): Node {
+    let node = this.#nodes.get(cid);
+    if (node !== undefined) return node;
+    const bytes = this.block(cid);
+    if (bytes === null) {
+      if (cid === EMPTY_NODE_CID) node = { keys: [], values: [], subtrees: [null] };
+      else throw new Unproven("missing_blocks", `MST node ${cid} is not carried`);
+    } else {
+      node = decodeNode(cid, bytes);
     }
-    return { found, missing };
+    this.#nodes.set(cid, node);
+    return node;
   }
 
-  has(cid: string): Promise<boolean> {
-    return Promise.resolve(this.#blocks.has(cid));
+  /** Stores a built node; returns its CID, or null for a node with nothing in it. */
+  async #put(node: Node): Promise<CID.CidLink | null> {
+    if (node.keys.length === 0 && node.subtrees[0] === null) return null;
+    const bytes = await BuiltNode.of(node).serialize();
+    const link = CID.toCidLink(CID.fromDigest(CID.CODEC_DCBOR, sha256(bytes)));
+    this.#nodes.set(link.$link, node);
+    return link;
+  }
+
+  /** The height of the tree at `root` (its top node's level). */
+  async #rootHeight(root: string): Promise<number> {
+    let depth = 0;
+    let node = this.node(root);
+    while (node.keys.length === 0 && node.subtrees[0] !== null) {
+      node = this.node(node.subtrees[0].$link);
+      depth++;
+    }
+    return node.keys.length === 0 ? 0 : (await this.#keyHeight(node.keys[0])) + depth;
+  }
+
+  readonly #keyHeights = new Map<string, number>();
+  async #keyHeight(key: string): Promise<number> {
+    let h = this.#keyHeights.get(key);
+    if (h === undefined) this.#keyHeights.set(key, h = await getKeyHeight(key));
+    return h;
+  }
+
+  /** The value at `key` in the tree at `root`, or null. */
+  lookup(root: string, key: string): string | null {
+    let cid: string | null = root;
+    while (cid !== null) {
+      const node = this.node(cid);
+      const i = lowerBound(node.keys, key);
+      if (node.keys[i] === key) return node.values[i].$link;
+      cid = node.subtrees[i]?.$link ?? null;
+    }
+    return null;
+  }
+
+  /**
+   * True when a key next to `key` (absent from the tree at `root`) is in `collection`. The keys next
+   * to an absent key all lie on its search path, so only that path is read.
+   */
+  neighbourIn(root: string, key: string, collection: string): boolean {
+    let below: string | undefined;
+    let above: string | undefined;
+    let cid: string | null = root;
+    while (cid !== null) {
+      const node = this.node(cid);
+      const i = lowerBound(node.keys, key);
+      if (node.keys[i] === key) {
+        throw new Unproven("not_inverting", `${key} is in the tree it should be absent from`);
+      }
+      if (i > 0) below = node.keys[i - 1];
+      if (i < node.keys.length) above = node.keys[i];
+      cid = node.subtrees[i]?.$link ?? null;
+    }
+    const prefix = collection + "/";
+    return (below?.startsWith(prefix) ?? false) || (above?.startsWith(prefix) ?? false);
+  }
+
+  /** Inserts (or replaces) `key` in the tree at `root`; returns the new root's CID. */
+  async insert(root: string, key: string, value: CID.CidLink): Promise<string> {
+    const h = await this.#keyHeight(key);
+    const rootNode = this.node(root);
+    if (rootNode.keys.length === 0 && rootNode.subtrees[0] === null) {
+      return (await this.#put({ keys: [key], values: [value], subtrees: [null, null] }))!.$link;
+    }
+    let height = await this.#rootHeight(root);
+    let top: CID.CidLink | null = link(root);
+    while (height < h) {
+      // The key sits above the tree: grow it with key-less levels.
+      top = await this.#put({ keys: [], values: [], subtrees: [top] });
+      height++;
+    }
+    return (await this.#insertAt(top!.$link, height, key, h, value))!.$link;
+  }
+
+  async #insertAt(
+    cid: string | null,
+    height: number,
+    key: string,
+    h: number,
+    value: CID.CidLink,
+  ): Promise<CID.CidLink | null> {
+    const node = cid === null ? EMPTY_NODE : this.node(cid);
+    const i = lowerBound(node.keys, key);
+    if (h < height) {
+      const child = await this.#insertAt(
+        node.subtrees[i]?.$link ?? null,
+        height - 1,
+        key,
+        h,
+        value,
+      );
+      return await this.#put({ ...node, subtrees: node.subtrees.with(i, child) });
+    }
+    if (node.keys[i] === key) {
+      return await this.#put({ ...node, values: node.values.with(i, value) });
+    }
+    const [left, right] = await this.#split(node.subtrees[i], key, height - 1);
+    return await this.#put({
+      keys: node.keys.toSpliced(i, 0, key),
+      values: node.values.toSpliced(i, 0, value),
+      subtrees: node.subtrees.toSpliced(i, 1, left, right),
+    });
+  }
+
+  /** The subtree at `link` cut at `key` into the part below it and the part above it. */
+  async #split(
+    link: CID.CidLink | null,
+    key: string,
+    height: number,
+  ): Promise<[CID.CidLink | null, CID.CidLink | null]> {
+    if (link === null) return [null, null];
+    const node = this.node(link.$link);
+    const i = lowerBound(node.keys, key);
+    const [left, right] = await this.#split(node.subtrees[i], key, height - 1);
+    return [
+      await this.#put({
+        keys: node.keys.slice(0, i),
+        values: node.values.slice(0, i),
+        subtrees: [...node.subtrees.slice(0, i), left],
+      }),
+      await this.#put({
+        keys: node.keys.slice(i),
+        values: node.values.slice(i),
+        subtrees: [right, ...node.subtrees.slice(i + 1)],
+      }),
+    ];
+  }
+
+  /** Removes `key` from the tree at `root`; returns the new root's CID. */
+  async remove(root: string, key: string): Promise<string> {
+    const h = await this.#keyHeight(key);
+    let top = await this.#removeAt(root, await this.#rootHeight(root), key, h);
+    // Key-less levels left at the top are trimmed.
+    while (top !== null) {
+      const node = this.node(top.$link);
+      if (node.keys.length > 0 || node.subtrees[0] === null) break;
+      top = node.subtrees[0];
+    }
+    return top?.$link ?? EMPTY_NODE_CID;
+  }
+
+  async #removeAt(
+    cid: string,
+    height: number,
+    key: string,
+    h: number,
+  ): Promise<CID.CidLink | null> {
+    const node = this.node(cid);
+    const unchanged = () => node.keys.length === 0 && node.subtrees[0] === null ? null : link(cid);
+    if (h > height) return unchanged();
+    const i = lowerBound(node.keys, key);
+    if (h < height) {
+      const sub = node.subtrees[i];
+      if (sub === null) return unchanged();
+      const child = await this.#removeAt(sub.$link, height - 1, key, h);
+      return await this.#put({ ...node, subtrees: node.subtrees.with(i, child) });
+    }
+    if (node.keys[i] !== key) return unchanged();
+    const merged = await this.#merge(node.subtrees[i], node.subtrees[i + 1], height - 1);
+    return await this.#put({
+      keys: node.keys.toSpliced(i, 1),
+      values: node.values.toSpliced(i, 1),
+      subtrees: node.subtrees.toSpliced(i, 2, merged),
+    });
+  }
+
+  /** One subtree holding both `a`'s keys and `b`'s (all of `a`'s sort first). */
+  async #merge(
+    a: CID.CidLink | null,
+    b: CID.CidLink | null,
+    height: number,
+  ): Promise<CID.CidLink | null> {
+    if (a === null) return b;
+    if (b === null) return a;
+    const left = this.node(a.$link);
+    const right = this.node(b.$link);
+    const mid = await this.#merge(left.subtrees.at(-1)!, right.subtrees[0], height - 1);
+    return await this.#put({
+      keys: [...left.keys, ...right.keys],
+      values: [...left.values, ...right.values],
+      subtrees: [...left.subtrees.slice(0, -1), mid, ...right.subtrees.slice(1)],
+    });
   }
 }
+
+const EMPTY_NODE: Node = { keys: [], values: [], subtrees: [null] };
+const EMPTY_NODE_CID = await EMPTY_TREE_CID;
+
+function lowerBound(keys: readonly string[], key: string): number {
+  let i = 0;
+  while (i < keys.length && keys[i] < key) i++;
+  return i;
+}
+
+function sameBytes(a: Uint8Array, b: Uint8Array): boolean {
+  if (a.length !== b.length) return false;
+  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
+  return true;
+}
+
+/** Decodes an MST node block (structure, key compression and key order checked). */
+function decodeNode(cid: string, bytes: Uint8Array): Node {
+  let data: unknown;
+  try {
+    data = decode(bytes);
+  } catch (err) {
+    throw new Unproven("bad_block", `MST node ${cid} does not decode: ${err}`);
+  }
+  if (!isNodeData(data)) throw new Unproven("bad_block", `block ${cid} is not an MST node`);
+  const keys: string[] = [];
+  const values: CID.CidLink[] = [];
+  const subtrees: (CID.CidLink | null)[] = [data.l];
+  let prev = "";
+  for (const e of data.e) {
+    if (!Number.isInteger(e.p) || e.p < 0 || e.p > prev.length) {
+      throw new Unproven("bad_block", `MST node ${cid} has a bad key prefix length ${e.p}`);
+    }
+    const key = prev.slice(0, e.p) + UTF8.decode(fromBytes(e.k));
+    if (key <= prev || !isMstKey(key)) {
+      throw new Unproven("bad_block", `MST node ${cid} has key ${key} out of order or invalid`);
+    }
+    keys.push(key);
+    values.push(e.v);
+    subtrees.push(e.t);
+    prev = key;
+  }
+  return { keys, values, subtrees };
+}
+
+const UTF8 = new TextDecoder("utf-8", { fatal: true });
