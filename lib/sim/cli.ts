@@ -14,7 +14,8 @@ const USAGE =
   } DIDs)  --collections N (40)  --tail-max N (60)
   --latency MS  --jitter MS  --rate429 P  --retry-after S  --retry-after-date  --max-rps N
   --rate5xx P  --rate-reset P  --hang-rate P  --short-page-every N  --max-limit N (10000)
-  --forbidden a.b.c,d.e.f  --malformed nsid=mode,...  --llms-extra a.b.c,...  --no-list-collections`;
+  --forbidden a.b.c,d.e.f  --malformed nsid=mode,...  --llms-extra a.b.c,...  --no-list-collections
+  --stream-rate EVENTS/S (0)  --stream-backlog N (200000)  --stream-prefill N (0)`;
 const NUMERIC_FLAGS = [
   "port",
   "seed",
@@ -31,6 +32,9 @@ const NUMERIC_FLAGS = [
   "hang-rate",
   "short-page-every",
   "max-limit",
+  "stream-rate",
+  "stream-backlog",
+  "stream-prefill",
 ] as const;
 const STRING_FLAGS = ["hostname", "forbidden", "malformed", "llms-extra"] as const;
 const BOOL_FLAGS = ["retry-after-date", "no-list-collections", "help"] as const;
@@ -108,6 +112,7 @@ export function simRelayOptionsFromArgs(
     malformed,
     llmsExtra: list("llms-extra"),
     listCollections: !bool("no-list-collections"),
+    stream: { rate: num("stream-rate"), backlog: num("stream-backlog") },
   };
 }
 
@@ -124,6 +129,8 @@ export async function runSimRelayCli(
     return 0;
   }
   const relay = await startSimRelay(opts);
+  await relay.stream.generate(readFlags(args, env).num("stream-prefill") ?? 0);
+  relay.stream.start();
   const t = relay.world.totals();
   const largest = relay.world.collections()
     .map((c) => [c, relay.world.size(c)] as const)
@@ -135,6 +142,10 @@ export async function runSimRelayCli(
     `world: seed ${relay.world.seed}, ${t.collections} collections, ${t.entries} entries, ${t.accounts} accounts`,
   );
   out(`largest: ${largest.join(", ")}`);
+  const ws = relay.url.replace(/^http/, "ws");
+  out(
+    `streams: ${ws}/xrpc/com.atproto.sync.subscribeRepos (firehose), ${ws}/subscribe (Jetstream)`,
+  );
   await waitForStop(io.signal);
   await relay.close();
   const s = relay.stats;

@@ -7,3 +7,5 @@ export * from "./relay.ts";
 export * from "./stats.ts";
 export * from "./token_bucket.ts";
 export * from "./world.ts";
+export * from "./commit.ts";
+export * from "./stream.ts";

@@ -10,6 +10,7 @@ import { renderLlmsTxt } from "./llms_txt.ts";
 import { newStats, PeakWindow, type SimRelayStats } from "./stats.ts";
 import { TokenBucket } from "./token_bucket.ts";
 import { makeWorld, mix32, seededRandom, SimWorld } from "./world.ts";
+import { SimStream, type SimStreamOptions } from "./stream.ts";
 
 export type { MalformedMode, SimFaults } from "./faults.ts";
 export type { SimRelayStats } from "./stats.ts";
@@ -24,6 +25,8 @@ export interface SimRelayOptions extends SimFaults {
   seed?: number;
   /** Cursor signing secret; relays with different secrets reject each other's cursors. */
   cursorSecret?: string;
+  /** The live streams (firehose and Jetstream) over the world; see lib/sim/stream.ts. */
+  stream?: SimStreamOptions;
 }
 
 /** A running simulated relay. */
@@ -32,6 +35,8 @@ export interface SimRelay {
   readonly port: number;
   readonly world: SimWorld;
   readonly stats: SimRelayStats;
+  /** The live streams at `/xrpc/com.atproto.sync.subscribeRepos` and `/subscribe`. */
+  readonly stream: SimStream;
   /** Merges `partial` into the current faults (an `undefined` field turns that fault off). */
   setFaults(partial: SimFaults): void;
   /** Zeroes the counters. */
@@ -109,12 +114,15 @@ class SimRelayServer implements SimRelay {
   #ok = new PeakWindow();
   #inflight = new Set<AbortController>();
   #server: http.Server;
+  readonly stream: SimStream;
 
   constructor(readonly world: SimWorld, opts: SimRelayOptions) {
     const seed = opts.seed ?? world.seed;
     this.#rand = seededRandom(mix32(seed ^ 0xfa0175));
     this.#secret = opts.cursorSecret ?? `sim-relay-${seed}`;
-    const { world: _w, port: _p, hostname: _h, seed: _s, cursorSecret: _c, ...faults } = opts;
+    const { world: _w, port: _p, hostname: _h, seed: _s, cursorSecret: _c, stream, ...faults } =
+      opts;
+    this.stream = new SimStream(world, { seed, ...stream });
     this.setFaults(faults);
     this.#server = http.createServer((req, res) => {
       this.#handle(req, res).catch((err) => {
@@ -122,6 +130,11 @@ class SimRelayServer implements SimRelay {
         else res.destroy();
         console.error("sim relay handler failed:", err);
       });
+    });
+    this.#server.on("upgrade", (req, socket) => {
+      if (!this.stream.handleUpgrade(req, socket)) {
+        socket.end("HTTP/1.1 404 Not Found\r\nConnection: close\r\n\r\n");
+      }
     });
   }
 
@@ -157,6 +170,7 @@ class SimRelayServer implements SimRelay {
   }
 
   async close(): Promise<void> {
+    this.stream.close();
     for (const ctl of this.#inflight) ctl.abort();
     const closed = new Promise<void>((resolve) => this.#server.close(() => resolve()));
     this.#server.closeAllConnections();

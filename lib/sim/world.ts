@@ -198,6 +198,28 @@ export class SimWorld {
     return added;
   }
 
+  /** Number of account ids in use (ids are 0..accountCount-1). */
+  get accountCount(): number {
+    return this.#nextId;
+  }
+
+  /** The account ids of an id-based collection, in first-seen order (empty when unknown). */
+  ids(collection: string): Uint32Array {
+    const col = this.#columns.get(collection);
+    if (col === undefined) return new Uint32Array();
+    if (Array.isArray(col)) throw new TypeError(`${collection} holds explicit DIDs, not ids`);
+    return col.ids.subarray(0, col.length);
+  }
+
+  /** Appends account `id` (new or existing) at the end of `collection`, creating it if needed. */
+  addId(collection: string, id: number): void {
+    let col = this.#columns.get(collection);
+    if (!col) this.#columns.set(collection, col = new IdColumn(new Uint32Array(16), 0));
+    if (Array.isArray(col)) throw new TypeError(`${collection} holds explicit DIDs, not ids`);
+    col.push(id);
+    if (id >= this.#nextId) this.#nextId = id + 1;
+  }
+
   /** Sets a collection's content: compact ids or explicit strings (used by the builders). */
   setColumn(collection: string, content: Uint32Array | string[]): void {
     this.#columns.set(
