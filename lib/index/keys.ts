@@ -3,11 +3,14 @@
  * comparisons, compaction, checksums) grows with key bytes: each collection gets a 3-character id,
  * and DIDs are stored compacted: "did:plc:" becomes one byte (0x01), other DIDs lose "did:".
  *
- *   r<cid><did'>        collection→DID ("rbc"); value = the backfill generation that wrote it, or ""
- *   c<did'>\0<cid>      DID→collection ("cbr")
+ *   r<cid><did'>        collection→DID ("rbc"); value = the backfill generation that wrote it, or "";
+ *                       or a tombstone "~<rev>@<ms>[#<gen>]": a proven delete took the repo's last
+ *                       record there (the pair is not listed; see tombstones below)
+ *   c<did'>\0<cid>      DID→collection ("cbr"); absent for a tombstoned pair
  *   k\0<collection>     the collection's backfill checkpoint (JSON)
  *   n\0<collection>     the collection's id
  *   v                   the layout version
+ *   g                   time (ms) of the last gap in live indexing: older tombstones yield to listings
  */
 
 /** The layout this code reads and writes. */
@@ -15,6 +18,7 @@ export const LAYOUT_VERSION = "2";
 export const VERSION_KEY = "v";
 export const CKPT = "k\x00";
 export const DICT = "n\x00";
+export const GAP_KEY = "g";
 /** Sorts after every character a DID or an id can hold, so `prefix + END` bounds a prefix range. */
 export const END = "\uffff";
 
@@ -81,4 +85,29 @@ export function parseV1Rbc(key: string): { collection: string; did: string } | u
   const sep = key.indexOf("\x00", V1.RBC.length);
   if (sep < 0) return undefined;
   return { collection: key.slice(V1.RBC.length, sep), did: key.slice(sep + 1) };
+}
+
+/** A tombstoned pair: the commit that proved the repo's last record in the collection gone. */
+export interface Tombstone {
+  /** The repo rev of that commit. */
+  readonly rev: string;
+  /** Its time, ms since the epoch. */
+  readonly timeMs: number;
+  /** The backfill generation that last counted the pair as listed, if any. */
+  readonly gen?: string;
+}
+
+/** The rbc value of a tombstone. */
+export function tombstoneValue(t: Tombstone): string {
+  return `~${t.rev}@${t.timeMs}${t.gen === undefined ? "" : "#" + t.gen}`;
+}
+
+/** The tombstone an rbc value holds; undefined for a live pair's value (or no value). */
+export function parseTombstone(value: string | undefined): Tombstone | undefined {
+  if (value === undefined || value.charCodeAt(0) !== 0x7e) return undefined;
+  const at = value.indexOf("@");
+  const hash = value.indexOf("#", at);
+  const timeMs = Number(value.slice(at + 1, hash < 0 ? undefined : hash));
+  const rev = value.slice(1, at);
+  return hash < 0 ? { rev, timeMs } : { rev, timeMs, gen: value.slice(hash + 1) };
 }

@@ -10,9 +10,13 @@ import {
   encodeId,
   END,
   expandDid,
+  GAP_KEY,
   LAYOUT_VERSION,
   MAX_COLLECTIONS,
+  parseTombstone,
   rbcPrefix,
+  type Tombstone,
+  tombstoneValue,
   VERSION_KEY,
 } from "./keys.ts";
 import { hasV1Keys, migrateIndex } from "./migrate.ts";
@@ -81,12 +85,20 @@ export class IndexStore {
   readonly #ids: Map<string, string>;
   readonly #names: Map<string, string>;
   #assigning: Promise<unknown> = Promise.resolve();
+  /** Tombstones older than this (ms) yield to a listing: live indexing had a gap after them. */
+  #gapMs: number;
   readonly path: string;
 
-  private constructor(db: ClassicLevel<string, string>, path: string, ids: Map<string, string>) {
+  private constructor(
+    db: ClassicLevel<string, string>,
+    path: string,
+    ids: Map<string, string>,
+    gapMs: number,
+  ) {
     this.#db = db;
     this.path = path;
     this.#ids = ids;
+    this.#gapMs = gapMs;
     this.#names = new Map([...ids].map(([name, id]) => [id, name]));
   }
 
@@ -119,11 +131,8 @@ export class IndexStore {
       );
     }
     try {
-      return new IndexStore(
-        db,
-        opts.path,
-        await prepareLayout(db, opts.path, opts.log ?? silentLogger),
-      );
+      const ids = await prepareLayout(db, opts.path, opts.log ?? silentLogger);
+      return new IndexStore(db, opts.path, ids, Number(await db.get(GAP_KEY) ?? 0));
     } catch (err) {
       await db.close();
       throw err;
@@ -143,8 +152,10 @@ export class IndexStore {
     return this.#serial(collection, async () => {
       const id = await this.#idFor(collection);
       const key = rbcPrefix(id) + compactDid(did);
-      // Keep a backfill generation mark if there is one, so a later replay still counts once.
-      if ((await this.#db.get(key)) !== undefined) return;
+      // Keep a backfill generation mark if there is one, so a later replay still counts once. A
+      // tombstone gives way: a create after the proven delete means the repo has records again.
+      const value = await this.#db.get(key);
+      if (value !== undefined && parseTombstone(value) === undefined) return;
       await this.#db.batch([
         { type: "put", key, value: "" },
         { type: "put", key: cbrPrefix(did) + id, value: "" },
@@ -198,8 +209,16 @@ export class IndexStore {
       for (let i = 0; i < unique.length; i++) {
         const value = existing[i];
         if (value === mark || carried?.has(unique[i])) continue;
+        const tomb = parseTombstone(value);
+        if (tomb !== undefined && tomb.timeMs >= this.#gapMs) {
+          // Proven gone after anything this source can know: listed, not re-added.
+          if (tomb.gen === mark) continue;
+          imported++;
+          batch.put(prefix + compact[i], tombstoneValue({ ...tomb, gen: mark }));
+          continue;
+        }
         imported++;
-        if (value === undefined) fresh++;
+        if (value === undefined || tomb !== undefined) fresh++;
         batch.put(prefix + compact[i], mark);
         batch.put("c" + compact[i] + suffix, "");
       }
@@ -271,13 +290,22 @@ export class IndexStore {
     const id = this.#ids.get(collection);
     if (id === undefined) return { dids: [], last: undefined };
     const prefix = rbcPrefix(id);
-    const keys = await this.#db.keys({
-      gt: after === undefined ? prefix : prefix + compactDid(after),
-      lt: prefix + END,
-      limit: limit + 1,
-    }).all();
-    const more = keys.length > limit;
-    const dids = (more ? keys.slice(0, limit) : keys).map((k) => expandDid(k.slice(prefix.length)));
+    const dids: string[] = [];
+    let more = false;
+    // Tombstones sit among the pairs; they are skipped (rare, so a page reads few extra keys).
+    for await (
+      const [key, value] of this.#db.iterator({
+        gt: after === undefined ? prefix : prefix + compactDid(after),
+        lt: prefix + END,
+      })
+    ) {
+      if (parseTombstone(value) !== undefined) continue;
+      if (dids.length === limit) {
+        more = true;
+        break;
+      }
+      dids.push(expandDid(key.slice(prefix.length)));
+    }
     return { dids, last: more ? dids[dids.length - 1] : undefined };
   }
 
@@ -285,7 +313,43 @@ export class IndexStore {
   async has(collection: string, did: string): Promise<boolean> {
     const id = this.#ids.get(collection);
     if (id === undefined) return false;
-    return (await this.#db.get(rbcPrefix(id) + compactDid(did))) !== undefined;
+    const value = await this.#db.get(rbcPrefix(id) + compactDid(did));
+    return value !== undefined && parseTombstone(value) === undefined;
+  }
+
+  /** The tombstone of a pair a proven delete removed, if it has one. */
+  async tombstone(collection: string, did: string): Promise<Tombstone | undefined> {
+    const id = this.#ids.get(collection);
+    if (id === undefined) return undefined;
+    return parseTombstone(await this.#db.get(rbcPrefix(id) + compactDid(did)));
+  }
+
+  /**
+   * Removes a pair that a commit proved gone (the repo's last record in the collection deleted),
+   * leaving a tombstone with the commit's rev and time. Returns whether the index held the pair.
+   */
+  removeProven(collection: string, did: string, rev: string, timeMs: number): Promise<boolean> {
+    return this.#serial(collection, async () => {
+      const id = await this.#idFor(collection);
+      const key = rbcPrefix(id) + compactDid(did);
+      const value = await this.#db.get(key);
+      const held = value !== undefined && parseTombstone(value) === undefined;
+      await this.#db.batch([
+        { type: "put", key, value: tombstoneValue({ rev, timeMs }) },
+        { type: "del", key: cbrPrefix(did) + id },
+      ]);
+      return held;
+    });
+  }
+
+  /**
+   * Records a gap in live indexing (the relay no longer held our cursor) at `timeMs`: tombstones
+   * written before it may be stale, so a listing may re-add those pairs.
+   */
+  async markLiveGap(timeMs: number): Promise<void> {
+    if (timeMs <= this.#gapMs) return;
+    await this.#db.put(GAP_KEY, String(timeMs), { sync: true });
+    this.#gapMs = timeMs;
   }
 
   /** The collections a DID appears in, in name order. */
@@ -301,8 +365,11 @@ export class IndexStore {
     const out: string[] = [];
     for (const [name, id] of [...this.#ids].sort((a, b) => a[0] < b[0] ? -1 : 1)) {
       const prefix = rbcPrefix(id);
-      const first = await this.#db.keys({ gt: prefix, lt: prefix + END, limit: 1 }).all();
-      if (first.length > 0) out.push(name);
+      for await (const value of this.#db.values({ gt: prefix, lt: prefix + END })) {
+        if (parseTombstone(value) !== undefined) continue;
+        out.push(name);
+        break;
+      }
     }
     return out;
   }
