@@ -10,7 +10,7 @@
  *   k\0<collection>     the collection's backfill checkpoint (JSON)
  *   n\0<collection>     the collection's id
  *   v                   the layout version
- *   g                   time (ms) of the last gap in live indexing: older tombstones yield to listings
+ *   G                   time (ms) of the last gap in live indexing: older tombstones yield to listings
  */
 
 /** The layout this code reads and writes. */
@@ -18,7 +18,7 @@ export const LAYOUT_VERSION = "2";
 export const VERSION_KEY = "v";
 export const CKPT = "k\x00";
 export const DICT = "n\x00";
-export const GAP_KEY = "g";
+export const GAP_KEY = "G";
 /** Sorts after every character a DID or an id can hold, so `prefix + END` bounds a prefix range. */
 export const END = "\uffff";
 
