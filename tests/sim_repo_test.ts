@@ -6,7 +6,15 @@ import * as CID from "@atcute/cid";
 import { P256PrivateKey } from "@atcute/crypto";
 import * as TID from "@atcute/tid";
 import { assert, assertEquals, assertRejects } from "./_assert.ts";
-import { PROOF_MODES, SIM_SIGNING_KEY, SimRepo, type SimWrite } from "../lib/sim/repo.ts";
+import {
+  PROOF_MODES,
+  SEED_RKEY,
+  SIM_SIGNING_KEY,
+  SimRepo,
+  SimRepos,
+  type SimWrite,
+} from "../lib/sim/repo.ts";
+import { proveCommit } from "../lib/stream/proof.ts";
 
 const DID = "did:plc:simreposimreposimreposim";
 const RUNS = Number(Deno.env.get("FUZZ_RUNS") ?? 40);
@@ -193,4 +201,33 @@ Deno.test("sim repo property: the MST holds exactly the truth, and old blocks ar
     ),
     { numRuns: RUNS, seed: SEED },
   );
+});
+
+Deno.test("sim repos: an account's history is committed first, unsent; queries answer before", async () => {
+  const history: Record<string, string[]> = {
+    "did:plc:a": ["app.x.like", "app.y.post"],
+    "did:plc:b": [],
+  };
+  const repos = new SimRepos({ history: (did) => history[did] ?? [], sign: false });
+  assertEquals(repos.holds("did:plc:a", "app.x.like"), true);
+  assertEquals(repos.holds("did:plc:a", "app.z.other"), false);
+  assertEquals(repos.rkeys("did:plc:a", "app.y.post"), [SEED_RKEY]);
+  assertEquals(repos.written().size, 0);
+
+  const time = "2025-03-01T00:00:00.000Z";
+  const body = await repos.commit("did:plc:a", [
+    { action: "delete", collection: "app.x.like", rkey: SEED_RKEY },
+  ], time);
+  assert(body.since !== null, "the history commit came first");
+  assertEquals(body.time, time);
+  const p = await proveCommit(body);
+  assert(p.proven && p.emptied[0] === "app.x.like", "the seeded record was the last like");
+  assertEquals(repos.holds("did:plc:a", "app.x.like"), false);
+  assertEquals(repos.written().get("did:plc:a")!.collections(), new Map([["app.y.post", 1]]));
+
+  // An account with no history starts from an empty repo.
+  const b = await repos.commit("did:plc:b", [{ action: "create", collection: "app.x.like" }], time);
+  assertEquals(b.since, null);
+  const pb = await proveCommit(b);
+  assert(pb.proven && pb.entered[0] === "app.x.like");
 });

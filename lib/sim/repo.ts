@@ -431,3 +431,69 @@ async function carOf(root: string, blocks: Map<string, Uint8Array>): Promise<Uin
   }
   return out;
 }
+
+/** The rkey of the one record a repo gets in each collection its history seeds (a TID from 2023). */
+export const SEED_RKEY = "3jzfcijpj2z2a";
+
+/** Options for a set of repos. */
+export interface SimReposOptions extends SimRepoOptions {
+  /** The collections an account already had records in before the stream began (its history). */
+  history?: (did: string) => Iterable<string>;
+}
+
+/**
+ * Every simulated account's repo, created when first written. An account's history (records made
+ * before the stream began, as its listing in the world says) is committed first and never sent, so
+ * the stream's first commit for it already has `since` and `prevData`. Queries answer for accounts
+ * not written yet from their history alone.
+ */
+export class SimRepos {
+  readonly #repos = new Map<string, SimRepo>();
+  readonly #opts: SimReposOptions;
+
+  constructor(opts: SimReposOptions = {}) {
+    this.#opts = opts;
+  }
+
+  /** True when the account holds at least one record in `collection`. */
+  holds(did: string, collection: string): boolean {
+    const repo = this.#repos.get(did);
+    if (repo) return repo.hasRecordIn(collection);
+    for (const c of this.#opts.history?.(did) ?? []) if (c === collection) return true;
+    return false;
+  }
+
+  /** The account's record keys in `collection`. */
+  rkeys(did: string, collection: string): string[] {
+    const repo = this.#repos.get(did);
+    if (repo) return repo.rkeys(collection);
+    return this.holds(did, collection) ? [SEED_RKEY] : [];
+  }
+
+  /** The repos written so far (accounts never written are as their history says). */
+  written(): ReadonlyMap<string, SimRepo> {
+    return this.#repos;
+  }
+
+  /** Commits `writes` to the account's repo (seeding its history first); the `#commit` body. */
+  async commit(
+    did: string,
+    writes: readonly SimWrite[],
+    time?: string,
+    options: CommitOptions = {},
+  ): Promise<SimCommitBody> {
+    let repo = this.#repos.get(did);
+    if (!repo) {
+      repo = new SimRepo(did, this.#opts);
+      const seed = [...new Set(this.#opts.history?.(did) ?? [])].map((collection): SimWrite => ({
+        action: "create",
+        collection,
+        rkey: SEED_RKEY,
+      }));
+      const past = time === undefined ? undefined : new Date(Date.parse(time) - 1).toISOString();
+      if (seed.length > 0) await repo.commit(seed, { time: past });
+      this.#repos.set(did, repo);
+    }
+    return await repo.commit(writes, { ...options, time: time ?? options.time });
+  }
+}
