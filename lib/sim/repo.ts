@@ -8,6 +8,7 @@
  * Commits are signed with one fixed P-256 sim key (`SIM_SIGNING_KEY`); the consumer does not check
  * signatures (it trusts its relay for them), but the commit object has the real shape.
  */
+import { Buffer } from "node:buffer";
 import { writeCarStream } from "@atcute/car";
 import { encode, toBytes } from "@atcute/cbor";
 import * as CID from "@atcute/cid";
@@ -130,6 +131,10 @@ export interface SimRepoOptions {
 }
 
 const EMPTY = MSTNode.empty();
+
+// @atcute's encoders and hashes take small Buffers from node's pool; Deno refills an 8 KiB pool
+// slowly, so a bigger pool makes commits much cheaper to build.
+if (Buffer.poolSize < 1 << 20) Buffer.poolSize = 1 << 20;
 
 /** A block store that can note the blocks added while a commit is built. */
 class LoggedStore extends MemoryBlockStore {
