@@ -454,18 +454,24 @@ export interface SimReposOptions extends SimRepoOptions {
  */
 export class SimRepos {
   readonly #repos = new Map<string, SimRepo>();
+  /** Each account's history, read once: the first question about an account fixes it. */
+  readonly #history = new Map<string, readonly string[]>();
   readonly #opts: SimReposOptions;
 
   constructor(opts: SimReposOptions = {}) {
     this.#opts = opts;
   }
 
+  #historyOf(did: string): readonly string[] {
+    let h = this.#history.get(did);
+    if (h === undefined) this.#history.set(did, h = [...new Set(this.#opts.history?.(did) ?? [])]);
+    return h;
+  }
+
   /** True when the account holds at least one record in `collection`. */
   holds(did: string, collection: string): boolean {
     const repo = this.#repos.get(did);
-    if (repo) return repo.hasRecordIn(collection);
-    for (const c of this.#opts.history?.(did) ?? []) if (c === collection) return true;
-    return false;
+    return repo ? repo.hasRecordIn(collection) : this.#historyOf(did).includes(collection);
   }
 
   /** The account's record keys in `collection`. */
@@ -490,7 +496,7 @@ export class SimRepos {
     let repo = this.#repos.get(did);
     if (!repo) {
       repo = new SimRepo(did, this.#opts);
-      const seed = [...new Set(this.#opts.history?.(did) ?? [])].map((collection): SimWrite => ({
+      const seed = this.#historyOf(did).map((collection): SimWrite => ({
         action: "create",
         collection,
         rkey: SEED_RKEY,
