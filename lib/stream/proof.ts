@@ -32,29 +32,18 @@ export const PROOF_REASONS: readonly ProofReason[] = [
   "malformed",
 ];
 
-/** A CID as `@atcute/cbor` decodes it (a `CidLinkWrapper`) or as JSON writes it. */
-export interface Link {
-  readonly $link: string;
-  readonly bytes?: Uint8Array;
-}
-
-/** One op of a `#commit`, as decoded. */
-export interface ProofOp {
-  action: string;
-  path: string;
-  cid?: Link | null;
-  prev?: Link | null;
-}
-
-/** The parts of a decoded `#commit` body the proof reads. */
+/**
+ * The parts of a decoded `#commit` body the proof reads. CIDs are taken as `@atcute/cbor` decodes
+ * them (objects with `$link`) and are checked here, so a decoder may pass its fields on unchecked.
+ */
 export interface ProofInput {
   repo: string;
   rev?: string;
-  commit: Link;
+  commit: unknown;
   /** The CAR: raw bytes, or the `Bytes` wrapper `@atcute/cbor` decodes a byte string to. */
   blocks: Uint8Array | Bytes;
-  ops: readonly ProofOp[];
-  prevData?: Link | null;
+  ops: readonly { action: string; path: string; cid?: unknown; prev?: unknown }[];
+  prevData?: unknown;
   tooBig?: boolean;
 }
 
@@ -105,7 +94,7 @@ interface Op {
   path: string;
   collection: string;
   cid: string | null;
-  prev: CID.CidLink | null;
+  prev: string | null;
 }
 
 function parseOps(input: ProofInput): Op[] {
@@ -122,8 +111,7 @@ function parseOps(input: ProofInput): Op[] {
     if (seen.has(path)) throw new Unproven("malformed", `op path ${path} appears twice`);
     seen.add(path);
     const cid = linkOf(raw.cid);
-    const prev = raw.prev ?? null;
-    linkOf(prev);
+    const prev = linkOf(raw.prev);
     if (action !== "delete" && cid === null) {
       throw new Unproven("malformed", `${action} of ${path} has no cid`);
     }
@@ -141,12 +129,11 @@ function parseOps(input: ProofInput): Op[] {
   return ops;
 }
 
-function linkOf(v: Link | null | undefined): string | null {
+function linkOf(v: unknown): string | null {
   if (v === null || v === undefined) return null;
-  if (typeof v.$link !== "string") {
-    throw new Unproven("malformed", `CID ${String(v)} is not a link`);
-  }
-  return v.$link;
+  const link = (v as { $link?: unknown }).$link;
+  if (typeof link !== "string") throw new Unproven("malformed", `CID ${String(v)} is not a link`);
+  return link;
 }
 
 async function prove(input: ProofInput): Promise<CommitProof> {
@@ -180,7 +167,7 @@ async function prove(input: ProofInput): Promise<CommitProof> {
   for (const op of ops) {
     root = op.action === "create"
       ? await tree.remove(root, op.path)
-      : await tree.insert(root, op.path, op.prev!);
+      : await tree.insert(root, op.path, { $link: op.prev! });
   }
   if (root !== prevData) {
     throw new Unproven("not_inverting", `inverted tree is ${root}, prevData is ${prevData}`);
@@ -222,7 +209,7 @@ function commitData(tree: Tree, commitCid: string, input: ProofInput): string {
   } catch (err) {
     throw new Unproven("bad_block", `commit block ${commitCid} does not decode: ${err}`);
   }
-  const data = commit?.data as Link | undefined;
+  const data = commit?.data as { $link?: unknown } | undefined;
   if (commit?.version !== 3 || typeof data?.$link !== "string") {
     throw new Unproven("bad_block", `commit block ${commitCid} is not a v3 commit object`);
   }
@@ -232,7 +219,7 @@ function commitData(tree: Tree, commitCid: string, input: ProofInput): string {
   if (input.rev !== undefined && commit.rev !== input.rev) {
     throw new Unproven("not_inverting", `commit rev is ${commit.rev}, the event says ${input.rev}`);
   }
-  return data.$link;
+  return data.$link as string;
 }
 
 /** An MST node as the proof uses it. */
