@@ -24,6 +24,9 @@ Deno.test("parseConfig: an empty environment gives the documented defaults", () 
     maxRps: 25,
     requestTimeoutMs: 30_000,
     logLevel: "info",
+    liveStream: undefined,
+    liveIdleTimeoutMs: 60_000,
+    liveAutoCatchUp: false,
   };
   assertEquals(parseConfig({}), want);
   // Blank and whitespace-only values mean "unset".
@@ -65,6 +68,9 @@ Deno.test("parseConfig: every variable is read, trimmed and typed", () => {
     BACKFILL_MAX_RPS: "2.5",
     BACKFILL_REQUEST_TIMEOUT_MS: "5000",
     LOG_LEVEL: "DEBUG",
+    LIVE_STREAM_URL: " wss://relay.example.com/xrpc/com.atproto.sync.subscribeRepos ",
+    LIVE_IDLE_TIMEOUT_MS: "30000",
+    LIVE_AUTO_CATCH_UP: "true",
   });
   assertEquals(c, {
     databaseUrl: "postgresql://u@db:5432/backfill",
@@ -85,6 +91,13 @@ Deno.test("parseConfig: every variable is read, trimmed and typed", () => {
     maxRps: 2.5,
     requestTimeoutMs: 5000,
     logLevel: "debug",
+    liveStream: {
+      kind: "firehose",
+      url: "wss://relay.example.com/xrpc/com.atproto.sync.subscribeRepos",
+      host: "relay.example.com",
+    },
+    liveIdleTimeoutMs: 30_000,
+    liveAutoCatchUp: true,
   });
 });
 
@@ -175,6 +188,10 @@ const REJECTED: [Record<string, string>, string, RegExp][] = [
   [{ BACKFILL_SOURCE: "not a host" }, "BACKFILL_SOURCE", /^BACKFILL_SOURCE: .*"not a host"/],
   [{ BACKFILL_SOURCE: "ftp://x.y" }, "BACKFILL_SOURCE", /^BACKFILL_SOURCE: .*http/],
   [{ BACKFILL_SOURCE: "https://u:p@x.y" }, "BACKFILL_SOURCE", /credentials/],
+  [{ LIVE_STREAM_URL: "https://bsky.network" }, "LIVE_STREAM_URL", /^LIVE_STREAM_URL: .*ws/],
+  [{ LIVE_STREAM_URL: "wss://bsky.network/" }, "LIVE_STREAM_URL", /subscribeRepos/],
+  [{ LIVE_IDLE_TIMEOUT_MS: "5" }, "LIVE_IDLE_TIMEOUT_MS", /1000 to 3600000/],
+  [{ LIVE_AUTO_CATCH_UP: "maybe" }, "LIVE_AUTO_CATCH_UP", /true or false/],
 ];
 
 Deno.test("parseConfig: rejected values name the variable", () => {
@@ -186,6 +203,18 @@ Deno.test("parseConfig: rejected values name the variable", () => {
       return true;
     }, JSON.stringify(env));
   }
+});
+
+Deno.test("parseConfig: LIVE_STREAM_URL picks firehose or Jetstream by path", () => {
+  const f = parseConfig({
+    LIVE_STREAM_URL: "wss://bsky.network/xrpc/com.atproto.sync.subscribeRepos",
+  });
+  assertEquals(f.liveStream?.kind, "firehose");
+  const j = parseConfig({
+    LIVE_STREAM_URL: "ws://127.0.0.1:2750/subscribe",
+    LIVE_AUTO_CATCH_UP: "1",
+  });
+  assertEquals([j.liveStream?.kind, j.liveAutoCatchUp], ["jetstream", true]);
 });
 
 Deno.test("parseConfig: accepted URL-ish values", () => {

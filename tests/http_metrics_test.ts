@@ -1,6 +1,6 @@
 /** Tests for lib/http/metrics.ts: the rendered text parses as Prometheus exposition format 0.0.4. */
 import { deepStrictEqual as assertEquals, ok as assert } from "node:assert/strict";
-import { Counter, Gauge, Histogram, Metrics } from "../lib/http/metrics.ts";
+import { Counter, Gauge, Histogram, LIVE_FIGURES, Metrics } from "../lib/http/metrics.ts";
 
 const NAME = "[a-zA-Z_:][a-zA-Z0-9_:]*";
 const LABEL_NAME = "[a-zA-Z_][a-zA-Z0-9_]*";
@@ -154,6 +154,9 @@ Deno.test("Metrics.render: parses strictly as Prometheus text", () => {
     "backfill_collections",
     "backfill_index_size_bytes",
     "backfill_running",
+    ...Object.values(LIVE_FIGURES).map(([name]) => name),
+    "backfill_live_skipped_total",
+    "backfill_live_pairs_total",
   ]);
   for (const f of families) {
     assert(f.help.length > 0, `${f.name} has no HELP text`);

@@ -72,6 +72,7 @@ Deno.test("buildStatus: not running, no rows", () => {
     total_imported: 0,
     total_new: 0,
     collections: [],
+    live: null,
   });
 });
 
@@ -211,7 +212,10 @@ Deno.test("buildStatus: while running, the run section and active/failed flags",
     Object.keys(run).sort(),
     [...RUN_COUNTS, "source", "mode", "started_at", "eta_seconds"].sort(),
   );
-  assertEquals(Object.keys(doc).sort(), [...TOP_COUNTS, "running", "run", "collections"].sort());
+  assertEquals(
+    Object.keys(doc).sort(),
+    [...TOP_COUNTS, "running", "run", "collections", "live"].sort(),
+  );
   assertEquals(
     {
       source: run.source,

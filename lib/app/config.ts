@@ -2,6 +2,7 @@
 import { InputError } from "../util/mod.ts";
 import { parseSource, type Source } from "../source/mod.ts";
 import type { LogLevel } from "../util/mod.ts";
+import { parseStreamUrl, type StreamEndpoint } from "../stream/mod.ts";
 
 /** Everything the service reads from its environment, validated and typed. */
 export interface Config {
@@ -26,6 +27,12 @@ export interface Config {
   /** Per-request timeout towards the source. */
   readonly requestTimeoutMs: number;
   readonly logLevel: LogLevel;
+  /** The live stream to index (server mode), if any. */
+  readonly liveStream?: StreamEndpoint;
+  /** A live socket that sends nothing for this long is reconnected. */
+  readonly liveIdleTimeoutMs: number;
+  /** Start a catch-up backfill by itself when the live stream says events were missed. */
+  readonly liveAutoCatchUp: boolean;
 }
 
 /** Defaults, exported so the README and tests can name them. */
@@ -41,6 +48,7 @@ export const DEFAULTS = {
   maxRps: 25,
   requestTimeoutMs: 30_000,
   logLevel: "info" as LogLevel,
+  liveIdleTimeoutMs: 60_000,
 } as const;
 
 const LOG_LEVELS: readonly LogLevel[] = ["debug", "info", "warn", "error"];
@@ -78,7 +86,32 @@ export function parseConfig(env: Readonly<Record<string, string | undefined>>): 
       cause: err,
     });
   }
+  const liveUrl = get("LIVE_STREAM_URL");
+  const autoCatchUp = (get("LIVE_AUTO_CATCH_UP") ?? "false").toLowerCase();
+  if (!["true", "false", "1", "0"].includes(autoCatchUp)) {
+    throw new InputError(
+      `LIVE_AUTO_CATCH_UP must be true or false, got ${JSON.stringify(autoCatchUp)}`,
+      "LIVE_AUTO_CATCH_UP",
+    );
+  }
+  let liveStream: StreamEndpoint | undefined;
+  try {
+    liveStream = liveUrl === undefined ? undefined : parseStreamUrl(liveUrl);
+  } catch (err) {
+    throw new InputError(`LIVE_STREAM_URL: ${(err as Error).message}`, "LIVE_STREAM_URL", {
+      cause: err,
+    });
+  }
   return {
+    liveStream,
+    liveIdleTimeoutMs: int(
+      get("LIVE_IDLE_TIMEOUT_MS"),
+      "LIVE_IDLE_TIMEOUT_MS",
+      DEFAULTS.liveIdleTimeoutMs,
+      1_000,
+      3_600_000,
+    ),
+    liveAutoCatchUp: autoCatchUp === "true" || autoCatchUp === "1",
     databaseUrl,
     dataDir: get("DATA_DIR") ?? DEFAULTS.dataDir,
     port,

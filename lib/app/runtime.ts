@@ -7,7 +7,8 @@ import { type EmbeddedPostgres, startEmbeddedPostgres } from "../progress/mod.ts
 import { IndexStore } from "../index/mod.ts";
 import type { Logger } from "../util/mod.ts";
 import { loadMigrations, migrate, MIGRATIONS_DIR } from "../progress/mod.ts";
-import { Metrics } from "../http/mod.ts";
+import { type LiveFigure, Metrics } from "../http/mod.ts";
+import type { LiveStatus } from "../stream/mod.ts";
 import { createSql, ProgressStore } from "../progress/mod.ts";
 import { HostLimiter } from "../source/mod.ts";
 import { takeRunLock } from "../progress/mod.ts";
@@ -141,7 +142,7 @@ export async function openRuntime(opts: RuntimeOptions): Promise<Runtime> {
 }
 
 /** Refreshes the gauges that are read at scrape time, then renders the metrics text. */
-export async function renderMetrics(rt: Runtime): Promise<string> {
+export async function renderMetrics(rt: Runtime, live?: LiveStatus | null): Promise<string> {
   const rows = await rt.progress.list();
   let completed = 0, failed = 0, active = 0, pending = 0;
   const running = rt.backfiller.running ? rt.backfiller.state : undefined;
@@ -163,5 +164,20 @@ export async function renderMetrics(rt: Runtime): Promise<string> {
     [...rt.limiters].map(([host, l]) => [{ host }, l.stats.waitedMs / 1000]),
   );
   rt.metrics.throttles.setAll([...rt.limiters].map(([host, l]) => [{ host }, l.stats.throttled]));
+  for (const [key, gauge] of Object.entries(rt.metrics.live)) {
+    const v = live?.[key as LiveFigure];
+    gauge.setAll(live && v !== null ? [[{}, typeof v === "boolean" ? Number(v) : Number(v)]] : []);
+  }
+  rt.metrics.liveSkipped.setAll(
+    live ? Object.entries(live.skipped).map(([kind, n]) => [{ kind }, n]) : [],
+  );
+  rt.metrics.liveCollection.setAll(
+    live
+      ? Object.entries(live.collections).flatMap(([collection, c]) => [
+        [{ collection, change: "added" }, c.added],
+        [{ collection, change: "removed" }, c.removed],
+      ])
+      : [],
+  );
   return rt.metrics.render();
 }

@@ -7,6 +7,9 @@ import { renderMetrics, type Runtime } from "./runtime.ts";
 import { parseSource } from "../source/mod.ts";
 import { startRetryLoop } from "../run/mod.ts";
 import { statusPageRoutes } from "../http/mod.ts";
+import { LiveStreamStore } from "../progress/mod.ts";
+import { LiveConsumer, type LiveStatus, mirroredStatus } from "../stream/mod.ts";
+import { errorMessage } from "../util/mod.ts";
 
 /** Options for serve(). */
 export interface ServeOptions {
@@ -24,6 +27,25 @@ export interface ServeOptions {
 /** Serves until `signal` aborts, then stops the backfill (checkpointing in-flight pages) and the server. */
 export async function serve(opts: ServeOptions): Promise<void> {
   const { runtime: rt, config, log } = opts;
+  // The stream starts before any backfill, so that together they leave no gap (see README).
+  const liveStore = new LiveStreamStore(rt.sql);
+  const consumer = config.liveStream
+    ? await LiveConsumer.open({
+      endpoint: config.liveStream,
+      index: rt.index,
+      log,
+      mirror: liveStore,
+      idleTimeoutMs: config.liveIdleTimeoutMs,
+    })
+    : undefined;
+  const consuming = consumer?.run(opts.signal).catch((err) =>
+    log.error("live stream stopped", { error: errorMessage(err) })
+  );
+  const live = async (): Promise<LiveStatus | null> => {
+    if (consumer) return consumer.status();
+    const row = await liveStore.latest();
+    return row ? mirroredStatus(row, await liveStore.collections(), Date.now()) : null;
+  };
   const app = createApp({
     backfiller: rt.backfiller,
     index: rt.index,
@@ -31,13 +53,15 @@ export async function serve(opts: ServeOptions): Promise<void> {
     adminPassword: config.adminPassword,
     defaultSource: config.source,
     log,
-    metrics: () => renderMetrics(rt),
+    metrics: async () => renderMetrics(rt, await live().catch(() => null)),
+    live,
     extend: (app) => {
       statusPageRoutes({
         backfiller: rt.backfiller,
         progress: rt.progress,
         adminPassword: config.adminPassword,
         signal: opts.signal,
+        live,
       })(app);
       opts.extend?.(app);
     },
@@ -62,8 +86,48 @@ export async function serve(opts: ServeOptions): Promise<void> {
   }, { once: true });
   if ((opts.autoResume ?? true) && !opts.signal.aborted) await resumeInterrupted(rt, log);
   startRetryLoop({ backfiller: rt.backfiller, progress: rt.progress, log, signal: opts.signal });
+  if (consumer) watchCatchUp(rt, consumer, config, log, opts.signal);
   await server.finished;
   await rt.backfiller.stop({ resumable: true });
+  await consuming;
+}
+
+/**
+ * Clears the live stream's "catch-up needed" mark once a backfill that started after it completes
+ * every collection, and (with LIVE_AUTO_CATCH_UP) starts that catch-up when no backfill runs.
+ */
+function watchCatchUp(
+  rt: Runtime,
+  consumer: LiveConsumer,
+  config: Config,
+  log: Logger,
+  signal: AbortSignal,
+): void {
+  let startedFor: number | null = null;
+  const tick = async () => {
+    const st = rt.backfiller.state;
+    const since = consumer.checkpoint.catchUpSince;
+    if (since === null) return;
+    if (
+      st && !rt.backfiller.running && st.endedAt !== undefined && st.failed.length === 0 &&
+      st.finished >= st.queued && st.startedAt >= since
+    ) {
+      await consumer.catchUpDone(st.startedAt);
+      return;
+    }
+    if (!config.liveAutoCatchUp || rt.backfiller.running || startedFor === since) return;
+    startedFor = since;
+    const started = await rt.backfiller.start({ source: config.source, catchUp: true });
+    log.info("live stream: starting the catch-up backfill it needs", {
+      reason: consumer.checkpoint.catchUpReason,
+      queued: started.queued,
+    });
+    started.done.catch((err) => log.error("backfill failed", { error: errorMessage(err) }));
+  };
+  const timer = setInterval(() => {
+    tick().catch((err) => log.debug("catch-up watch skipped a tick", { error: errorMessage(err) }));
+  }, 5_000);
+  signal.addEventListener("abort", () => clearInterval(timer), { once: true });
 }
 
 /** Resumes the run an earlier process was in the middle of when it was stopped or died. */

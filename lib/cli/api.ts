@@ -41,6 +41,25 @@ export interface BackfillStatus {
   total_imported: number;
   total_new: number;
   collections: CollectionStatus[];
+  live?: LiveInfo | null;
+}
+
+/** The live stream as the server reports it (a subset of its `live` object). */
+export interface LiveInfo {
+  url: string;
+  kind: string;
+  connected: boolean;
+  cursor: number | null;
+  lag_seconds: number | null;
+  lag_p99_seconds: number | null;
+  events_per_sec: number;
+  pairs_added: number;
+  pairs_removed: number;
+  accounts_deleted: number;
+  reconnects: number;
+  last_error: string | null;
+  catch_up_needed: boolean;
+  catch_up_reason: string | null;
 }
 
 /** The admin API the CLI talks to. */
@@ -207,6 +226,26 @@ function parseStatus(body: unknown): BackfillStatus {
     total_imported: num(body.total_imported),
     total_new: num(body.total_new),
     collections: body.collections.filter(isRecord).map(parseCollection),
+    live: isRecord(body.live) ? parseLive(body.live) : null,
+  };
+}
+
+function parseLive(l: Record<string, unknown>): LiveInfo {
+  return {
+    url: str(l.url) ?? "?",
+    kind: str(l.kind) ?? "?",
+    connected: l.connected === true,
+    cursor: optNum(l.cursor) ?? null,
+    lag_seconds: optNum(l.lag_seconds) ?? null,
+    lag_p99_seconds: optNum(l.lag_p99_seconds) ?? null,
+    events_per_sec: num(l.events_per_sec),
+    pairs_added: num(l.pairs_added),
+    pairs_removed: num(l.pairs_removed),
+    accounts_deleted: num(l.accounts_deleted),
+    reconnects: num(l.reconnects),
+    last_error: str(l.last_error) ?? null,
+    catch_up_needed: l.catch_up_needed === true,
+    catch_up_reason: str(l.catch_up_reason) ?? null,
   };
 }
 

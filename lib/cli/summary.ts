@@ -7,7 +7,7 @@ import {
   formatTable,
   truncate,
 } from "../status/mod.ts";
-import type { BackfillStatus, CollectionStatus, RunInfo } from "./api.ts";
+import type { BackfillStatus, CollectionStatus, LiveInfo, RunInfo } from "./api.ts";
 import { clip, formatTime, plural } from "./text.ts";
 
 const LIST_LIMIT = 20;
@@ -52,7 +52,31 @@ function totals(s: BackfillStatus): string[] {
     ["DIDs", `${formatCount(s.total_imported)} imported · ${formatCount(s.total_new)} new`],
   ];
   if (s.running && s.run) rows.push(["rate", rateText(s.run)]);
+  if (s.live) rows.push(...liveRows(s.live));
   return formatTable(rows);
+}
+
+/** The live stream: state, cursor, lag, rate, pairs; a catch-up that is needed; the last error. */
+function liveRows(l: LiveInfo): string[][] {
+  const lag = l.lag_seconds === null ? "?" : formatDuration(l.lag_seconds);
+  const p99 = l.lag_p99_seconds === null ? "" : ` (p99 ${formatDuration(l.lag_p99_seconds)})`;
+  const rows = [
+    [
+      "live",
+      `${l.connected ? "connected" : "DISCONNECTED"} ${l.kind} ${l.url} · cursor ${
+        l.cursor ?? "none"
+      } · lag ${lag}${p99} · ${formatRate(l.events_per_sec)} events/s`,
+    ],
+    [
+      "live pairs",
+      `${formatCount(l.pairs_added)} added · ${formatCount(l.pairs_removed)} removed · ${
+        formatCount(l.accounts_deleted)
+      } accounts deleted · ${l.reconnects} reconnects`,
+    ],
+  ];
+  if (l.catch_up_needed) rows.push(["CATCH-UP NEEDED", l.catch_up_reason ?? "events were missed"]);
+  if (l.last_error) rows.push(["live error", clip(l.last_error, 200)]);
+  return rows;
 }
 
 /** "120 DIDs/s · 3 pages/s · ETA 5m 03s". */

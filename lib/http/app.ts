@@ -9,6 +9,7 @@ import type { Logger } from "../util/mod.ts";
 import type { ProgressStore } from "../progress/mod.ts";
 import { parseSource, type Source } from "../source/mod.ts";
 import { buildStatus } from "../status/mod.ts";
+import type { LiveStatus } from "../stream/mod.ts";
 import { decodeCursor, encodeCursor } from "./xrpc_cursor.ts";
 import { isNsid } from "../util/mod.ts";
 
@@ -22,6 +23,8 @@ export interface AppOptions {
   readonly log: Logger;
   /** Renders `/metrics` (Prometheus text). */
   readonly metrics?: () => Promise<string>;
+  /** The live stream's status, when there is one (see lib/stream). */
+  readonly live?: () => Promise<LiveStatus | null>;
   readonly now?: () => number;
   /** Extra routes (e.g. the status page and its event stream) mounted before the fallback. */
   readonly extend?: (app: Hono) => void;
@@ -85,7 +88,8 @@ export function createApp(opts: AppOptions): Hono {
     const rows = await withTimeout(opts.progress.list(), 10_000).catch((err) => {
       throw new HTTPException(503, { message: `progress database unavailable: ${err.message}` });
     });
-    return c.json(buildStatus(rows, opts.backfiller.state, opts.backfiller.running, now()));
+    const live = (await opts.live?.().catch(() => null)) ?? null;
+    return c.json(buildStatus(rows, opts.backfiller.state, opts.backfiller.running, now(), live));
   });
   admin.post("/backfill-collections", async (c) => {
     const q = c.req.queries();

@@ -90,6 +90,31 @@ export class Histogram implements Metric {
   }
 }
 
+/** Live stream figures exported as gauges: status field → [metric name, help]. */
+export const LIVE_FIGURES = {
+  connected: ["backfill_live_connected", "1 while the live stream is connected."],
+  cursor: ["backfill_live_cursor", "The last durable live stream cursor (seq or time_us)."],
+  lag_seconds: ["backfill_live_lag_seconds", "Now minus the last durable event's time."],
+  lag_p99_seconds: [
+    "backfill_live_lag_p99_seconds",
+    "99th percentile of durable time minus event time, last 10k events.",
+  ],
+  events_per_sec: ["backfill_live_events_per_second", "Live events made durable per second."],
+  events: ["backfill_live_events_total", "Live stream messages handled since start."],
+  pairs_added: ["backfill_live_pairs_added_total", "Pairs live indexing added to the index."],
+  pairs_removed: ["backfill_live_pairs_removed_total", "Pairs live indexing removed."],
+  accounts_deleted: ["backfill_live_accounts_deleted_total", "Deleted accounts removed."],
+  reconnects: ["backfill_live_reconnects_total", "Live stream reconnections since start."],
+  outdated_cursor: [
+    "backfill_live_outdated_cursor_total",
+    "Times the relay no longer held the cursor (OutdatedCursor).",
+  ],
+  catch_up_needed: ["backfill_live_catch_up_needed", "1 when a catch-up backfill is needed."],
+} as const;
+
+/** A live figure's key. */
+export type LiveFigure = keyof typeof LIVE_FIGURES;
+
 /** The service's metrics. */
 export class Metrics {
   readonly pages = new Counter(
@@ -128,6 +153,18 @@ export class Metrics {
     "Approximate on-disk size of the index.",
   );
   readonly running = new Gauge("backfill_running", "1 while a backfill runs.");
+  /** The live stream's figures, set at scrape time from its status. */
+  readonly live: Readonly<Record<LiveFigure, Gauge>> = Object.fromEntries(
+    Object.entries(LIVE_FIGURES).map(([k, [name, help]]) => [k, new Gauge(name, help)]),
+  ) as Record<LiveFigure, Gauge>;
+  readonly liveSkipped = new Gauge(
+    "backfill_live_skipped_total",
+    "Live stream events counted and skipped, by kind.",
+  );
+  readonly liveCollection = new Gauge(
+    "backfill_live_pairs_total",
+    "Pairs live indexing added and removed, per collection.",
+  );
 
   /** Renders every metric in Prometheus text format. */
   render(): string {
@@ -143,6 +180,9 @@ export class Metrics {
       this.collections,
       this.indexBytes,
       this.running,
+      ...Object.values(this.live),
+      this.liveSkipped,
+      this.liveCollection,
     ];
     return all.flatMap((m) => m.render()).join("\n") + "\n";
   }

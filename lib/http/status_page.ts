@@ -6,6 +6,7 @@ import type { Backfiller } from "../run/mod.ts";
 import { errorMessage } from "../util/mod.ts";
 import type { ProgressStore } from "../progress/mod.ts";
 import { buildStatus } from "../status/mod.ts";
+import type { LiveStatus } from "../stream/mod.ts";
 
 /** Where the page reads its events; behind the admin token like the rest of `/admin`. */
 export const STATUS_EVENTS_PATH = "/admin/backfill-collections/events";
@@ -18,6 +19,8 @@ export interface StatusPageOptions {
   readonly backfiller: Backfiller;
   readonly progress: ProgressStore;
   readonly adminPassword?: string;
+  /** The live stream's status, when there is one. */
+  readonly live?: () => Promise<LiveStatus | null>;
   /** Time between status events (default 1000 ms). */
   readonly intervalMs?: number;
   readonly now?: () => number;
@@ -62,7 +65,8 @@ export function statusPageRoutes(opts: StatusPageOptions): (app: Hono) => void {
             try {
               const rows = await opts.progress.list();
               const b = opts.backfiller;
-              data = JSON.stringify(buildStatus(rows, b.state, b.running, now()));
+              const live = (await opts.live?.().catch(() => null)) ?? null;
+              data = JSON.stringify(buildStatus(rows, b.state, b.running, now(), live));
             } catch (err) {
               data = "";
               await stream.writeSSE({

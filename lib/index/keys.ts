@@ -11,6 +11,10 @@
  *   n\0<collection>     the collection's id
  *   v                   the layout version
  *   G                   time (ms) of the last gap in live indexing: older tombstones yield to listings
+ *   l\0<stream url>     the live stream's checkpoint (JSON, with its cursor)
+ *   m\0<collection>     pairs live indexing added and removed in the collection (JSON)
+ *   d<did'>             a deleted account's tombstone (JSON): the backfill does not bring it back
+ *   g<did'>\0<cid>      the backfill generation that counted a pair of a deleted account
  */
 
 /** The layout this code reads and writes. */
@@ -19,6 +23,10 @@ export const VERSION_KEY = "v";
 export const CKPT = "k\x00";
 export const DICT = "n\x00";
 export const GAP_KEY = "G";
+export const LIVE_CKPT = "l\x00";
+export const LIVE_COUNT = "m\x00";
+export const TOMB = "d";
+export const GHOST = "g";
 /** Sorts after every character a DID or an id can hold, so `prefix + END` bounds a prefix range. */
 export const END = "\uffff";
 
@@ -110,4 +118,14 @@ export function parseTombstone(value: string | undefined): Tombstone | undefined
   const timeMs = Number(value.slice(at + 1, hash < 0 ? undefined : hash));
   const rev = value.slice(1, at);
   return hash < 0 ? { rev, timeMs } : { rev, timeMs, gen: value.slice(hash + 1) };
+}
+
+/** Key of a deleted account's tombstone. */
+export function tombKey(did: string): string {
+  return TOMB + compactDid(did);
+}
+
+/** Key of the generation mark kept for a pair of a deleted account. */
+export function ghostKey(did: string, id: string): string {
+  return GHOST + compactDid(did) + "\x00" + id;
 }

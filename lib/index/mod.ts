@@ -2,3 +2,4 @@
 export * from "./keys.ts";
 export * from "./migrate.ts";
 export * from "./store.ts";
+export * from "./live.ts";

@@ -11,14 +11,28 @@ import {
   END,
   expandDid,
   GAP_KEY,
+  GHOST,
+  ghostKey,
   LAYOUT_VERSION,
+  LIVE_CKPT,
+  LIVE_COUNT,
   MAX_COLLECTIONS,
   parseTombstone,
   rbcPrefix,
+  TOMB,
+  tombKey,
   type Tombstone,
   tombstoneValue,
   VERSION_KEY,
 } from "./keys.ts";
+import {
+  ChangeLog,
+  DidFilter,
+  type LiveCounts,
+  type LiveResult,
+  type LiveStep,
+  PresentCache,
+} from "./live.ts";
 import { hasV1Keys, migrateIndex } from "./migrate.ts";
 import { type Logger, silentLogger } from "../util/mod.ts";
 
@@ -58,6 +72,10 @@ export interface PageLookup {
   /** `unique` as stored in keys (see index_keys.ts). */
   readonly compact: readonly string[];
   readonly existing: readonly (string | undefined)[];
+  /** The live change epoch the read saw (see ChangeLog). */
+  readonly epoch?: number;
+  /** For DIDs of deleted accounts (by position in `unique`): the tombstone, and a kept mark. */
+  readonly suppressed?: ReadonlyMap<number, { tomb: boolean; ghost?: string }>;
 }
 
 /** One page of a collection's DIDs as listed from the index. */
@@ -75,6 +93,8 @@ export interface IndexStoreOptions {
   readonly writeBufferSize?: number;
   /** Told about a key-layout migration, which runs before open returns. */
   readonly log?: Logger;
+  /** Index keys the live writer remembers as present (default 200,000). */
+  readonly liveCacheKeys?: number;
 }
 
 /** The LevelDB-backed collection index. */
@@ -87,6 +107,12 @@ export class IndexStore {
   #assigning: Promise<unknown> = Promise.resolve();
   /** Tombstones older than this (ms) yield to a listing: live indexing had a gap after them. */
   #gapMs: number;
+  /** Writes that need every collection (account deletions) wait here, and later writes wait on them. */
+  #barrier: Promise<unknown> = Promise.resolve();
+  readonly #filter: DidFilter;
+  readonly #changes = new ChangeLog();
+  readonly #present: PresentCache;
+  readonly #liveCounts: Map<string, LiveCounts>;
   readonly path: string;
 
   private constructor(
@@ -94,12 +120,16 @@ export class IndexStore {
     path: string,
     ids: Map<string, string>,
     gapMs: number,
+    live: { filter: DidFilter; counts: Map<string, LiveCounts>; cacheKeys: number },
   ) {
     this.#db = db;
     this.path = path;
     this.#ids = ids;
     this.#gapMs = gapMs;
     this.#names = new Map([...ids].map(([name, id]) => [id, name]));
+    this.#filter = live.filter;
+    this.#liveCounts = live.counts;
+    this.#present = new PresentCache(live.cacheKeys);
   }
 
   /** Opens (creating if needed) the index at `path`; a directory held by another process is a StoreError. */
@@ -132,7 +162,11 @@ export class IndexStore {
     }
     try {
       const ids = await prepareLayout(db, opts.path, opts.log ?? silentLogger);
-      return new IndexStore(db, opts.path, ids, Number(await db.get(GAP_KEY) ?? 0));
+      const live = await loadLive(db);
+      return new IndexStore(db, opts.path, ids, Number(await db.get(GAP_KEY) ?? 0), {
+        ...live,
+        cacheKeys: opts.liveCacheKeys ?? 200_000,
+      });
     } catch (err) {
       await db.close();
       throw err;
@@ -144,23 +178,9 @@ export class IndexStore {
     return this.#db.status === "open";
   }
 
-  /** Records one DID in one collection, both directions (live indexing's path). */
-  addCollection(did: string, collection: string): Promise<void> {
-    if (!did.startsWith("did:")) {
-      return Promise.reject(new InputError(`not a DID: ${JSON.stringify(did)}`));
-    }
-    return this.#serial(collection, async () => {
-      const id = await this.#idFor(collection);
-      const key = rbcPrefix(id) + compactDid(did);
-      // Keep a backfill generation mark if there is one, so a later replay still counts once. A
-      // tombstone gives way: a create after the proven delete means the repo has records again.
-      const value = await this.#db.get(key);
-      if (value !== undefined && parseTombstone(value) === undefined) return;
-      await this.#db.batch([
-        { type: "put", key, value: "" },
-        { type: "put", key: cbrPrefix(did) + id, value: "" },
-      ]);
-    });
+  /** Records one DID in one collection, both directions, as live indexing does. */
+  async addCollection(did: string, collection: string): Promise<void> {
+    await this.applyLive([{ kind: "add", collection, did }]);
   }
 
   /** Reads which of a page's DIDs the index already holds in a collection: the read half of applyPage. */
@@ -173,14 +193,66 @@ export class IndexStore {
       unique.push(did);
       compact.push(compactDid(did));
     }
+    const epoch = this.#changes.epoch;
     const id = this.#ids.get(collection);
+    const suppressed = await this.#suppressed(unique, id);
     // A collection without an id has no keys yet.
     if (id === undefined || unique.length === 0) {
-      return { dids: seen, unique, compact, existing: new Array(unique.length) };
+      return { dids: seen, unique, compact, existing: new Array(unique.length), epoch, suppressed };
     }
     const prefix = rbcPrefix(id);
     const existing = await this.#db.getMany(compact.map((d) => prefix + d));
-    return { dids: seen, unique, compact, existing };
+    return { dids: seen, unique, compact, existing, epoch, suppressed };
+  }
+
+  /** Tombstones and kept marks of the DIDs (by position) that may have one. */
+  async #suppressed(
+    dids: readonly string[],
+    id: string | undefined,
+  ): Promise<Map<number, { tomb: boolean; ghost?: string }> | undefined> {
+    if (this.#filter.count === 0) return undefined;
+    const at: number[] = [];
+    for (let i = 0; i < dids.length; i++) {
+      if (this.#filter.mayHave(compactDid(dids[i]))) at.push(i);
+    }
+    if (at.length === 0) return undefined;
+    const tombs = await this.#db.getMany(at.map((i) => tombKey(dids[i])));
+    const ghosts = id === undefined
+      ? []
+      : await this.#db.getMany(at.map((i) => ghostKey(dids[i], id)));
+    const out = new Map<number, { tomb: boolean; ghost?: string }>();
+    at.forEach((i, k) => {
+      if (tombs[k] !== undefined || ghosts[k] !== undefined) {
+        out.set(i, { tomb: tombs[k] !== undefined, ghost: ghosts[k] });
+      }
+    });
+    return out.size > 0 ? out : undefined;
+  }
+
+  /** A read taken ahead of a write, brought up to date with what live indexing changed since. */
+  async #refresh(collection: string, look: PageLookup): Promise<PageLookup> {
+    const since = look.epoch === undefined ? undefined : this.#changes.since(look.epoch);
+    if (since === undefined) return await this.lookup(collection, look.unique);
+    if (since.length === 0) return look;
+    const id = this.#ids.get(collection);
+    const prefix = id === undefined ? undefined : rbcPrefix(id);
+    const stale: number[] = [];
+    for (let i = 0; i < look.unique.length; i++) {
+      const c = look.compact[i];
+      const key = prefix === undefined ? undefined : prefix + c;
+      if (since.some((e) => e.dids.has(c) || (key !== undefined && e.keys.has(key)))) stale.push(i);
+    }
+    if (stale.length === 0) return { ...look, epoch: since[since.length - 1].epoch };
+    const again = await this.lookup(collection, stale.map((i) => look.unique[i]));
+    const existing = [...look.existing];
+    const suppressed = new Map(look.suppressed ?? []);
+    stale.forEach((i, k) => {
+      existing[i] = again.existing[k];
+      const s = again.suppressed?.get(k);
+      if (s) suppressed.set(i, s);
+      else suppressed.delete(i);
+    });
+    return { ...look, existing, epoch: again.epoch, suppressed };
   }
 
   /**
@@ -196,10 +268,12 @@ export class IndexStore {
     prev: Checkpoint | undefined,
     ahead?: { lookup: PageLookup; carried: ReadonlySet<string> },
   ): Promise<PageResult> {
-    return this.#serial(collection, async () => {
+    return this.#serial([collection], async () => {
       const mark = String(next.gen);
-      const { unique, compact, existing } = ahead?.lookup ??
-        await this.lookup(collection, dids);
+      const look = ahead
+        ? await this.#refresh(collection, ahead.lookup)
+        : await this.lookup(collection, dids);
+      const { unique, compact, existing, suppressed } = look;
       const carried = ahead?.carried;
       const id = unique.length > 0 ? await this.#idFor(collection) : "";
       const prefix = rbcPrefix(id), suffix = "\x00" + id;
@@ -208,6 +282,26 @@ export class IndexStore {
       let imported = 0, fresh = 0;
       for (let i = 0; i < unique.length; i++) {
         const value = existing[i];
+        const s = suppressed?.get(i);
+        if (s !== undefined) {
+          // A deleted account: counted as listed, never written back (see README, live indexing).
+          const counted = value === mark || s.ghost === mark || carried?.has(unique[i]) ||
+            parseTombstone(value)?.gen === mark;
+          if (s.tomb) {
+            if (!counted) {
+              imported++;
+              batch.put(GHOST + compact[i] + suffix, mark);
+            }
+            continue;
+          }
+          if (s.ghost === mark && value !== mark) {
+            // Counted before the account was deleted; it is active again, so the pair returns.
+            batch.put(prefix + compact[i], mark);
+            batch.put("c" + compact[i] + suffix, "");
+            batch.del(GHOST + compact[i] + suffix);
+            continue;
+          }
+        }
         if (value === mark || carried?.has(unique[i])) continue;
         const tomb = parseTombstone(value);
         if (tomb !== undefined && tomb.timeMs >= this.#gapMs) {
@@ -244,9 +338,177 @@ export class IndexStore {
   /** Replaces a collection's checkpoint (used to start over, e.g. on reset or a new source). */
   putCheckpoint(collection: string, checkpoint: Checkpoint): Promise<void> {
     return this.#serial(
-      collection,
+      [collection],
       () => this.#db.put(CKPT + collection, JSON.stringify(checkpoint)),
     );
+  }
+
+  /**
+   * Applies live changes in order and saves `checkpoint` (the stream's cursor) under `stream` in the
+   * same atomic batch. Only changes that alter the index count: an add the index already held
+   * counts nothing, and a backfill generation mark is never overwritten. Every step is idempotent,
+   * so a batch replayed after a crash (the stream resends from the saved cursor) changes nothing.
+   */
+  async applyLive(
+    steps: readonly LiveStep[],
+    checkpoint?: { readonly stream: string; readonly value: unknown },
+  ): Promise<LiveResult> {
+    const cols = new Set<string>();
+    let all = false;
+    for (const s of steps) {
+      if (s.kind === "add" || s.kind === "remove") cols.add(s.collection);
+      else if (s.kind === "delete-account") all = true;
+      if (!s.did.startsWith("did:")) throw new InputError(`not a DID: ${JSON.stringify(s.did)}`);
+    }
+    for (const s of steps) {
+      if (s.kind === "add" || s.kind === "remove") await this.#idFor(s.collection);
+    }
+    return await this.#serial(all ? "all" : [...cols], () => this.#applyLive(steps, checkpoint));
+  }
+
+  async #applyLive(
+    steps: readonly LiveStep[],
+    checkpoint: { readonly stream: string; readonly value: unknown } | undefined,
+  ): Promise<LiveResult> {
+    // What the index holds for deleted accounts, and tombstones that adds and revivals may lift.
+    const held = new Map<string, string[]>();
+    const maybeTomb = new Set<string>();
+    for (const s of steps) {
+      const c = compactDid(s.did);
+      if (s.kind === "delete-account" && !held.has(c)) {
+        const prefix = cbrPrefix(s.did);
+        const keys = await this.#db.keys({ gt: prefix, lt: prefix + END }).all();
+        held.set(c, keys.map((k) => k.slice(prefix.length)));
+      } else if ((s.kind === "add" || s.kind === "revive") && this.#filter.mayHave(c)) {
+        maybeTomb.add(c);
+      }
+    }
+    const tombed = new Set<string>();
+    if (maybeTomb.size > 0) {
+      const list = [...maybeTomb];
+      const got = await this.#db.getMany(list.map((c) => TOMB + c));
+      list.forEach((c, i) => got[i] !== undefined && tombed.add(c));
+    }
+    // Replay the steps over an overlay: final presence per pair, final tombstone per DID.
+    const pairs = new Map<
+      string,
+      { present: boolean; collection: string; cbr: string; proof?: { rev: string; timeMs: number } }
+    >();
+    const byDid = new Map<string, Set<string>>();
+    const tombs = new Map<string, string | null>();
+    let accountsDeleted = 0, revived = 0;
+    const lift = (c: string) => {
+      if (tombs.has(c) ? tombs.get(c) !== null : tombed.has(c)) {
+        tombs.set(c, null);
+        revived++;
+      }
+    };
+    const setPair = (c: string, id: string, present: boolean, proof?: Tombstone) => {
+      const key = rbcPrefix(id) + c;
+      const cbr = "c" + c + "\x00" + id;
+      pairs.set(key, { present, collection: this.#names.get(id)!, cbr, proof });
+      let keys = byDid.get(c);
+      if (!keys) byDid.set(c, keys = new Set());
+      keys.add(key);
+    };
+    for (const s of steps) {
+      const c = compactDid(s.did);
+      switch (s.kind) {
+        case "add":
+          lift(c);
+          setPair(c, this.#ids.get(s.collection)!, true);
+          break;
+        case "remove":
+          setPair(c, this.#ids.get(s.collection)!, false, { rev: s.rev, timeMs: s.timeMs });
+          break;
+        case "revive":
+          lift(c);
+          break;
+        case "delete-account":
+          for (const id of held.get(c) ?? []) setPair(c, id, false);
+          for (const key of byDid.get(c) ?? []) pairs.get(key)!.present = false;
+          tombs.set(c, JSON.stringify(s.tombstone));
+          accountsDeleted++;
+          break;
+      }
+    }
+    const unknown = [...pairs].filter(([k, p]) => !(p.present && this.#present.has(k)));
+    const values = await this.#db.getMany(unknown.map(([k]) => k));
+    const stored = new Map(unknown.map(([k], i) => [k, values[i]]));
+    const batch = this.#db.batch();
+    const added = new Map<string, number>(), removed = new Map<string, number>();
+    const changed = new Set<string>(), ghosts = new Set<string>();
+    for (const [key, p] of pairs) {
+      const raw = stored.has(key) ? stored.get(key) : "";
+      // A proven delete's tombstone (issue 13) holds the key but not the pair.
+      const value = parseTombstone(raw) === undefined ? raw : undefined;
+      if (!p.present && p.proof) {
+        // Proven gone: a tombstone with the commit's rev and time, keeping the generation mark.
+        batch.put(key, tombstoneValue({ ...p.proof, gen: value || undefined }));
+        if (value !== undefined) {
+          batch.del(p.cbr);
+          removed.set(p.collection, (removed.get(p.collection) ?? 0) + 1);
+        }
+        changed.add(key);
+      } else if (p.present && value === undefined) {
+        batch.put(key, "");
+        batch.put(p.cbr, "");
+        added.set(p.collection, (added.get(p.collection) ?? 0) + 1);
+        changed.add(key);
+      } else if (!p.present && value !== undefined) {
+        batch.del(key);
+        batch.del(p.cbr);
+        // Keep the backfill's generation mark, so a replayed page still counts the DID once.
+        if (value !== "") {
+          batch.put(GHOST + p.cbr.slice(1), value);
+          ghosts.add(p.cbr.slice(1, p.cbr.indexOf("\x00")));
+        }
+        removed.set(p.collection, (removed.get(p.collection) ?? 0) + 1);
+        changed.add(key);
+      }
+    }
+    for (const [c, t] of tombs) {
+      if (t === null) batch.del(TOMB + c);
+      else batch.put(TOMB + c, t);
+    }
+    const counts = new Map<string, LiveCounts>();
+    for (const col of new Set([...added.keys(), ...removed.keys()])) {
+      const was = this.#liveCounts.get(col) ?? { added: 0, removed: 0 };
+      const now = {
+        added: was.added + (added.get(col) ?? 0),
+        removed: was.removed + (removed.get(col) ?? 0),
+      };
+      counts.set(col, now);
+      batch.put(LIVE_COUNT + col, JSON.stringify(now));
+    }
+    if (checkpoint) batch.put(LIVE_CKPT + checkpoint.stream, JSON.stringify(checkpoint.value));
+    await batch.write();
+    for (const [key, p] of pairs) {
+      if (p.present) this.#present.add(key);
+      else this.#present.delete(key);
+    }
+    for (const [c, t] of tombs) if (t !== null) this.#filter.add(c);
+    for (const c of ghosts) if (!tombs.get(c)) this.#filter.add(c);
+    for (const [col, n] of counts) this.#liveCounts.set(col, n);
+    this.#changes.record(changed, new Set(tombs.keys()));
+    return { added, removed, accountsDeleted, revived };
+  }
+
+  /** The live checkpoint saved under `stream`, if any. */
+  async liveCheckpoint(stream: string): Promise<unknown> {
+    const raw = await this.#db.get(LIVE_CKPT + stream);
+    return raw === undefined ? undefined : JSON.parse(raw);
+  }
+
+  /** Pairs live indexing added and removed, per collection, since the index began. */
+  liveCounts(): ReadonlyMap<string, Readonly<LiveCounts>> {
+    return this.#liveCounts;
+  }
+
+  /** The tombstone of a deleted account, if it has one. */
+  async accountTombstone(did: string): Promise<unknown> {
+    const raw = await this.#db.get(tombKey(did));
+    return raw === undefined ? undefined : JSON.parse(raw);
   }
 
   /** The collection's id, assigned (durably, one assignment at a time) on its first write. */
@@ -273,14 +535,27 @@ export class IndexStore {
     return assigned;
   }
 
-  /** Runs writes to one collection one at a time: each reads marks that the one before wrote. */
-  #serial<T>(collection: string, fn: () => Promise<T>): Promise<T> {
-    const before = this.#writing.get(collection) ?? Promise.resolve();
+  /**
+   * Runs writes to a collection one at a time (each reads marks the one before wrote); a write to
+   * several collections waits for all of them, and "all" for every collection.
+   */
+  #serial<T>(collections: readonly string[] | "all", fn: () => Promise<T>): Promise<T> {
+    const waits: Promise<unknown>[] = [this.#barrier];
+    if (collections === "all") waits.push(...this.#writing.values());
+    else {
+      for (const c of collections) {
+        const w = this.#writing.get(c);
+        if (w) waits.push(w);
+      }
+    }
+    const before = waits.length === 1 ? waits[0] : Promise.all(waits);
     const result = before.then(fn, fn);
     const tail = result.then(() => {}, () => {});
-    this.#writing.set(collection, tail);
+    if (collections === "all") this.#barrier = tail;
+    else for (const c of collections) this.#writing.set(c, tail);
     tail.then(() => {
-      if (this.#writing.get(collection) === tail) this.#writing.delete(collection);
+      if (collections === "all") return;
+      for (const c of collections) if (this.#writing.get(c) === tail) this.#writing.delete(c);
     });
     return result;
   }
@@ -329,7 +604,7 @@ export class IndexStore {
    * leaving a tombstone with the commit's rev and time. Returns whether the index held the pair.
    */
   removeProven(collection: string, did: string, rev: string, timeMs: number): Promise<boolean> {
-    return this.#serial(collection, async () => {
+    return this.#serial([collection], async () => {
       const id = await this.#idFor(collection);
       const key = rbcPrefix(id) + compactDid(did);
       const value = await this.#db.get(key);
@@ -427,4 +702,20 @@ async function prepareLayout(
     );
   }
   return ids;
+}
+
+/** Loads what the live writer keeps in memory: the tombstone filter and the per-collection counts. */
+async function loadLive(
+  db: ClassicLevel<string, string>,
+): Promise<{ filter: DidFilter; counts: Map<string, LiveCounts> }> {
+  const filter = new DidFilter();
+  for await (const key of db.keys({ gt: TOMB, lt: TOMB + END })) filter.add(key.slice(TOMB.length));
+  for await (const key of db.keys({ gt: GHOST, lt: GHOST + END })) {
+    filter.add(key.slice(GHOST.length, key.indexOf("\x00", GHOST.length)));
+  }
+  const counts = new Map<string, LiveCounts>();
+  for await (const [key, v] of db.iterator({ gt: LIVE_COUNT, lt: LIVE_COUNT + END })) {
+    counts.set(key.slice(LIVE_COUNT.length), JSON.parse(v) as LiveCounts);
+  }
+  return { filter, counts };
 }

@@ -3,3 +3,4 @@ export * from "./embedded_pg.ts";
 export * from "./migrate.ts";
 export * from "./run_lock.ts";
 export * from "./store.ts";
+export * from "./live.ts";

@@ -1,6 +1,6 @@
 /** Client for a source relay's `com.atproto.sync.listReposByCollection`, with retries and politeness. */
 import ky, { type KyInstance } from "ky";
-import { SourceError } from "../util/mod.ts";
+import { backoffDelay, SourceError } from "../util/mod.ts";
 import type { Logger } from "../util/mod.ts";
 import { silentLogger } from "../util/mod.ts";
 import type { HostLimiter } from "./rate_limiter.ts";
@@ -127,8 +127,11 @@ export class SourceClient {
             },
           );
         }
-        // Capped exponential back-off with full jitter.
-        delay = this.#random() * Math.min(this.#maxBackoff, 500 * 2 ** (failures - 1));
+        delay = backoffDelay(failures, {
+          baseMs: 500,
+          maxMs: this.#maxBackoff,
+          random: this.#random,
+        });
       }
       this.#log.debug("retrying source request", {
         source: this.source.name,

@@ -1,6 +1,7 @@
 /** The status document served at `GET /admin/backfill-collections`, built from rows and live run state. */
 import type { ProgressRow } from "../progress/mod.ts";
 import type { RunState } from "../run/mod.ts";
+import type { LiveStatus } from "../stream/mod.ts";
 
 /** One collection in the status document. */
 export interface CollectionStatus {
@@ -43,6 +44,8 @@ export interface StatusDocument {
   total_imported: number;
   total_new: number;
   collections: CollectionStatus[];
+  /** The live stream (see lib/stream/consumer.ts), or null when none is configured or known. */
+  live: LiveStatus | null;
 }
 
 /** Builds the status document. */
@@ -51,6 +54,7 @@ export function buildStatus(
   run: RunState | undefined,
   running: boolean,
   now: number,
+  live: LiveStatus | null = null,
 ): StatusDocument {
   const active = running && run ? run.active : new Map();
   // The ETA counts collections whose size the source reported; the rest are the tiny tail.
@@ -113,6 +117,7 @@ export function buildStatus(
     total_imported: imported,
     total_new: fresh,
     collections,
+    live,
   };
 }
 

@@ -3,3 +3,4 @@ export * from "./errors.ts";
 export * from "./log.ts";
 export * from "./sleep.ts";
 export * from "./syntax.ts";
+export * from "./retry.ts";

@@ -64,7 +64,33 @@ function cell(tr, text, cls, title) {
   return td;
 }
 
+function renderLive(l) {
+  $("live-section").hidden = !l;
+  if (!l) return;
+  put("live-state", l.connected ? "connected" : "disconnected", l.connected);
+  $("live-state").dataset.state = l.connected ? "running" : "idle";
+  put("live-url", l.kind + " " + l.url + (l.event_time ? ", last event " + l.event_time : ""));
+  put("live-cursor", l.cursor === null ? "—" : String(l.cursor), l.cursor);
+  put(
+    "live-lag",
+    l.lag_seconds === null ? "—" : formatDuration(l.lag_seconds),
+    l.lag_seconds,
+    l.lag_p99_seconds === null ? "" : "p99 " + l.lag_p99_seconds + " s",
+  );
+  put("live-rate", formatRate(l.events_per_sec), l.events_per_sec);
+  count("live-added", l.pairs_added);
+  count("live-removed", l.pairs_removed);
+  count("live-reconnects", l.reconnects);
+  put(
+    "live-catchup",
+    l.catch_up_needed ? "catch-up backfill needed: " + (l.catch_up_reason || "") : "",
+    l.catch_up_needed,
+  );
+  put("live-error", l.last_error ? "last error: " + l.last_error : "", l.last_error);
+}
+
 function render(s) {
+  renderLive(s.live);
   const run = s.run;
   put("running", s.running ? "running" : "idle", s.running);
   $("running").dataset.state = s.running ? "running" : "idle";

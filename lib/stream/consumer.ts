@@ -1,0 +1,637 @@
+/**
+ * The live consumer: reads a firehose or a Jetstream, turns events into index writes, and saves the
+ * stream's cursor in the same LevelDB batch as the pairs it covers. It reconnects with back-off
+ * and jitter, treats a silent socket as dead, and resumes from the durable cursor: after a crash
+ * the stream resends what followed it, and every write is idempotent, so each event counts once.
+ */
+import type { IndexStore, LiveStep } from "../index/mod.ts";
+import { backoffDelay, type Clock, errorMessage, type Logger, systemClock } from "../util/mod.ts";
+import { type LiveEvent, SKIP_KINDS, type SkipKind } from "./event.ts";
+import { decodeFirehoseFrame } from "./firehose.ts";
+import { decodeJetstreamMessage } from "./jetstream.ts";
+import { type DeleteVerdict, newPlanCounts, type PlanCounts, planEvent } from "./plan.ts";
+import { connectUrl, type StreamEndpoint } from "./url.ts";
+
+/** What is saved with the cursor, in the index (atomically) and mirrored to Postgres. */
+export interface LiveCheckpoint {
+  readonly kind: "firehose" | "jetstream";
+  /** The last event applied: firehose seq or Jetstream time_us. */
+  readonly cursor: number;
+  /** Its event time, ms since the epoch (null when the stream sent none). */
+  readonly eventTime: number | null;
+  readonly accountsDeleted: number;
+  readonly outdatedCursors: number;
+  /** Since when a catch-up backfill is needed (events may have been missed), or null. */
+  readonly catchUpSince: number | null;
+  readonly catchUpReason: string | null;
+}
+
+/** The consumer's state as status, the page, the CLI and metrics show it. */
+export interface LiveStatus {
+  url: string;
+  kind: "firehose" | "jetstream";
+  connected: boolean;
+  /** The last durable cursor (null before the first). */
+  cursor: number | null;
+  event_time: string | null;
+  /** Now minus the event time of the last durable event. */
+  lag_seconds: number | null;
+  /** 99th percentile of (durable time − event time) over the last 10,000 events. */
+  lag_p99_seconds: number | null;
+  events_per_sec: number;
+  ops_per_sec: number;
+  pairs_added: number;
+  pairs_removed: number;
+  accounts_deleted: number;
+  reconnects: number;
+  last_error: string | null;
+  outdated_cursor: number;
+  catch_up_needed: boolean;
+  catch_up_reason: string | null;
+  events: number;
+  ops: number;
+  skipped: Record<SkipKind, number>;
+  invalid_ops: number;
+  deletes_kept: number;
+  deletes_removed: number;
+  accounts: Record<string, number>;
+  stream_errors: number;
+  /** Pairs live indexing added and removed, per collection. */
+  collections: Record<string, { added: number; removed: number }>;
+}
+
+/** Where durable state goes besides the index (Postgres, for status when the server is down). */
+export interface LiveMirror {
+  save(
+    url: string,
+    checkpoint: LiveCheckpoint,
+    counts: ReadonlyMap<string, { added: number; removed: number }>,
+  ): Promise<void>;
+}
+
+/** Everything a LiveConsumer needs; the numbers have defaults. */
+export interface LiveConsumerOptions {
+  readonly endpoint: StreamEndpoint;
+  readonly index: IndexStore;
+  readonly log: Logger;
+  readonly mirror?: LiveMirror;
+  /** A socket that sends nothing for this long is dead (default 60 s). */
+  readonly idleTimeoutMs?: number;
+  readonly reconnectBaseMs?: number;
+  readonly reconnectMaxMs?: number;
+  /** Longest a decoded event waits before its batch is written (default 100 ms). */
+  readonly flushMs?: number;
+  /** Steps per batch at most (default 4,000). */
+  readonly maxBatch?: number;
+  /** Messages held undecoded before the socket is closed and resumed from the cursor (default 20,000). */
+  readonly maxQueue?: number;
+  /** How far before the saved time_us a Jetstream is resumed (its cursor is a time; default 2 s). */
+  readonly jetstreamRewindUs?: number;
+  readonly mirrorEveryMs?: number;
+  /** Decides delete ops of a firehose commit (issue 13's proof); without it deletes change nothing. */
+  readonly deletes?: (
+    ev: Extract<LiveEvent, { type: "commit" }>,
+  ) => Promise<readonly DeleteVerdict[]>;
+  readonly clock?: Clock;
+  /** Told when a catch-up backfill becomes needed. */
+  readonly onCatchUpNeeded?: (reason: string) => void;
+}
+
+interface Pending {
+  steps: LiveStep[];
+  times: number[];
+  cursor: number | undefined;
+  eventTime: number | null;
+  startedAt: number;
+}
+
+const LAG_SAMPLES = 10_000;
+
+/** Runs one live stream into the index until its signal aborts. */
+export class LiveConsumer {
+  readonly #o: LiveConsumerOptions;
+  readonly #clock: Clock;
+  readonly #counts: PlanCounts = newPlanCounts();
+  readonly #skipped = Object.fromEntries(SKIP_KINDS.map((k) => [k, 0])) as Record<SkipKind, number>;
+  #checkpoint: LiveCheckpoint;
+  #pending: Pending;
+  #writing: Promise<void> = Promise.resolve();
+  #inflight = 0;
+  #writeFailed: unknown;
+  /** The newest cursor handed to a batch (durable or not) and the deletions counted with it. */
+  #seen: number;
+  #accountsDeleted: number;
+  #connected = false;
+  #reconnects = 0;
+  #streamErrors = 0;
+  #events = 0;
+  #lastError: string | null = null;
+  #dropCursor = false;
+  readonly #lag = new Float64Array(LAG_SAMPLES);
+  #lagN = 0;
+  /** (time, durable events, durable ops) samples for the rates; bounded. */
+  readonly #rate: [number, number, number][] = [];
+  #durableEvents = 0;
+  #durableOps = 0;
+  #mirrored = "";
+  #socket?: WebSocket;
+
+  private constructor(opts: LiveConsumerOptions, checkpoint: LiveCheckpoint) {
+    this.#o = opts;
+    this.#clock = opts.clock ?? systemClock;
+    this.#checkpoint = checkpoint;
+    this.#seen = checkpoint.cursor;
+    this.#accountsDeleted = checkpoint.accountsDeleted;
+    this.#pending = this.#fresh();
+  }
+
+  /** Loads the saved checkpoint for the endpoint (a first start marks that a backfill is needed). */
+  static async open(opts: LiveConsumerOptions): Promise<LiveConsumer> {
+    const saved = await opts.index.liveCheckpoint(opts.endpoint.url) as LiveCheckpoint | undefined;
+    const now = (opts.clock ?? systemClock).now();
+    const cp: LiveCheckpoint = saved ?? {
+      kind: opts.endpoint.kind,
+      cursor: -1,
+      eventTime: null,
+      accountsDeleted: 0,
+      outdatedCursors: 0,
+      catchUpSince: now,
+      catchUpReason:
+        "no saved cursor for this stream: events before it started are only in a backfill",
+    };
+    return new LiveConsumer(opts, cp);
+  }
+
+  /** The durable checkpoint. */
+  get checkpoint(): LiveCheckpoint {
+    return this.#checkpoint;
+  }
+
+  /** Reads and indexes until `signal` aborts; the last batch is written before it returns. */
+  async run(signal: AbortSignal): Promise<void> {
+    const log = this.#o.log;
+    const mirrorTimer = setInterval(() => this.#mirror(), this.#o.mirrorEveryMs ?? 2_000);
+    let attempt = 0;
+    try {
+      while (!signal.aborted) {
+        const cursor = this.#resumeCursor();
+        const url = connectUrl(this.#o.endpoint, cursor);
+        log.info("live stream connecting", { url, cursor: cursor ?? null });
+        const started = this.#clock.now();
+        const eventsBefore = this.#events;
+        const how = await this.#session(url, signal).catch((err) => {
+          this.#lastError = errorMessage(err);
+          return "error" as const;
+        });
+        this.#connected = false;
+        await this.#settle();
+        if (signal.aborted) break;
+        // A connection that worked for a while starts the back-off over.
+        const healthy = this.#events > eventsBefore && this.#clock.now() - started > 30_000;
+        attempt = how === "overflow" ? 0 : healthy ? 1 : attempt + 1;
+        this.#reconnects++;
+        const delay = how === "overflow" ? 0 : backoffDelay(attempt, {
+          baseMs: this.#o.reconnectBaseMs ?? 1_000,
+          maxMs: this.#o.reconnectMaxMs ?? 60_000,
+        });
+        log.warn("live stream disconnected; reconnecting", {
+          url: this.#o.endpoint.url,
+          reason: how,
+          error: this.#lastError,
+          delay_ms: Math.round(delay),
+        });
+        await this.#clock.sleep(delay, signal).catch(() => {});
+      }
+    } finally {
+      clearInterval(mirrorTimer);
+      this.#socket?.close();
+      this.#flush();
+      await this.#settle();
+      await this.#mirror();
+    }
+  }
+
+  /** Marks that a catch-up run starting at `startedAt` (ms) covered the gap, if it started after it. */
+  async catchUpDone(startedAt: number): Promise<void> {
+    const since = this.#checkpoint.catchUpSince;
+    if (since === null || startedAt < since) return;
+    this.#checkpoint = { ...this.#checkpoint, catchUpSince: null, catchUpReason: null };
+    // After any batch in flight, which carries the mark.
+    const write = this.#writing.then(() =>
+      this.#o.index.applyLive([], { stream: this.#o.endpoint.url, value: this.#checkpoint })
+    ).then(() => {});
+    this.#writing = write.catch(() => {});
+    await write;
+    this.#o.log.info("live stream: catch-up done, the index has no known gap");
+  }
+
+  /** The status object (see LiveStatus). */
+  status(): LiveStatus {
+    const now = this.#clock.now();
+    const cp = this.#checkpoint;
+    let added = 0, removed = 0;
+    const collections: Record<string, { added: number; removed: number }> = {};
+    for (const [name, c] of this.#o.index.liveCounts()) {
+      added += c.added;
+      removed += c.removed;
+      collections[name] = { added: c.added, removed: c.removed };
+    }
+    const first = this.#rate[0];
+    const secs = first ? (now - first[0]) / 1000 : 0;
+    return {
+      url: this.#o.endpoint.url,
+      kind: this.#o.endpoint.kind,
+      connected: this.#connected,
+      cursor: cp.cursor >= 0 ? cp.cursor : null,
+      event_time: cp.eventTime === null ? null : new Date(cp.eventTime).toISOString(),
+      lag_seconds: cp.eventTime === null ? null : round((now - cp.eventTime) / 1000),
+      lag_p99_seconds: this.#lagP99(),
+      events_per_sec: secs > 0 ? round((this.#durableEvents - first[1]) / secs) : 0,
+      ops_per_sec: secs > 0 ? round((this.#durableOps - first[2]) / secs) : 0,
+      pairs_added: added,
+      pairs_removed: removed,
+      accounts_deleted: cp.accountsDeleted,
+      reconnects: this.#reconnects,
+      last_error: this.#lastError,
+      outdated_cursor: cp.outdatedCursors,
+      catch_up_needed: cp.catchUpSince !== null,
+      catch_up_reason: cp.catchUpReason,
+      events: this.#events,
+      ops: this.#counts.ops,
+      skipped: { ...this.#skipped },
+      invalid_ops: this.#counts.invalidOps,
+      deletes_kept: this.#counts.deletesKept,
+      deletes_removed: this.#counts.deletesRemoved,
+      accounts: { ...this.#counts.accounts },
+      stream_errors: this.#streamErrors,
+      collections,
+    };
+  }
+
+  #resumeCursor(): number | undefined {
+    if (this.#dropCursor || this.#checkpoint.cursor < 0) return undefined;
+    const c = this.#checkpoint.cursor;
+    if (this.#o.endpoint.kind === "firehose") return c;
+    return Math.max(0, c - (this.#o.jetstreamRewindUs ?? 2_000_000));
+  }
+
+  /** One connection: resolves with why it ended, after every message it delivered is handled. */
+  #session(url: string, signal: AbortSignal): Promise<"closed" | "idle" | "overflow" | "error"> {
+    const idleMs = this.#o.idleTimeoutMs ?? 60_000;
+    const maxQueue = this.#o.maxQueue ?? 20_000;
+    const firehose = this.#o.endpoint.kind === "firehose";
+    return new Promise((resolve) => {
+      const queue: (ArrayBuffer | string)[] = [];
+      let how: "closed" | "idle" | "overflow" | "error" = "closed";
+      let open = true, draining = false, lastMessage = this.#clock.now();
+      let wake: (() => void) | undefined;
+      const ws = new WebSocket(url);
+      this.#socket = ws;
+      ws.binaryType = "arraybuffer";
+      const close = (why: typeof how, error?: string) => {
+        if (how === "closed") how = why;
+        if (error) this.#lastError = error;
+        try {
+          ws.close();
+        } catch { /* already closing */ }
+        finish();
+      };
+      const onAbort = () => close("closed");
+      signal.addEventListener("abort", onAbort, { once: true });
+      const idle = setInterval(() => {
+        if (this.#clock.now() - lastMessage > idleMs) {
+          close("idle", `no message for ${Math.round(idleMs / 1000)} s`);
+        }
+      }, Math.max(50, Math.min(5_000, idleMs / 4)));
+      ws.onopen = () => {
+        this.#connected = true;
+        lastMessage = this.#clock.now();
+        this.#o.log.info("live stream connected", { url });
+      };
+      ws.onmessage = (e) => {
+        lastMessage = this.#clock.now();
+        if (!open) return;
+        queue.push(e.data);
+        if (queue.length > maxQueue) close("overflow");
+        wake?.();
+      };
+      ws.onerror = (e) => {
+        const msg = (e as ErrorEvent).message;
+        if (msg) this.#lastError = msg;
+      };
+      ws.onclose = (e) => {
+        if (how === "closed" && e.code !== 1000 && e.code !== 1005) {
+          this.#lastError = `connection closed (${e.code}${e.reason ? ` ${e.reason}` : ""})`;
+          how = "error";
+        }
+        finish();
+      };
+      const finish = () => {
+        if (!open) return;
+        open = false;
+        this.#connected = false;
+        wake?.();
+      };
+      // Handles queued messages, one after another, until the connection ends and the queue is empty.
+      const drain = async () => {
+        if (draining) return;
+        draining = true;
+        try {
+          for (;;) {
+            while (queue.length > 0) {
+              const m = queue.shift()!;
+              const ev = typeof m === "string"
+                ? (firehose ? badType("text message on a firehose") : decodeJetstreamMessage(m))
+                : (firehose
+                  ? decodeFirehoseFrame(new Uint8Array(m))
+                  : badType("binary message on a Jetstream"));
+              const stop = await this.#handle(ev);
+              if (stop) close("error", stop);
+              if (this.#shouldFlush()) {
+                // At most one batch being written while the next is built.
+                if (this.#inflight > 0) await this.#writing;
+                this.#flush();
+              }
+              if (this.#writeFailed !== undefined) throw this.#writeFailed;
+            }
+            if (!open) break;
+            const waitMs = this.#pending.times.length > 0
+              ? Math.max(0, this.#pending.startedAt + (this.#o.flushMs ?? 100) - this.#clock.now())
+              : 1_000;
+            await new Promise<void>((r) => {
+              wake = r;
+              setTimeout(r, waitMs);
+            });
+            wake = undefined;
+            if (this.#pending.times.length > 0 && queue.length === 0) {
+              if (this.#inflight > 0) await this.#writing;
+              this.#flush();
+            }
+            if (this.#writeFailed !== undefined) throw this.#writeFailed;
+          }
+          this.#flush();
+          await this.#writing;
+          if (this.#writeFailed !== undefined) throw this.#writeFailed;
+        } catch (err) {
+          how = "error";
+          this.#lastError = errorMessage(err);
+          try {
+            ws.close();
+          } catch { /* closing */ }
+        } finally {
+          clearInterval(idle);
+          signal.removeEventListener("abort", onAbort);
+          resolve(how);
+        }
+      };
+      drain();
+    });
+  }
+
+  /** Applies one decoded event to the pending batch; returns a reason to close the connection. */
+  async #handle(ev: LiveEvent): Promise<string | undefined> {
+    const log = this.#o.log;
+    this.#events++;
+    switch (ev.type) {
+      case "commit": {
+        const verdicts = this.#o.deletes && ev.ops.some((o) => o.action === "delete")
+          ? await this.#o.deletes(ev)
+          : undefined;
+        planEvent(ev, this.#pending.steps, this.#counts, verdicts);
+        this.#advance(ev.cursor, ev.timeMs);
+        return;
+      }
+      case "account": {
+        const before = this.#pending.steps.length;
+        planEvent(ev, this.#pending.steps, this.#counts);
+        if (this.#pending.steps[before]?.kind === "delete-account") {
+          this.#accountsDeleted++;
+          log.info("live stream: account deleted, removing it from every collection", {
+            did: ev.did,
+            cursor: ev.cursor,
+          });
+        } else if (!ev.active) {
+          log.debug("live stream: account inactive, its pairs stay", {
+            did: ev.did,
+            status: ev.status ?? null,
+          });
+        }
+        this.#advance(ev.cursor, ev.timeMs);
+        return;
+      }
+      case "skip":
+        this.#skipped[ev.kind]++;
+        if (ev.kind === "malformed") {
+          log.warn("live stream: malformed message skipped", { detail: ev.detail });
+        }
+        if (ev.cursor !== undefined) this.#advance(ev.cursor, ev.timeMs ?? NaN);
+        return;
+      case "info":
+        if (ev.name === "OutdatedCursor") {
+          log.warn("live stream: the relay no longer holds our cursor; events were missed", {
+            cursor: this.#checkpoint.cursor,
+            message: ev.message ?? null,
+          });
+          this.#checkpoint = {
+            ...this.#checkpoint,
+            outdatedCursors: this.#checkpoint.outdatedCursors + 1,
+          };
+          this.#needCatchUp(
+            `the relay no longer held cursor ${this.#checkpoint.cursor} (OutdatedCursor)`,
+          );
+          // Deletes proven before the gap may be undone by creates we missed: listings may re-add.
+          await this.#o.index.markLiveGap(this.#clock.now());
+        } else log.info("live stream: info", { name: ev.name, message: ev.message ?? null });
+        return;
+      case "error":
+        this.#streamErrors++;
+        if (ev.error === "FutureCursor") {
+          // The relay has not reached our cursor (restored from a backup, or reset): start from now.
+          this.#dropCursor = true;
+          this.#needCatchUp(`the relay refused cursor ${this.#checkpoint.cursor} (FutureCursor)`);
+          await this.#o.index.markLiveGap(this.#clock.now());
+        }
+        return `stream error ${ev.error}${ev.message ? `: ${ev.message}` : ""}`;
+    }
+  }
+
+  #advance(cursor: number, timeMs: number): void {
+    const p = this.#pending;
+    if (p.times.length === 0) p.startedAt = this.#clock.now();
+    p.times.push(timeMs);
+    if (this.#dropCursor || cursor > this.#seen) {
+      this.#dropCursor = false;
+      this.#seen = cursor;
+      p.cursor = cursor;
+      if (Number.isFinite(timeMs)) p.eventTime = timeMs;
+    }
+  }
+
+  #needCatchUp(reason: string): void {
+    if (this.#checkpoint.catchUpSince === null) {
+      this.#checkpoint = {
+        ...this.#checkpoint,
+        catchUpSince: this.#clock.now(),
+        catchUpReason: reason,
+      };
+    }
+    this.#o.onCatchUpNeeded?.(reason);
+  }
+
+  #shouldFlush(): boolean {
+    const p = this.#pending;
+    return p.steps.length >= (this.#o.maxBatch ?? 4_000) ||
+      (p.times.length > 0 && this.#clock.now() - p.startedAt >= (this.#o.flushMs ?? 100));
+  }
+
+  #fresh(): Pending {
+    return {
+      steps: [],
+      times: [],
+      cursor: undefined,
+      eventTime: null,
+      startedAt: 0,
+    };
+  }
+
+  /**
+   * Starts writing the pending batch with its cursor, after the batch before it. A failed write
+   * fails every later one (`#writeFailed`); the cursor stays where it was and the stream resends.
+   */
+  #flush(): void {
+    const p = this.#pending;
+    if (p.times.length === 0) return;
+    this.#pending = this.#fresh();
+    const url = this.#o.endpoint.url;
+    const cursor = p.cursor, eventTime = p.eventTime, deleted = this.#accountsDeleted;
+    const ops = p.steps.length;
+    this.#inflight++;
+    const write = this.#writing.then(async () => {
+      if (this.#writeFailed !== undefined) throw this.#writeFailed;
+      const cp: LiveCheckpoint = {
+        ...this.#checkpoint,
+        cursor: cursor ?? this.#checkpoint.cursor,
+        eventTime: cursor === undefined ? this.#checkpoint.eventTime : eventTime,
+        accountsDeleted: deleted,
+      };
+      await this.#o.index.applyLive(p.steps, { stream: url, value: cp });
+      this.#checkpoint = {
+        ...this.#checkpoint,
+        cursor: cp.cursor,
+        eventTime: cp.eventTime,
+        accountsDeleted: cp.accountsDeleted,
+      };
+      const now = this.#clock.now();
+      for (const t of p.times) {
+        if (Number.isFinite(t)) this.#lag[this.#lagN++ % LAG_SAMPLES] = (now - t) / 1000;
+      }
+      this.#durableEvents += p.times.length;
+      this.#durableOps += ops;
+      const last = this.#rate[this.#rate.length - 1];
+      if (!last || now - last[0] >= 1000) {
+        this.#rate.push([now, this.#durableEvents, this.#durableOps]);
+        if (this.#rate.length > 11) this.#rate.shift();
+      }
+    });
+    this.#writing = write.then(() => {}, (err) => {
+      this.#writeFailed ??= err;
+    }).finally(() => this.#inflight--);
+  }
+
+  /** Waits for writes in flight; after a failure, forgets what was not written (it is resent). */
+  async #settle(): Promise<void> {
+    await this.#writing;
+    if (this.#writeFailed !== undefined) {
+      this.#o.log.error("live stream: a batch was not written; resuming from the saved cursor", {
+        error: errorMessage(this.#writeFailed),
+        cursor: this.#checkpoint.cursor,
+      });
+      this.#lastError = errorMessage(this.#writeFailed);
+      this.#writeFailed = undefined;
+      this.#pending = this.#fresh();
+      this.#seen = this.#checkpoint.cursor;
+      this.#accountsDeleted = this.#checkpoint.accountsDeleted;
+    }
+  }
+
+  #lagP99(): number | null {
+    const n = Math.min(this.#lagN, LAG_SAMPLES);
+    if (n === 0) return null;
+    const sorted = this.#lag.slice(0, n).sort();
+    return round(sorted[Math.min(n - 1, Math.floor(n * 0.99))]);
+  }
+
+  async #mirror(): Promise<void> {
+    const m = this.#o.mirror;
+    if (!m) return;
+    const key = JSON.stringify(this.#checkpoint);
+    if (key === this.#mirrored) return;
+    try {
+      await m.save(this.#o.endpoint.url, this.#checkpoint, this.#o.index.liveCounts());
+      this.#mirrored = key;
+    } catch (err) {
+      this.#o.log.debug("live stream: Postgres mirror not updated", { error: errorMessage(err) });
+    }
+  }
+}
+
+function badType(detail: string): LiveEvent {
+  return { type: "skip", kind: "malformed", detail };
+}
+
+function round(n: number): number {
+  return Math.round(n * 1000) / 1000;
+}
+
+/** Status from the Postgres mirror, for a server that runs no consumer now (or has not started it). */
+export function mirroredStatus(
+  row: {
+    url: string;
+    kind: string;
+    cursor: number;
+    eventTime: Date | null;
+    accountsDeleted: number;
+    outdatedCursors: number;
+    catchUpSince: Date | null;
+    catchUpReason: string | null;
+  },
+  counts: ReadonlyMap<string, { added: number; removed: number }>,
+  now: number,
+): LiveStatus {
+  let added = 0, removed = 0;
+  const collections: Record<string, { added: number; removed: number }> = {};
+  for (const [name, c] of counts) {
+    added += c.added;
+    removed += c.removed;
+    collections[name] = { ...c };
+  }
+  const t = row.eventTime?.getTime() ?? null;
+  return {
+    url: row.url,
+    kind: row.kind === "jetstream" ? "jetstream" : "firehose",
+    connected: false,
+    cursor: row.cursor >= 0 ? row.cursor : null,
+    event_time: t === null ? null : new Date(t).toISOString(),
+    lag_seconds: t === null ? null : round((now - t) / 1000),
+    lag_p99_seconds: null,
+    events_per_sec: 0,
+    ops_per_sec: 0,
+    pairs_added: added,
+    pairs_removed: removed,
+    accounts_deleted: row.accountsDeleted,
+    reconnects: 0,
+    last_error: "not consuming: LIVE_STREAM_URL is not set on this server",
+    outdated_cursor: row.outdatedCursors,
+    catch_up_needed: row.catchUpSince !== null,
+    catch_up_reason: row.catchUpReason,
+    events: 0,
+    ops: 0,
+    skipped: Object.fromEntries(SKIP_KINDS.map((k) => [k, 0])) as Record<SkipKind, number>,
+    invalid_ops: 0,
+    deletes_kept: 0,
+    deletes_removed: 0,
+    accounts: {},
+    stream_errors: 0,
+    collections,
+  };
+}

@@ -1,0 +1,84 @@
+/** The one code path after decoding: what a stream event changes in the index, as LiveSteps. */
+import type { LiveStep } from "../index/mod.ts";
+import { isNsid } from "../util/mod.ts";
+import type { LiveEvent, LiveOp } from "./event.ts";
+
+/** A decision on one delete op: remove the pair, or keep it (the default without a proof). */
+export type DeleteVerdict = "remove" | "keep";
+
+/** Counts of what planning saw, for status and metrics. */
+export interface PlanCounts {
+  commits: number;
+  ops: number;
+  /** Ops whose collection is not a valid NSID: counted, never written. */
+  invalidOps: number;
+  /** Delete ops that changed nothing (no proof said the collection was left empty). */
+  deletesKept: number;
+  /** Delete ops that removed the pair. */
+  deletesRemoved: number;
+  /** Account events by status ("active" when the account is active). */
+  accounts: Record<string, number>;
+}
+
+/** Fresh zero counts. */
+export function newPlanCounts(): PlanCounts {
+  return {
+    commits: 0,
+    ops: 0,
+    invalidOps: 0,
+    deletesKept: 0,
+    deletesRemoved: 0,
+    accounts: {},
+  };
+}
+
+/**
+ * Appends what `ev` changes to `steps`:
+ * - a create or update adds (collection, repo);
+ * - a delete removes the pair only when `verdicts[i]` says so (issue 13's commit proof decides;
+ *   without one, and always on a Jetstream, a delete changes nothing);
+ * - an account whose status is `deleted` leaves every collection (and gets a tombstone);
+ * - an account that is active again has its tombstone lifted;
+ * - takendown, suspended, deactivated and other statuses change nothing: they can be reversed,
+ *   and the stream would not resend the records when they are.
+ */
+export function planEvent(
+  ev: LiveEvent,
+  steps: LiveStep[],
+  counts: PlanCounts,
+  verdicts?: readonly DeleteVerdict[],
+): void {
+  if (ev.type === "commit") {
+    counts.commits++;
+    ev.ops.forEach((op: LiveOp, i) => {
+      counts.ops++;
+      if (!isNsid(op.collection)) {
+        counts.invalidOps++;
+        return;
+      }
+      if (op.action !== "delete") {
+        steps.push({ kind: "add", collection: op.collection, did: ev.did });
+      } else if (verdicts?.[i] === "remove") {
+        counts.deletesRemoved++;
+        steps.push({
+          kind: "remove",
+          collection: op.collection,
+          did: ev.did,
+          rev: ev.firehose?.rev ?? "",
+          timeMs: ev.timeMs,
+        });
+      } else counts.deletesKept++;
+    });
+  } else if (ev.type === "account") {
+    const status = ev.active ? "active" : ev.status ?? "inactive";
+    counts.accounts[status] = (counts.accounts[status] ?? 0) + 1;
+    if (ev.active) steps.push({ kind: "revive", did: ev.did });
+    else if (ev.status === "deleted") {
+      steps.push({
+        kind: "delete-account",
+        did: ev.did,
+        tombstone: { status: "deleted", time: ev.timeMs, cursor: ev.cursor },
+      });
+    }
+  }
+}
