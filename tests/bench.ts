@@ -4,6 +4,7 @@
  * listReposByCollection latency. Each backfill runs in its own process (tests/bench_child.ts) with
  * a fresh Postgres database and a fresh LevelDB; the simulated relay stays in this process.
  */
+import { runLiveBench } from "./bench_live.ts";
 import { parseArgs } from "node:util";
 import { Backfiller } from "../lib/run/backfill.ts";
 import { type Config, DEFAULTS, parseConfig } from "../lib/app/config.ts";
@@ -70,6 +71,8 @@ export interface BenchFlags {
   keep: boolean;
   seed: number;
   allocator: "auto" | "glibc" | "jemalloc";
+  skipLive: boolean;
+  liveOnly: boolean;
 }
 
 const USAGE = `usage: deno task bench [flags]
@@ -80,6 +83,8 @@ const USAGE = `usage: deno task bench [flags]
   --concurrency N    overrides default mode's BACKFILL_CONCURRENCY (${DEFAULTS.concurrency})
   --max-rps N        overrides default mode's BACKFILL_MAX_RPS (${DEFAULTS.maxRps})
   --skip-seed        skip seed mode (no speed-up figure)
+  --skip-live        skip the live indexing figures (tests/bench_live.ts)
+  --live-only        only the live indexing figures
   --no-rss-check     skip the zero-latency runs with the largest collection 1× and 10×
   --json             print a machine-readable summary on stdout instead of the table
   --keep             keep temp directories and databases
@@ -100,6 +105,8 @@ export function parseBenchFlags(args: string[]): BenchFlags | "help" {
       concurrency: { type: "string" },
       "max-rps": { type: "string" },
       "skip-seed": { type: "boolean" },
+      "skip-live": { type: "boolean" },
+      "live-only": { type: "boolean" },
       "no-rss-check": { type: "boolean" },
       json: { type: "boolean" },
       keep: { type: "boolean" },
@@ -132,6 +139,8 @@ export function parseBenchFlags(args: string[]): BenchFlags | "help" {
       : Math.round(num("concurrency", 0, 1)),
     maxRps: values["max-rps"] === undefined ? undefined : num("max-rps", 0, 0.1),
     skipSeed: values["skip-seed"] ?? false,
+    skipLive: values["skip-live"] ?? false,
+    liveOnly: values["live-only"] ?? false,
     rssCheck: !(values["no-rss-check"] ?? false),
     json: values.json ?? false,
     keep: values.keep ?? false,
@@ -646,6 +655,15 @@ async function main(args: string[]): Promise<number> {
     console.log(USAGE);
     return 0;
   }
+  if (flags.liveOnly) {
+    const figures = await runLiveBench({ log });
+    for (const f of figures) {
+      console.log(
+        `${f.name.padEnd(40)} ${f.target.padEnd(16)} ${f.measured} ${f.ok ? "PASS" : "MISS"}`,
+      );
+    }
+    return figures.every((f) => f.ok) ? 0 : 1;
+  }
   const benchStart = performance.now();
   const launch = resolveLaunch(
     flags.allocator,
@@ -800,6 +818,7 @@ async function main(args: string[]): Promise<number> {
         ok: wrong.length === 0,
       },
     );
+    if (!flags.skipLive) rows.push(...await runLiveBench({ log }));
     const totalS = (performance.now() - benchStart) / 1000;
 
     Object.assign(out, {
