@@ -173,6 +173,11 @@ export class SimStream {
     return this.#entries.find((e) => e.desc.kind !== "malformed")?.seq ?? this.#seq + 1;
   }
 
+  /** The firehose frames held for replay, oldest first (for benchmarks that skip the socket). */
+  frames(): Uint8Array[] {
+    return this.#entries.map((e) => e.frame);
+  }
+
   /** Accounts deleted so far (their DIDs stay in the world's listing). */
   deletedDids(): string[] {
     return [...this.#deleted].map((id) => formatDid(id, this.#world.salt));
