@@ -1,5 +1,5 @@
 /** A fake clock for tests: only time is faked, never I/O. */
-import type { Clock } from "../lib/util/sleep.ts";
+import type { Clock } from "../lib/util/clock.ts";
 
 /**
  * Virtual time: `sleep` never waits for real. Sleepers wake in order of their wake-up time, one per

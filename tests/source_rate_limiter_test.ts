@@ -5,7 +5,7 @@ import {
   rejects as assertRejects,
 } from "node:assert/strict";
 import { HostLimiter, resetDelayMs, retryDelayMs } from "../lib/source/rate_limiter.ts";
-import type { Clock } from "../lib/util/sleep.ts";
+import type { Clock } from "../lib/util/clock.ts";
 import { FakeClock } from "./_fake_clock.ts";
 
 const T0 = 1_000_000;

@@ -18,6 +18,7 @@ import {
 } from "./api.ts";
 import { rateText, renderStatus } from "./summary.ts";
 import { clock } from "./text.ts";
+import { errorMessage, retry, sleep } from "../util/mod.ts";
 
 const WATCH_BAR_LIMIT = 15;
 const WATCH_MAX_FAILURES = 10;
@@ -25,7 +26,6 @@ const SPINNER = "⠋⠙⠹⠸⠼⠴⠦⠧⠇⠏";
 
 interface WatchState {
   polls: number;
-  failures: number;
   sawRunning: boolean;
   shownLines: number;
   idleShown: boolean;
@@ -34,45 +34,47 @@ interface WatchState {
 
 /** Watches until the run ends (0), Ctrl-C (0), or a failure that is not worth retrying. */
 export async function watch(ctx: Context, intervalMs: number): Promise<number> {
-  const state: WatchState = {
-    polls: 0,
-    failures: 0,
-    sawRunning: false,
-    shownLines: 0,
-    idleShown: false,
-  };
+  const state: WatchState = { polls: 0, sawRunning: false, shownLines: 0, idleShown: false };
   try {
     while (true) {
-      const status = await pollForWatch(ctx, state);
-      if (status?.running) state.sawRunning = true;
-      if (status && !status.running && state.sawRunning) {
+      const status = await pollForWatch(ctx, state, intervalMs);
+      if (status.running) state.sawRunning = true;
+      if (!status.running && state.sawRunning) {
         finishWatch(ctx, status);
         return 0;
       }
-      if (status) drawWatch(ctx, state, status);
-      if (!await sleep(intervalMs, ctx.signal)) return 0;
+      drawWatch(ctx, state, status);
+      await sleep(intervalMs, ctx.signal);
     }
   } catch (e) {
-    if (e instanceof Interrupted) return 0;
+    if (e instanceof Interrupted || ctx.signal?.aborted) return 0;
     throw e;
   }
 }
 
-/** One poll; after a first success, transient failures (a restarting server) are retried. */
-async function pollForWatch(ctx: Context, state: WatchState): Promise<BackfillStatus | undefined> {
-  try {
-    const status = await fetchStatus(ctx);
-    state.polls++;
-    state.failures = 0;
-    return status;
-  } catch (e) {
-    const retry = e instanceof CliFailure && e.transient && state.polls > 0 &&
-      ++state.failures < WATCH_MAX_FAILURES;
-    if (!retry) throw e;
-    ctx.err(`warning: ${e.message}; retrying`);
-    state.shownLines = 0; // the warning broke the in-place redraw; start a fresh frame below it
-    return undefined;
-  }
+/**
+ * One poll. After a first success, transient failures (a restarting server) are retried every
+ * interval, up to {@link WATCH_MAX_FAILURES} in a row.
+ */
+async function pollForWatch(
+  ctx: Context,
+  state: WatchState,
+  intervalMs: number,
+): Promise<BackfillStatus> {
+  const status = await retry(() => fetchStatus(ctx), {
+    signal: ctx.signal,
+    maxAttempts: WATCH_MAX_FAILURES,
+    isRetriable: (e) => e instanceof CliFailure && e.transient && state.polls > 0,
+    minTimeout: intervalMs,
+    multiplier: 1,
+    jitter: 0,
+    onRetry: (e) => {
+      ctx.err(`warning: ${errorMessage(e)}; retrying`);
+      state.shownLines = 0; // the warning broke the in-place redraw; start a fresh frame below it
+    },
+  });
+  state.polls++;
+  return status;
 }
 
 function drawWatch(ctx: Context, state: WatchState, status: BackfillStatus): void {
@@ -172,19 +174,4 @@ function collectionRate(c: CollectionStatus, state: WatchState, now: number): nu
   const seconds = state.previous ? (now - state.previous.at) / 1000 : 0;
   if (before === undefined || seconds <= 0) return undefined;
   return Math.max(0, c.imported - before) / seconds;
-}
-
-/** Resolves true after `ms`, or false as soon as `signal` aborts. */
-function sleep(ms: number, signal?: AbortSignal): Promise<boolean> {
-  return new Promise((resolve) => {
-    if (signal?.aborted) return resolve(false);
-    const done = (slept: boolean) => {
-      clearTimeout(timer);
-      signal?.removeEventListener("abort", onAbort);
-      resolve(slept);
-    };
-    const onAbort = () => done(false);
-    const timer = setTimeout(() => done(true), ms);
-    signal?.addEventListener("abort", onAbort, { once: true });
-  });
 }

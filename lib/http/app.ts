@@ -3,7 +3,7 @@ import { Hono } from "hono";
 import { HTTPException } from "hono/http-exception";
 import { adminAuth } from "./admin_auth.ts";
 import type { Backfiller } from "../run/mod.ts";
-import { BusyError, InputError } from "../util/mod.ts";
+import { BusyError, deadline, InputError } from "../util/mod.ts";
 import type { IndexStore } from "../index/mod.ts";
 import type { Logger } from "../util/mod.ts";
 import type { ProgressStore } from "../progress/mod.ts";
@@ -42,7 +42,7 @@ export function createApp(opts: AppOptions): Hono {
     const index = opts.index.isOpen;
     let progress = false;
     try {
-      await withTimeout(opts.progress.ping(), 2_000);
+      await deadline(opts.progress.ping(), 2_000);
       progress = true;
     } catch { /* reported below */ }
     return c.json({ ready: index && progress, index, progress }, index && progress ? 200 : 503);
@@ -85,7 +85,7 @@ export function createApp(opts: AppOptions): Hono {
   admin.use("*", adminAuth(opts.adminPassword));
   admin.get("/backfill-collections", async (c) => {
     onlyParams(c.req.queries(), []);
-    const rows = await withTimeout(opts.progress.list(), 10_000).catch((err) => {
+    const rows = await deadline(opts.progress.list(), 10_000).catch((err) => {
       throw new HTTPException(503, { message: `progress database unavailable: ${err.message}` });
     });
     const live = (await opts.live?.().catch(() => null)) ?? null;
@@ -201,16 +201,4 @@ function errorName(status: number): string {
     : status === 404
     ? "NotFound"
     : "Error";
-}
-
-async function withTimeout<T>(p: Promise<T>, ms: number): Promise<T> {
-  let timer: ReturnType<typeof setTimeout> | undefined;
-  try {
-    return await Promise.race([
-      p,
-      new Promise<never>((_, reject) => timer = setTimeout(() => reject(new Error("timeout")), ms)),
-    ]);
-  } finally {
-    clearTimeout(timer);
-  }
 }

@@ -3,7 +3,7 @@ import type { Hono } from "hono";
 import { streamSSE } from "hono/streaming";
 import { adminAuth } from "./admin_auth.ts";
 import type { Backfiller } from "../run/mod.ts";
-import { errorMessage } from "../util/mod.ts";
+import { errorMessage, sleep } from "../util/mod.ts";
 import type { ProgressStore } from "../progress/mod.ts";
 import { buildStatus } from "../status/mod.ts";
 import type { LiveStatus } from "../stream/mod.ts";
@@ -53,9 +53,9 @@ export function statusPageRoutes(opts: StatusPageOptions): (app: Hono) => void {
       // Stop nginx-style proxies from buffering the stream.
       c.header("X-Accel-Buffering", "no");
       return streamSSE(c, async (stream) => {
-        const { promise: aborted, resolve } = Promise.withResolvers<void>();
+        const aborted = new AbortController();
         // Fires on client disconnect (the response body is cancelled) and on stream.abort().
-        stream.onAbort(resolve);
+        stream.onAbort(() => aborted.abort());
         if (opts.signal?.aborted) return;
         open.add(stream);
         try {
@@ -79,7 +79,7 @@ export function statusPageRoutes(opts: StatusPageOptions): (app: Hono) => void {
             // An unchanged document (an idle server) is not worth resending in full.
             else if (data !== "") await stream.write(": keepalive\n\n");
             last = data;
-            await sleepUnless(intervalMs, aborted);
+            await sleep(intervalMs, aborted.signal).catch(() => {});
           }
         } finally {
           open.delete(stream);
@@ -87,15 +87,6 @@ export function statusPageRoutes(opts: StatusPageOptions): (app: Hono) => void {
       });
     });
   };
-}
-
-async function sleepUnless(ms: number, until: Promise<void>): Promise<void> {
-  let timer: ReturnType<typeof setTimeout> | undefined;
-  try {
-    await Promise.race([until, new Promise((r) => timer = setTimeout(r, ms))]);
-  } finally {
-    clearTimeout(timer);
-  }
 }
 
 async function sha256(text: string): Promise<string> {

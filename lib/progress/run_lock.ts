@@ -1,5 +1,6 @@
 /** The cross-process run lock: a Postgres session advisory lock on a connection of its own. */
 import postgres from "postgres";
+import { type Backoff, retry } from "../util/mod.ts";
 
 /** Process-wide exclusivity on the progress database, e.g. a Postgres advisory lock. */
 export interface RunLock {
@@ -18,6 +19,8 @@ export interface RunLockOptions {
 }
 
 const KEY = "hashtext('backfill:run:' || current_schema())";
+/** While Postgres is unreachable the session is checked again every 100 ms. */
+const RECHECK: Backoff = { minTimeout: 100, multiplier: 1, jitter: 0 };
 
 /**
  * Takes the lock, or returns undefined when another process holds it. The lock lives as long as its
@@ -52,30 +55,33 @@ export async function takeRunLock(opts: RunLockOptions): Promise<RunLock | undef
     await sql.end({ timeout: 1 }).catch(() => {});
     throw err;
   }
-  let released = false;
+  const released = new AbortController();
   let checking = false;
   let soon: ReturnType<typeof setTimeout> | undefined;
   recheck = () => {
-    if (!released && soon === undefined) soon = setTimeout(() => (soon = undefined, check()), 100);
+    if (!released.signal.aborted && soon === undefined) {
+      soon = setTimeout(() => (soon = undefined, check()), 100);
+    }
+  };
+  const checkOnce = async () => {
+    const [r] = await sql.unsafe(`SELECT pg_backend_pid() AS pid`);
+    if (released.signal.aborted || r.pid === pid) return;
+    const [again] = await sql.unsafe(
+      `SELECT pg_try_advisory_lock(${KEY}) AS ok, pg_backend_pid() AS pid`,
+    );
+    if (again.ok) pid = again.pid;
+    else if (!released.signal.aborted) {
+      opts.onLost(new Error("lost the run lock: another process took it after Postgres restarted"));
+    }
   };
   const check = async () => {
-    if (released || checking) return;
+    if (released.signal.aborted || checking) return;
     checking = true;
     try {
-      const [r] = await sql.unsafe(`SELECT pg_backend_pid() AS pid`);
-      if (released || r.pid === pid) return;
-      const [again] = await sql.unsafe(
-        `SELECT pg_try_advisory_lock(${KEY}) AS ok, pg_backend_pid() AS pid`,
-      );
-      if (again.ok) pid = again.pid;
-      else if (!released) {
-        opts.onLost(
-          new Error("lost the run lock: another process took it after Postgres restarted"),
-        );
-      }
+      // Unreachable from here: keep trying briskly so the lock is back the moment Postgres is.
+      await retry(checkOnce, { signal: released.signal, maxAttempts: Infinity, ...RECHECK });
     } catch {
-      // Unreachable from here; keep trying briskly so the lock is back the moment Postgres is.
-      recheck();
+      // Released meanwhile.
     } finally {
       checking = false;
     }
@@ -83,7 +89,7 @@ export async function takeRunLock(opts: RunLockOptions): Promise<RunLock | undef
   const timer = setInterval(check, opts.checkEveryMs ?? 2_000);
   return {
     async release() {
-      released = true;
+      released.abort();
       clearInterval(timer);
       clearTimeout(soon);
       await sql.end({ timeout: 2 }).catch(() => {});

@@ -1,8 +1,6 @@
 /** Resumable progress in Postgres: one `backfill_progress` row per collection. */
 import postgres, { type Sql } from "postgres";
-import type { Logger } from "../util/mod.ts";
-import { silentLogger } from "../util/mod.ts";
-import { abortableSleep } from "../util/mod.ts";
+import { errorMessage, type Logger, retry, silentLogger } from "../util/mod.ts";
 
 /** A progress row, with counts as numbers. */
 export interface ProgressRow {
@@ -103,23 +101,23 @@ export class ProgressStore {
     const signal = stop && this.#signal
       ? AbortSignal.any([stop, this.#signal])
       : stop ?? this.#signal;
-    let delay = 100;
-    for (let attempt = 1;; attempt++) {
-      try {
-        return await fn();
-      } catch (err) {
-        if (!isConnectionError(err) || signal?.aborted) throw err;
+    return await retry(fn, {
+      signal,
+      maxAttempts: Infinity,
+      isRetriable: isConnectionError,
+      minTimeout: 100,
+      maxTimeout: this.#maxDelay,
+      jitter: 0,
+      onRetry: (err, attempt) => {
         if (attempt === 1 || attempt % 10 === 0) {
           this.#log.warn("postgres unreachable, retrying", {
             op: what,
             attempt,
-            error: (err as Error).message,
+            error: errorMessage(err),
           });
         }
-        await abortableSleep(delay, signal);
-        delay = Math.min(delay * 2, this.#maxDelay);
-      }
-    }
+      },
+    });
   }
 
   /** Inserts a row for each collection not yet present; returns how many were new. */

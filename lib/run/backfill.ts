@@ -7,7 +7,7 @@ import type { Logger } from "../util/mod.ts";
 import type { ProgressRow, ProgressStore, RunIntent } from "../progress/mod.ts";
 import type { RunLock } from "../progress/mod.ts";
 import { RunState } from "./state.ts";
-import { type Clock, systemClock } from "../util/mod.ts";
+import { type Backoff, backoffDelay, type Clock, systemClock } from "../util/mod.ts";
 import type { SourceClient } from "../source/mod.ts";
 import type { Source } from "../source/mod.ts";
 import { isNsid } from "../util/mod.ts";
@@ -421,6 +421,13 @@ function weight(r: ProgressRow): number {
   return Math.max(r.estimatedTotal ?? 0, r.imported, KNOWN_LARGE[r.collection] ?? 0);
 }
 
+/** A failed collection is due again after 1 min, then 2, 4, … up to 6 h. */
+const FAILED_COLLECTION_BACKOFF: Backoff = {
+  minTimeout: 60_000,
+  maxTimeout: 6 * 3600_000,
+  jitter: 0,
+};
+
 function defaultRetryDelay(attempts: number): number {
-  return Math.min(6 * 3600_000, 60_000 * 2 ** Math.max(0, attempts - 1));
+  return backoffDelay(attempts, FAILED_COLLECTION_BACKOFF);
 }

@@ -2,7 +2,7 @@
 
 import http from "node:http";
 import { Buffer } from "node:buffer";
-import { isNsid } from "../util/mod.ts";
+import { isNsid, sleep } from "../util/mod.ts";
 import { decodeSimCursor, encodeSimCursor } from "./cursor.ts";
 import { drawFault, type Faults, mergeFaults, noFaults, type SimFaults } from "./faults.ts";
 import type { MalformedMode } from "./faults.ts";
@@ -62,20 +62,6 @@ function reposJson(dids: string[], raw: boolean): string {
 
 function pageJson(repos: string, cursor: string | undefined, key = "repos"): string {
   return cursor === undefined ? `{"${key}":${repos}}` : `{"cursor":"${cursor}","${key}":${repos}}`;
-}
-
-/** Resolves after `ms`, or as soon as `signal` aborts. */
-function sleep(ms: number, signal: AbortSignal): Promise<void> {
-  return new Promise((resolve) => {
-    if (signal.aborted) return resolve();
-    const done = () => {
-      clearTimeout(timer);
-      signal.removeEventListener("abort", done);
-      resolve();
-    };
-    const timer = setTimeout(done, ms);
-    signal.addEventListener("abort", done, { once: true });
-  });
 }
 
 /** Resolves on 'drain' or abort, removing both listeners. */
@@ -254,7 +240,7 @@ class SimRelayServer implements SimRelay {
       return false;
     }
     const { delayMs, outcome } = drawFault(f, this.#rand);
-    if (delayMs > 0) await sleep(delayMs, signal);
+    if (delayMs > 0) await sleep(delayMs, signal).catch(() => {});
     if (signal.aborted) return false;
     switch (outcome.kind) {
       case "reset":

@@ -1,6 +1,6 @@
 /** Client for a source relay's `com.atproto.sync.listReposByCollection`, with retries and politeness. */
 import ky, { type KyInstance } from "ky";
-import { backoffDelay, SourceError } from "../util/mod.ts";
+import { type Backoff, backoffDelay, errorMessage, retry, SourceError } from "../util/mod.ts";
 import type { Logger } from "../util/mod.ts";
 import { silentLogger } from "../util/mod.ts";
 import type { HostLimiter } from "./rate_limiter.ts";
@@ -42,6 +42,12 @@ export interface SourceClientOptions {
 }
 
 const XRPC = "/xrpc/com.atproto.sync.listReposByCollection";
+/** 429s: the limiter paused the host; retries are only spread over up to 250 ms. */
+const THROTTLE_SPREAD: Backoff = { minTimeout: 250, maxTimeout: 250, jitter: 1 };
+
+function isThrottle(e: unknown): boolean {
+  return e instanceof SourceError && e.context.status === 429;
+}
 
 /** The User-Agent sent to sources, so their operators can tell who is asking. */
 export const USER_AGENT = "backfill (atproto collection index backfill)";
@@ -55,7 +61,8 @@ export class SourceClient {
   readonly #maxAttempts: number;
   readonly #max429: number;
   readonly #maxBody: number;
-  readonly #maxBackoff: number;
+  /** For failures (network, timeouts, 5xx, malformed bodies): capped exponential, full jitter. */
+  readonly #backoff: Backoff;
   readonly #clock: Clock;
   readonly #random: () => number;
   readonly #log: Logger;
@@ -68,7 +75,7 @@ export class SourceClient {
     this.#maxAttempts = opts.maxAttempts ?? 8;
     this.#max429 = opts.max429 ?? 100;
     this.#maxBody = opts.maxBodyBytes ?? 16 * 1024 * 1024;
-    this.#maxBackoff = opts.maxBackoffMs ?? 30_000;
+    this.#backoff = { minTimeout: 500, maxTimeout: opts.maxBackoffMs ?? 30_000, jitter: 1 };
     this.#clock = opts.clock ?? systemClock;
     this.#random = opts.random ?? Math.random;
     this.#log = opts.log ?? silentLogger;
@@ -93,53 +100,35 @@ export class SourceClient {
     url.searchParams.set("limit", String(limit));
     if (cursor !== "") url.searchParams.set("cursor", cursor);
     let failures = 0, throttles = 0;
-    for (;;) {
-      await this.limiter.acquire(opts.priority ?? 0, opts.signal);
-      let err: SourceError;
-      try {
+    try {
+      return await retry(async () => {
+        await this.limiter.acquire(opts.priority ?? 0, opts.signal);
         return await this.#attempt(url, collection, opts.signal);
-      } catch (e) {
-        if (opts.signal?.aborted) throw opts.signal.reason;
-        if (!(e instanceof SourceError)) throw e;
-        err = e;
-      }
-      if (!err.context.retryable) throw err;
-      let delay: number;
-      if (err.context.status === 429) {
-        if (++throttles > this.#max429) {
-          throw new SourceError(
-            `${err.message} (gave up after ${throttles} in a row)`,
-            err.context,
-            {
-              cause: err,
-            },
-          );
-        }
-        // The limiter already paused the whole host; this only spreads the retries.
-        delay = this.#random() * 250;
-      } else {
-        if (++failures >= this.#maxAttempts) {
-          throw new SourceError(
-            `${err.message} (gave up after ${failures} attempts)`,
-            err.context,
-            {
-              cause: err,
-            },
-          );
-        }
-        delay = backoffDelay(failures, {
-          baseMs: 500,
-          maxMs: this.#maxBackoff,
-          random: this.#random,
-        });
-      }
-      this.#log.debug("retrying source request", {
-        source: this.source.name,
-        collection,
-        error: err.message,
-        delay_ms: Math.round(delay),
+      }, {
+        signal: opts.signal,
+        maxAttempts: Infinity,
+        // Throttles and failures have budgets of their own.
+        isRetriable: (e) =>
+          e instanceof SourceError && e.context.retryable &&
+          (isThrottle(e) ? ++throttles <= this.#max429 : ++failures < this.#maxAttempts),
+        // The limiter already paused the whole host after a 429; this only spreads the retries.
+        delay: (_, e) =>
+          isThrottle(e)
+            ? backoffDelay(1, THROTTLE_SPREAD, this.#random)
+            : backoffDelay(failures, this.#backoff, this.#random),
+        sleep: (ms, signal) => this.#clock.sleep(ms, signal),
+        onRetry: (e, _, ms) =>
+          this.#log.debug("retrying source request", {
+            source: this.source.name,
+            collection,
+            error: errorMessage(e),
+            delay_ms: Math.round(ms),
+          }),
       });
-      await this.#clock.sleep(delay, opts.signal);
+    } catch (e) {
+      if (opts.signal?.aborted || !(e instanceof SourceError) || !e.context.retryable) throw e;
+      const why = isThrottle(e) ? `${throttles} in a row` : `${failures} attempts`;
+      throw new SourceError(`${e.message} (gave up after ${why})`, e.context, { cause: e });
     }
   }
 

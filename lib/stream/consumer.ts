@@ -191,8 +191,9 @@ export class LiveConsumer {
         attempt = how === "overflow" ? 0 : healthy ? 1 : attempt + 1;
         this.#reconnects++;
         const delay = how === "overflow" ? 0 : backoffDelay(attempt, {
-          baseMs: this.#o.reconnectBaseMs ?? 1_000,
-          maxMs: this.#o.reconnectMaxMs ?? 60_000,
+          minTimeout: this.#o.reconnectBaseMs ?? 1_000,
+          maxTimeout: this.#o.reconnectMaxMs ?? 60_000,
+          jitter: 1,
         });
         log.warn("live stream disconnected; reconnecting", {
           url: this.#o.endpoint.url,

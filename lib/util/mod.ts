@@ -1,6 +1,6 @@
-/** Shared basics every stage may use: typed errors, logging, abortable sleep, atproto syntax checks. */
+/** Shared basics every stage may use: typed errors, logging, sleep and retry, atproto syntax checks. */
+export * from "./async.js";
+export * from "./clock.ts";
 export * from "./errors.ts";
 export * from "./log.ts";
-export * from "./sleep.ts";
 export * from "./syntax.ts";
-export * from "./retry.ts";
