@@ -31,3 +31,8 @@ export async function assertRejects(
   }
   throw new Error("expected a rejection");
 }
+
+/** Fails unless `fn` throws. */
+export function assertThrows(fn: () => unknown, msg?: string): void {
+  nodeAssert.throws(fn, msg);
+}

@@ -1,12 +1,8 @@
 /** Tests for the status CLI against a small real HTTP server, and table tests for lib/status/format.ts. */
 
 import { strict as assert } from "node:assert";
-import {
-  type BackfillStatus,
-  type CollectionStatus,
-  runStatusCli,
-  type StatusCliOptions,
-} from "../lib/cli/status.ts";
+import { runStatusCli, type StatusCliOptions } from "../lib/cli/status.ts";
+import type { CollectionStatus, StatusDocument } from "../lib/status/document.ts";
 import {
   formatCount,
   formatDuration,
@@ -15,7 +11,7 @@ import {
   formatTable,
   progressBar,
   truncate,
-} from "../lib/status/format.ts";
+} from "../lib/status/format.js";
 
 const PASSWORD = "s3cret-admin-pw";
 const NOW = Date.parse("2026-11-24T06:02:00.000Z");
@@ -54,7 +50,7 @@ function collection(
   };
 }
 
-function sampleStatus(overrides: Partial<BackfillStatus> = {}): BackfillStatus {
+function sampleStatus(overrides: Partial<StatusDocument> = {}): StatusDocument {
   return {
     running: true,
     run: {
@@ -62,6 +58,12 @@ function sampleStatus(overrides: Partial<BackfillStatus> = {}): BackfillStatus {
       mode: "full",
       started_at: "2026-11-24T05:00:00.000Z",
       collections: 1269,
+      queued: 648,
+      finished: 8,
+      pages: 6800,
+      imported: 13628818,
+      new: 120000,
+      invalid_dids: 0,
       dids_per_sec: 41234.5,
       pages_per_sec: 21.3,
       eta_seconds: 3600,
@@ -72,6 +74,7 @@ function sampleStatus(overrides: Partial<BackfillStatus> = {}): BackfillStatus {
     failed: 8,
     total_imported: 13628818,
     total_new: 120000,
+    live: null,
     collections: [
       collection({
         collection: "app.bsky.feed.post",
@@ -481,7 +484,7 @@ Deno.test("unexpected body: one line, exit 1", async () => {
 // ---- watch ----
 
 /** Serves the statuses in order (the last repeats); polls numbered in `fail` get a 500 instead. */
-function sequence(statuses: BackfillStatus[], fail: number[] = []): Record<string, Handler> {
+function sequence(statuses: StatusDocument[], fail: number[] = []): Record<string, Handler> {
   let polls = 0;
   let answered = 0;
   return {
@@ -492,7 +495,7 @@ function sequence(statuses: BackfillStatus[], fail: number[] = []): Record<strin
   };
 }
 
-function progressing(imported: number): BackfillStatus {
+function progressing(imported: number): StatusDocument {
   const s = sampleStatus({ total_imported: imported });
   s.collections[2] = { ...s.collections[2], imported };
   return s;

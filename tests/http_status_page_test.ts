@@ -1,12 +1,13 @@
 import { chromium } from "playwright-core";
-import { assert, assertEquals } from "./_assert.ts";
-import { formatCount, formatRate } from "../lib/status/format.ts";
+import { assert, assertEquals, assertThrows } from "./_assert.ts";
+import { formatCount, formatPercent, formatRate } from "../lib/status/format.js";
 import { createApp } from "../lib/http/app.ts";
 import { silentLogger } from "../lib/util/log.ts";
 import { makeWorld } from "../lib/sim/world.ts";
 import { startSimRelay } from "../lib/sim/relay.ts";
 import { parseSource } from "../lib/source/source.ts";
 import {
+  inlineModule,
   STATUS_EVENTS_PATH,
   statusPageRoutes,
   TOKEN_STORAGE_KEY,
@@ -157,6 +158,37 @@ Deno.test("status page: public HTML with a strict, hash-based CSP, no data and n
   } finally {
     await withPassword.close();
   }
+});
+
+Deno.test("status page: the script carries the shared modules, not copies of their rules", async () => {
+  const f = await fixture({ password: undefined });
+  try {
+    const html = await (await f.app.request("/")).text();
+    const script = /<script>([\s\S]*?)<\/script>/.exec(html)?.[1] ?? "";
+    for (
+      const path of ["../lib/status/format.js", "../lib/status/state.js", "../lib/util/async.js"]
+    ) {
+      const url = new URL(path, import.meta.url);
+      const body = (await Deno.readTextFile(url)).replace(/^export /gm, "");
+      assert(script.includes(body), `${path} is in the page as it is on disk`);
+    }
+    // Nothing in the page's own file redefines what the shared modules define.
+    const own = await Deno.readTextFile(new URL("../lib/http/page/status.js", import.meta.url));
+    for (const name of ["formatCount", "formatRate", "formatDuration", "formatPercent", "retry"]) {
+      assert(!new RegExp(`function ${name}\\b`).test(own), `the page defines ${name} again`);
+    }
+  } finally {
+    await f.close();
+  }
+});
+
+Deno.test("inlineModule: the inlined module declares the same functions", () => {
+  const url = new URL("../lib/status/format.js", import.meta.url);
+  const inlined = inlineModule(url, Deno.readTextFileSync(url));
+  const run = new Function(`${inlined}\nreturn [formatCount(1234567), formatPercent(0.9999)];`);
+  assertEquals(run(), [formatCount(1234567), formatPercent(0.9999)]);
+  assertEquals(run(), ["1.2M", "99.9%"]);
+  assertThrows(() => inlineModule(url, 'import { x } from "./y.js";\nexport const z = x;'));
 });
 
 Deno.test("status events: 403 without a configured password, 401 for a missing or wrong token", async () => {

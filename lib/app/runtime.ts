@@ -11,6 +11,7 @@ import { type LiveFigure, Metrics } from "../http/mod.ts";
 import type { LiveStatus } from "../stream/mod.ts";
 import { createSql, ProgressStore } from "../progress/mod.ts";
 import { HostLimiter } from "../source/mod.ts";
+import { buildStatus, COLLECTION_STATES, collectionState } from "../status/mod.ts";
 import { takeRunLock } from "../progress/mod.ts";
 import { SourceClient } from "../source/mod.ts";
 import { listCollectionSizes } from "../source/mod.ts";
@@ -144,20 +145,14 @@ export async function openRuntime(opts: RuntimeOptions): Promise<Runtime> {
 /** Refreshes the gauges that are read at scrape time, then renders the metrics text. */
 export async function renderMetrics(rt: Runtime, live?: LiveStatus | null): Promise<string> {
   const rows = await rt.progress.list();
-  let completed = 0, failed = 0, active = 0, pending = 0;
-  const running = rt.backfiller.running ? rt.backfiller.state : undefined;
-  for (const r of rows) {
-    if (r.completedAt !== null) completed++;
-    else if (running?.active.has(r.collection)) active++;
-    else if (r.lastError !== null) failed++;
-    else pending++;
+  const b = rt.backfiller;
+  const status = buildStatus(rows, b.state, b.running, Date.now());
+  const counts = new Map(COLLECTION_STATES.map((state) => [state, 0]));
+  for (const c of status.collections) {
+    const state = collectionState(c);
+    counts.set(state, counts.get(state)! + 1);
   }
-  rt.metrics.collections.setAll([
-    [{ state: "completed" }, completed],
-    [{ state: "active" }, active],
-    [{ state: "failed" }, failed],
-    [{ state: "pending" }, pending],
-  ]);
+  rt.metrics.collections.setAll(COLLECTION_STATES.map((state) => [{ state }, counts.get(state)!]));
   rt.metrics.indexBytes.setAll([[{}, await rt.index.approximateSize()]]);
   rt.metrics.running.setAll([[{}, rt.backfiller.running ? 1 : 0]]);
   rt.metrics.limiterWait.setAll(

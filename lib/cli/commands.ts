@@ -1,15 +1,13 @@
 /** The one-request subcommands: status, full, start, catch-up, stop, reset. */
-import { InputError, isNsid } from "../util/mod.ts";
+import { asString, InputError, isNsid, isRecord } from "../util/mod.ts";
 import {
   CliFailure,
   type Context,
   expectOk,
   fetchStatus,
-  isRecord,
   request,
   serverMessage,
   STATUS_PATH,
-  str,
 } from "./api.ts";
 import { renderStatus } from "./summary.ts";
 import { clip, plural } from "./text.ts";
@@ -44,7 +42,7 @@ export async function start(ctx: Context, rest: string[], mode?: "catch-up"): Pr
   expectOk(ctx, res);
   const body = isRecord(res.body) ? res.body : {};
   if (typeof body.collections === "number") {
-    const source = str(body.source) ?? rest[0] ?? "the default source";
+    const source = asString(body.source) ?? rest[0] ?? "the default source";
     ctx.out(
       `started ${mode ? "catch-up" : "backfill"} of ${body.collections} collections from ${source}`,
     );
@@ -60,7 +58,7 @@ export async function stop(ctx: Context): Promise<number> {
   if (res.status === 409) throw new CliFailure(`nothing to stop: ${serverMessage(res)}`);
   expectOk(ctx, res);
   const body = isRecord(res.body) ? res.body : {};
-  const detail = str(body.message) ?? str(body.status);
+  const detail = asString(body.message) ?? asString(body.status);
   ctx.out(detail ? `stop requested: ${detail}` : "stop requested");
   return 0;
 }

@@ -7,8 +7,6 @@ import { STATUS_USAGE as USAGE } from "./help.ts";
 import { oneLine } from "./text.ts";
 import { watch } from "./watch.ts";
 
-export type { BackfillStatus, CollectionStatus, RunInfo } from "./api.ts";
-
 /** Everything {@link runStatusCli} touches is passed in, so tests and main.ts control it. */
 export interface StatusCliOptions {
   /** argv after "status". */

@@ -1,19 +1,25 @@
 /** The `status` summary: headline, totals, incomplete and failed collections. */
 import {
+  collectionState,
+  type CollectionStatus,
   formatCount,
   formatDuration,
   formatPercent,
   formatRate,
   formatTable,
+  type RunStatus,
+  type StatusDocument,
   truncate,
 } from "../status/mod.ts";
-import type { BackfillStatus, CollectionStatus, LiveInfo, RunInfo } from "./api.ts";
+
 import { clip, formatTime, plural } from "./text.ts";
 
 const LIST_LIMIT = 20;
 
+type LiveStatus = NonNullable<StatusDocument["live"]>;
+
 /** The summary's lines at time `now`. */
-export function renderStatus(s: BackfillStatus, now: number): string[] {
+export function renderStatus(s: StatusDocument, now: number): string[] {
   const lines = [headline(s, now), ...totals(s)];
   const incomplete = incompleteCollections(s.collections);
   if (incomplete.length > 0) {
@@ -28,7 +34,7 @@ export function renderStatus(s: BackfillStatus, now: number): string[] {
   return lines;
 }
 
-function headline(s: BackfillStatus, now: number): string {
+function headline(s: StatusDocument, now: number): string {
   if (s.running && s.run) {
     const r = s.run;
     const since = Date.parse(r.started_at);
@@ -42,7 +48,7 @@ function headline(s: BackfillStatus, now: number): string {
   return "backfill idle: no run in progress";
 }
 
-function totals(s: BackfillStatus): string[] {
+function totals(s: StatusDocument): string[] {
   const done = s.total > 0 ? ` (${formatPercent(s.completed / s.total)})` : "";
   const rows = [
     [
@@ -57,7 +63,7 @@ function totals(s: BackfillStatus): string[] {
 }
 
 /** The live stream: state, cursor, lag, rate, pairs; a catch-up that is needed; the last error. */
-function liveRows(l: LiveInfo): string[][] {
+function liveRows(l: LiveStatus): string[][] {
   const lag = l.lag_seconds === null ? "?" : formatDuration(l.lag_seconds);
   const p99 = l.lag_p99_seconds === null ? "" : ` (p99 ${formatDuration(l.lag_p99_seconds)})`;
   const rows = [
@@ -80,32 +86,30 @@ function liveRows(l: LiveInfo): string[][] {
 }
 
 /** "120 DIDs/s · 3 pages/s · ETA 5m 03s". */
-export function rateText(r: RunInfo): string {
-  const parts = [`${formatRate(r.dids_per_sec ?? NaN)} DIDs/s`];
-  if (r.pages_per_sec !== undefined) parts.push(`${formatRate(r.pages_per_sec)} pages/s`);
+export function rateText(r: RunStatus): string {
+  const parts = [`${formatRate(r.dids_per_sec)} DIDs/s`];
+  // NaN: the server did not say.
+  if (!Number.isNaN(r.pages_per_sec)) parts.push(`${formatRate(r.pages_per_sec)} pages/s`);
   parts.push(`ETA ${formatDuration(r.eta_seconds ?? NaN)}`);
   return parts.join(" · ");
 }
 
-function isFailed(c: CollectionStatus): boolean {
-  return !c.completed && !c.active && c.error !== undefined;
-}
-
 function incompleteCollections(all: CollectionStatus[]): CollectionStatus[] {
-  return all.filter((c) => !c.completed && !isFailed(c)).sort((a, b) =>
+  const incomplete = (c: CollectionStatus) => ["active", "pending"].includes(collectionState(c));
+  return all.filter(incomplete).sort((a, b) =>
     Number(b.active) - Number(a.active) || b.imported - a.imported ||
     a.collection.localeCompare(b.collection)
   );
 }
 
 function failedCollections(all: CollectionStatus[]): CollectionStatus[] {
-  return all.filter(isFailed).sort((a, b) =>
+  return all.filter((c) => collectionState(c) === "failed").sort((a, b) =>
     b.attempts - a.attempts || a.collection.localeCompare(b.collection)
   );
 }
 
 function incompleteRow(c: CollectionStatus): string[] {
-  const flags = [c.active ? "active" : "pending"];
+  const flags: string[] = [collectionState(c)];
   if (c.attempts > 1) flags.push(`attempt ${c.attempts}`);
   if (c.error) flags.push(`last error: ${clip(c.error, 60)}`);
   return [truncate(c.collection, 60), progressText(c), flags.join(" · ")];

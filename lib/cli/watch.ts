@@ -1,21 +1,16 @@
 /** `watch`: polls the status and redraws it (in place on a terminal) until the run ends. */
 import {
+  type CollectionStatus,
   formatCount,
   formatDuration,
   formatPercent,
   formatRate,
   formatTable,
   progressBar,
+  type StatusDocument,
   truncate,
 } from "../status/mod.ts";
-import {
-  type BackfillStatus,
-  CliFailure,
-  type CollectionStatus,
-  type Context,
-  fetchStatus,
-  Interrupted,
-} from "./api.ts";
+import { CliFailure, type Context, fetchStatus, Interrupted } from "./api.ts";
 import { rateText, renderStatus } from "./summary.ts";
 import { clock } from "./text.ts";
 import { errorMessage, retry, sleep } from "../util/mod.ts";
@@ -60,7 +55,7 @@ async function pollForWatch(
   ctx: Context,
   state: WatchState,
   intervalMs: number,
-): Promise<BackfillStatus> {
+): Promise<StatusDocument> {
   const status = await retry(() => fetchStatus(ctx), {
     signal: ctx.signal,
     maxAttempts: WATCH_MAX_FAILURES,
@@ -77,7 +72,7 @@ async function pollForWatch(
   return status;
 }
 
-function drawWatch(ctx: Context, state: WatchState, status: BackfillStatus): void {
+function drawWatch(ctx: Context, state: WatchState, status: StatusDocument): void {
   const now = ctx.now();
   if (ctx.isTty) {
     const lines = renderFrame(status, state, now).map((l) => truncate(l, ctx.columns - 1));
@@ -97,13 +92,13 @@ function drawWatch(ctx: Context, state: WatchState, status: BackfillStatus): voi
   };
 }
 
-function finishWatch(ctx: Context, status: BackfillStatus): void {
+function finishWatch(ctx: Context, status: StatusDocument): void {
   const failed = status.failed > 0 ? `, ${status.failed} failed` : "";
   ctx.out(`backfill run ended: ${status.completed}/${status.total} collections done${failed}`);
   for (const line of renderStatus(status, ctx.now())) ctx.out(line);
 }
 
-function plainWatchLine(s: BackfillStatus, now: number): string {
+function plainWatchLine(s: StatusDocument, now: number): string {
   const parts = [
     `${s.completed}/${s.total} collections (${formatPercent(s.total ? s.completed / s.total : 0)})`,
     `${s.in_progress} in progress`,
@@ -111,13 +106,13 @@ function plainWatchLine(s: BackfillStatus, now: number): string {
     `${formatCount(s.total_imported)} DIDs (+${formatCount(s.total_new)} new)`,
   ];
   if (s.run) {
-    parts.push(`${formatRate(s.run.dids_per_sec ?? NaN)} DIDs/s`);
+    parts.push(`${formatRate(s.run.dids_per_sec)} DIDs/s`);
     parts.push(`ETA ${formatDuration(s.run.eta_seconds ?? NaN)}`);
   }
   return `${clock(now)} ${parts.join(" · ")}`;
 }
 
-function renderFrame(s: BackfillStatus, state: WatchState, now: number): string[] {
+function renderFrame(s: StatusDocument, state: WatchState, now: number): string[] {
   const spin = SPINNER[state.polls % SPINNER.length];
   if (!s.running) {
     return [`${spin} no backfill is running; waiting for one to start (Ctrl-C to quit)`];

@@ -101,11 +101,54 @@ const PAGE_FILES = {
   script: new URL("./page/status.js", import.meta.url),
 };
 
+/** The modules the page shares with the server and the CLI, so there is one copy of each rule. */
+const SHARED_MODULES = [
+  new URL("../status/format.js", import.meta.url),
+  new URL("../status/state.js", import.meta.url),
+  new URL("../util/async.js", import.meta.url),
+];
+
+/**
+ * The page's one script: its constants, the shared modules, then its own code. The modules are
+ * inlined rather than loaded, so the CSP can allow exactly one script by its hash.
+ */
+async function pageScript(): Promise<string> {
+  const shared = await Promise.all(
+    SHARED_MODULES.map(async (url) => inlineModule(url, await Deno.readTextFile(url))),
+  );
+  return [
+    `"use strict";`,
+    `const KEY = ${JSON.stringify(TOKEN_STORAGE_KEY)};`,
+    `const EVENTS = ${JSON.stringify(STATUS_EVENTS_PATH)};`,
+    ...shared,
+    await Deno.readTextFile(PAGE_FILES.script),
+  ].join("\n");
+}
+
+/**
+ * A self-contained ES module (no imports) as a classic-script block that declares its exports:
+ * `const { a, b } = (() => { …body without "export"…; return { a, b }; })();`.
+ */
+export function inlineModule(url: URL, source: string): string {
+  const names = [...source.matchAll(/^export (?:async )?(?:function|const|class) (\w+)/gm)]
+    .map((m) => m[1]);
+  const body = source.replace(/^export (?=(?:async )?(?:function|const|class) )/gm, "");
+  if (/^\s*(?:import|export)\b/m.test(body)) {
+    throw new Error(
+      `${url.pathname} cannot be inlined into the status page: it imports or re-exports`,
+    );
+  }
+  const list = names.join(", ");
+  return `// ${
+    url.pathname.split("/lib/").pop()
+  }\nconst { ${list} } = (() => {\n${body}\nreturn { ${list} };\n})();`;
+}
+
 async function renderPage(): Promise<{ html: string; csp: string }> {
   const [template, style, script] = await Promise.all([
     Deno.readTextFile(PAGE_FILES.html),
     Deno.readTextFile(PAGE_FILES.style),
-    Deno.readTextFile(PAGE_FILES.script),
+    pageScript(),
   ]);
   const csp = [
     "default-src 'self'",

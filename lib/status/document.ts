@@ -2,6 +2,8 @@
 import type { ProgressRow } from "../progress/mod.ts";
 import type { RunState } from "../run/mod.ts";
 import type { LiveStatus } from "../stream/mod.ts";
+import { asNumber, asString, isRecord } from "../util/mod.ts";
+import { collectionState } from "./state.js";
 
 /** One collection in the status document. */
 export interface CollectionStatus {
@@ -19,24 +21,27 @@ export interface CollectionStatus {
   estimated_total?: number;
 }
 
+/** The running backfill, in the status document. */
+export interface RunStatus {
+  source: string;
+  mode: string;
+  started_at: string;
+  collections: number;
+  queued: number;
+  finished: number;
+  pages: number;
+  imported: number;
+  new: number;
+  invalid_dids: number;
+  dids_per_sec: number;
+  pages_per_sec: number;
+  eta_seconds: number | null;
+}
+
 /** The whole status document; every count is a JSON number. */
 export interface StatusDocument {
   running: boolean;
-  run: {
-    source: string;
-    mode: string;
-    started_at: string;
-    collections: number;
-    queued: number;
-    finished: number;
-    pages: number;
-    imported: number;
-    new: number;
-    invalid_dids: number;
-    dids_per_sec: number;
-    pages_per_sec: number;
-    eta_seconds: number | null;
-  } | null;
+  run: RunStatus | null;
   total: number;
   completed: number;
   in_progress: number;
@@ -58,20 +63,9 @@ export function buildStatus(
 ): StatusDocument {
   const active = running && run ? run.active : new Map();
   // The ETA counts collections whose size the source reported; the rest are the tiny tail.
-  let completed = 0, failed = 0, imported = 0, fresh = 0, remaining = 0, known = false;
+  let completed = 0, failed = 0, imported = 0, totalNew = 0, remaining = 0, known = false;
   const collections = rows.map((r) => {
     const done = r.completedAt !== null;
-    if (done) completed++;
-    const isFailed = !done && r.lastError !== null && !active.has(r.collection);
-    if (isFailed) failed++;
-    imported += r.imported;
-    fresh += r.new;
-    if (!done) {
-      if (r.estimatedTotal !== null) {
-        known = true;
-        remaining += Math.max(0, r.estimatedTotal - r.imported);
-      }
-    }
     const c: CollectionStatus = {
       collection: r.collection,
       source: r.source,
@@ -86,9 +80,17 @@ export function buildStatus(
     if (r.lastError !== null && !done) c.error = r.lastError;
     if (r.nextRetryAt !== null && !done) c.next_retry_at = r.nextRetryAt.toISOString();
     if (r.estimatedTotal !== null) c.estimated_total = r.estimatedTotal;
+    if (done) completed++;
+    if (collectionState(c) === "failed") failed++;
+    imported += r.imported;
+    totalNew += r.new;
+    if (!done && r.estimatedTotal !== null) {
+      known = true;
+      remaining += Math.max(0, r.estimatedTotal - r.imported);
+    }
     return c;
   });
-  let runDoc: StatusDocument["run"] = null;
+  let runDoc: RunStatus | null = null;
   if (running && run) {
     const { didsPerSec, pagesPerSec } = run.rates(now);
     runDoc = {
@@ -115,10 +117,116 @@ export function buildStatus(
     in_progress: rows.length - completed,
     failed,
     total_imported: imported,
-    total_new: fresh,
+    total_new: totalNew,
     collections,
     live,
   };
+}
+
+/**
+ * Reads a status document from a server's JSON, tolerating what an older or newer server may omit:
+ * a missing count is 0, a missing rate NaN (shown as "?"), a missing ETA null. Undefined when the
+ * body is not a status document at all.
+ */
+export function parseStatusDocument(body: unknown): StatusDocument | undefined {
+  if (!isRecord(body) || !Array.isArray(body.collections)) return undefined;
+  return {
+    running: body.running === true,
+    run: isRecord(body.run) ? parseRun(body.run) : null,
+    total: count(body.total),
+    completed: count(body.completed),
+    in_progress: count(body.in_progress),
+    failed: count(body.failed),
+    total_imported: count(body.total_imported),
+    total_new: count(body.total_new),
+    collections: body.collections.filter(isRecord).map(parseCollection),
+    live: isRecord(body.live) ? parseLive(body.live) : null,
+  };
+}
+
+function parseLive(l: Record<string, unknown>): LiveStatus {
+  const counts = (v: unknown): Record<string, number> =>
+    Object.fromEntries(
+      Object.entries(isRecord(v) ? v : {}).filter((e): e is [string, number] =>
+        asNumber(e[1]) !== undefined
+      ),
+    );
+  const perCollection: LiveStatus["collections"] = {};
+  for (const [c, v] of Object.entries(isRecord(l.collections) ? l.collections : {})) {
+    if (isRecord(v)) perCollection[c] = { added: count(v.added), removed: count(v.removed) };
+  }
+  return {
+    url: asString(l.url) ?? "?",
+    kind: l.kind === "jetstream" ? "jetstream" : "firehose",
+    connected: l.connected === true,
+    cursor: asNumber(l.cursor) ?? null,
+    event_time: asString(l.event_time) ?? null,
+    lag_seconds: asNumber(l.lag_seconds) ?? null,
+    lag_p99_seconds: asNumber(l.lag_p99_seconds) ?? null,
+    events_per_sec: count(l.events_per_sec),
+    ops_per_sec: count(l.ops_per_sec),
+    pairs_added: count(l.pairs_added),
+    pairs_removed: count(l.pairs_removed),
+    accounts_deleted: count(l.accounts_deleted),
+    reconnects: count(l.reconnects),
+    last_error: asString(l.last_error) ?? null,
+    outdated_cursor: count(l.outdated_cursor),
+    catch_up_needed: l.catch_up_needed === true,
+    catch_up_reason: asString(l.catch_up_reason) ?? null,
+    events: count(l.events),
+    ops: count(l.ops),
+    skipped: counts(l.skipped) as LiveStatus["skipped"],
+    invalid_ops: count(l.invalid_ops),
+    deletes_kept: count(l.deletes_kept),
+    deletes_removed: count(l.deletes_removed),
+    accounts: counts(l.accounts),
+    stream_errors: count(l.stream_errors),
+    collections: perCollection,
+  };
+}
+
+function parseRun(run: Record<string, unknown>): RunStatus {
+  return {
+    source: asString(run.source) ?? "?",
+    mode: asString(run.mode) ?? "?",
+    started_at: asString(run.started_at) ?? "",
+    collections: count(run.collections),
+    queued: count(run.queued),
+    finished: count(run.finished),
+    pages: count(run.pages),
+    imported: count(run.imported),
+    new: count(run.new),
+    invalid_dids: count(run.invalid_dids),
+    dids_per_sec: asNumber(run.dids_per_sec) ?? NaN,
+    pages_per_sec: asNumber(run.pages_per_sec) ?? NaN,
+    eta_seconds: asNumber(run.eta_seconds) ?? null,
+  };
+}
+
+function parseCollection(c: Record<string, unknown>): CollectionStatus {
+  const out: CollectionStatus = {
+    collection: asString(c.collection) ?? "?",
+    source: asString(c.source) ?? "",
+    imported: count(c.imported),
+    new: count(c.new),
+    completed: c.completed === true,
+    active: c.active === true,
+    attempts: count(c.attempts),
+    updated_at: asString(c.updated_at) ?? "",
+  };
+  const cursor = asString(c.cursor),
+    error = asString(c.error),
+    nextRetry = asString(c.next_retry_at);
+  const estimate = asNumber(c.estimated_total);
+  if (cursor !== undefined) out.cursor = cursor;
+  if (error !== undefined) out.error = error;
+  if (nextRetry !== undefined) out.next_retry_at = nextRetry;
+  if (estimate !== undefined) out.estimated_total = estimate;
+  return out;
+}
+
+function count(v: unknown): number {
+  return asNumber(v) ?? 0;
 }
 
 function round(n: number): number {

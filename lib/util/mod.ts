@@ -1,6 +1,7 @@
-/** Shared basics every stage may use: typed errors, logging, sleep and retry, atproto syntax checks. */
+/** Shared basics every stage may use: typed errors, JSON field readers, logging, sleep and retry, atproto syntax checks. */
 export * from "./async.js";
 export * from "./clock.ts";
 export * from "./errors.ts";
+export * from "./json.ts";
 export * from "./log.ts";
 export * from "./syntax.ts";

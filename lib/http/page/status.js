@@ -1,46 +1,18 @@
-"use strict";
-const KEY = "backfill-admin-token";
-const EVENTS = "/admin/backfill-collections/events";
-const TOP = 15, MAX_FAILED = 50, WATCHDOG_MS = 30000, MAX_BACKOFF_MS = 30000;
+// The status page's script. The server puts it in the page after KEY and EVENTS and after the
+// shared modules it uses: lib/status/format.js (formatCount, formatRate, formatDuration,
+// formatPercent), lib/status/state.js (collectionState) and lib/util/async.js (retry).
+const TOP = 15, MAX_FAILED = 50, WATCHDOG_MS = 30000;
+// 1 s doubling to 30 s, each ±25 %.
+const RECONNECT = { minTimeout: 1250, maxTimeout: 37500, multiplier: 2, jitter: 0.4 };
+const STATE_LABELS = {
+  completed: "done",
+  active: "in flight",
+  failed: "failed",
+  pending: "pending",
+};
 const $ = (id) => document.getElementById(id);
-let ctrl = null, retryTimer = 0, watchdog = 0, backoff = 1000;
+let session = null, watchdog = 0;
 
-// Same rules as lib/status/format.ts, so the page and the CLI agree.
-function formatCount(n) {
-  if (!Number.isFinite(n)) return "?";
-  if (n < 0) return "-" + formatCount(-n);
-  if (Math.round(n) < 1000) return String(Math.round(n));
-  const units = [["k", 1e3], ["M", 1e6], ["B", 1e9], ["T", 1e12]];
-  for (let i = 0; i < units.length; i++) {
-    const x = n / units[i][1];
-    let t = x < 99.95 ? x.toFixed(1) : x.toFixed(0);
-    if (t.endsWith(".0")) t = t.slice(0, -2);
-    if (Number(t) < 1000 || i === units.length - 1) return t + units[i][0];
-  }
-  return String(n);
-}
-function formatRate(r) {
-  if (!Number.isFinite(r)) return "?";
-  if (Math.abs(r) >= 9.95) return formatCount(r);
-  const t = r.toFixed(1);
-  return t.endsWith(".0") ? t.slice(0, -2) : t;
-}
-function pad2(n) {
-  return String(n).padStart(2, "0");
-}
-function formatDuration(sec) {
-  if (!Number.isFinite(sec) || sec < 0) return "?";
-  const s = Math.round(sec);
-  if (s < 60) return s + "s";
-  if (s < 3600) return Math.floor(s / 60) + "m " + pad2(s % 60) + "s";
-  if (s < 86400) return Math.floor(s / 3600) + "h " + pad2(Math.floor(s / 60) % 60) + "m";
-  return Math.floor(s / 86400) + "d " + pad2(Math.floor(s / 3600) % 24) + "h";
-}
-function formatPercent(f) {
-  if (!Number.isFinite(f)) return "?%";
-  const t = (f * 100).toFixed(1);
-  return f < 1 && Number(t) >= 100 ? "99.9%" : t + "%";
-}
 function exact(n) {
   return typeof n === "number" ? n.toLocaleString("en-US") : "";
 }
@@ -141,12 +113,12 @@ function render(s) {
     else if (est) bar.value = Math.min(1, c.imported / est);
     else bar.removeAttribute("value");
     cell(tr, "").append(bar);
-    cell(tr, c.active ? "in flight" : c.completed ? "done" : c.error ? "failed" : "pending");
+    cell(tr, STATE_LABELS[collectionState(c)]);
     return tr;
   });
   $("top").replaceChildren(...rows);
 
-  const failed = s.collections.filter((c) => !c.completed && !c.active && c.error);
+  const failed = s.collections.filter((c) => collectionState(c) === "failed");
   $("failed-section").hidden = failed.length === 0;
   $("failed-rows").replaceChildren(
     ...failed.slice(0, MAX_FAILED).map((c) => {
@@ -173,7 +145,7 @@ function heard() {
   const t = new Date();
   put("updated", t.toLocaleTimeString(), t.toISOString());
 }
-function onFrame(frame, c) {
+function onFrame(frame, watchdogCtl) {
   let event = "message";
   const data = [];
   for (const line of frame.split("\n")) {
@@ -186,15 +158,14 @@ function onFrame(frame, c) {
     else if (field === "data") data.push(v);
   }
   clearTimeout(watchdog);
-  watchdog = setTimeout(() => c.abort(), WATCHDOG_MS);
-  backoff = 1000;
+  watchdog = setTimeout(() => watchdogCtl.abort(), WATCHDOG_MS);
   heard();
   if (event === "status" && data.length) render(JSON.parse(data.join("\n")));
   else if (event === "error" && data.length) {
     $("server-error").textContent = JSON.parse(data.join("\n")).message;
   }
 }
-async function readEvents(body, c) {
+async function readEvents(body, onFrame) {
   const reader = body.pipeThrough(new TextDecoderStream()).getReader();
   let buf = "";
   for (;;) {
@@ -205,16 +176,15 @@ async function readEvents(body, c) {
     while ((i = buf.indexOf("\n\n")) >= 0) {
       const frame = buf.slice(0, i);
       buf = buf.slice(i + 2);
-      onFrame(frame, c);
+      onFrame(frame);
     }
   }
 }
 
 function disconnect() {
-  const c = ctrl;
-  ctrl = null;
-  if (c) c.abort();
-  clearTimeout(retryTimer);
+  const s = session;
+  session = null;
+  if (s) s.abort();
   clearTimeout(watchdog);
 }
 function showLogin(msg) {
@@ -225,14 +195,45 @@ function showLogin(msg) {
   $("token").value = "";
   $("token").focus();
 }
-async function connect() {
+
+/** The server refused the token: ask for another instead of retrying. */
+class Refused extends Error {}
+
+/** Connects and stays connected, reconnecting with the shared retry policy, until disconnect(). */
+function connect() {
   disconnect();
   const token = sessionStorage.getItem(KEY);
   if (!token) return showLogin("");
   $("login").hidden = true;
   $("main").hidden = false;
+  const s = new AbortController();
+  session = s;
+  retry((attempt) => listen(token, s.signal, attempt), {
+    ...RECONNECT,
+    signal: s.signal,
+    maxAttempts: Infinity,
+    isRetriable: (err) => !(err instanceof Refused),
+    onRetry: (err, _failures, wait) => {
+      clearTimeout(watchdog);
+      const why = (err && err.message) || String(err);
+      setConn(
+        "retrying",
+        "disconnected (" + why + "), retrying in " + Math.ceil(wait / 1000) + "s",
+      );
+    },
+  }).catch((err) => {
+    if (session !== s) return; // forgotten or superseded
+    sessionStorage.removeItem(KEY);
+    showLogin(err.message);
+  });
+}
+
+/** One connection to the event stream; it always ends by throwing. Data resets the backoff. */
+async function listen(token, sessionSignal, attempt) {
+  // Aborted by the watchdog when the server goes quiet, or with the session.
   const c = new AbortController();
-  ctrl = c;
+  const onEnd = () => c.abort();
+  sessionSignal.addEventListener("abort", onEnd, { once: true });
   setConn("connecting", "connecting…");
   try {
     const res = await fetch(EVENTS, {
@@ -240,24 +241,20 @@ async function connect() {
       cache: "no-store",
       signal: c.signal,
     });
-    if (ctrl !== c) return;
-    if (res.status === 401) {
-      sessionStorage.removeItem(KEY);
-      return showLogin("The server did not accept that token.");
-    }
+    if (res.status === 401) throw new Refused("The server did not accept that token.");
     if (res.status === 403) throw new Error("the admin API is not configured on this server");
     if (!res.ok || !res.body) throw new Error("HTTP " + res.status);
     setConn("live", "live");
-    await readEvents(res.body, c);
+    await readEvents(res.body, (frame) => {
+      attempt.reset();
+      onFrame(frame, c);
+    });
     throw new Error("the server closed the stream");
   } catch (err) {
-    if (ctrl !== c) return; // forgotten or superseded
-    const wait = Math.round(backoff * (0.75 + Math.random() / 2));
-    backoff = Math.min(backoff * 2, MAX_BACKOFF_MS);
-    const why = c.signal.aborted ? "no data for a while" : (err && err.message) || String(err);
-    setConn("retrying", "disconnected (" + why + "), retrying in " + Math.ceil(wait / 1000) + "s");
-    clearTimeout(watchdog);
-    retryTimer = setTimeout(connect, wait);
+    if (c.signal.aborted && !sessionSignal.aborted) throw new Error("no data for a while");
+    throw err;
+  } finally {
+    sessionSignal.removeEventListener("abort", onEnd);
   }
 }
 
@@ -267,7 +264,6 @@ $("login").addEventListener("submit", (ev) => {
   if (!token) return showLogin("Enter the admin token.");
   sessionStorage.setItem(KEY, token);
   $("token").value = "";
-  backoff = 1000;
   connect();
 });
 $("forget").addEventListener("click", () => {
