@@ -7,7 +7,6 @@ import { type Logger, silentLogger } from "../lib/util/log.ts";
 import { HostLimiter } from "../lib/source/rate_limiter.ts";
 import { takeRunLock } from "../lib/progress/run_lock.ts";
 import { SourceClient } from "../lib/source/client.ts";
-import { listCollectionSizes } from "../lib/source/sizes.ts";
 import { loadMigrations, migrate, MIGRATIONS_DIR } from "../lib/progress/migrate.ts";
 import { createSql, ProgressStore } from "../lib/progress/store.ts";
 
@@ -103,7 +102,7 @@ export function testBackfiller(opts: {
         log,
         signal,
       }),
-    sourceSizes: (client, signal) => listCollectionSizes(client, signal),
+    sourceSizes: (client, signal) => client.collectionSizes(signal),
     lock: (onLost) =>
       takeRunLock({ url: opts.lockUrl ?? TEST_DATABASE_URL, schema: opts.db.schema, onLost }),
     concurrency: opts.concurrency ?? 4,

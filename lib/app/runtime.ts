@@ -14,7 +14,6 @@ import { HostLimiter } from "../source/mod.ts";
 import { buildStatus, COLLECTION_STATES, collectionState } from "../status/mod.ts";
 import { takeRunLock } from "../progress/mod.ts";
 import { SourceClient } from "../source/mod.ts";
-import { listCollectionSizes } from "../source/mod.ts";
 import type { Source } from "../source/mod.ts";
 
 /** The opened parts of a running service. */
@@ -101,7 +100,7 @@ export async function openRuntime(opts: RuntimeOptions): Promise<Runtime> {
           log,
           signal,
         }),
-      sourceSizes: (client, signal) => listCollectionSizes(client, signal),
+      sourceSizes: (client, signal) => client.collectionSizes(signal),
       lock: embedded
         ? undefined
         : (onLost) => takeRunLock({ url: lockUrl, schema: opts.schema, onLost }),

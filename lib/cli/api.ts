@@ -1,4 +1,5 @@
 /** The status CLI's client for the admin API: requests, failures phrased for the operator, the body. */
+import ky, { isTimeoutError, type KyInstance } from "ky";
 import { asString, errorMessage, isRecord } from "../util/mod.ts";
 import { formatDuration, parseStatusDocument, type StatusDocument } from "../status/mod.ts";
 import { clip } from "./text.ts";
@@ -20,8 +21,8 @@ export class Interrupted extends Error {}
 export interface Context {
   base: URL;
   shownUrl: string;
-  password?: string;
-  fetch: typeof fetch;
+  /** The admin API's ky client: credentials, timeout, no retries (watch decides those). */
+  api: KyInstance;
   out: (line: string) => void;
   err: (line: string) => void;
   isTty: boolean;
@@ -55,20 +56,16 @@ export async function request(
   path: string,
   params: [string, string][] = [],
 ): Promise<ApiResponse> {
-  const headers: Record<string, string> = { accept: "application/json" };
-  if (ctx.password) headers.authorization = `Bearer ${ctx.password}`;
-  // A plain timer rather than AbortSignal.timeout so nothing outlives the call (test sanitizers).
-  const timeout = new AbortController();
-  const timer = setTimeout(() => timeout.abort(), ctx.timeoutMs);
-  const signal = ctx.signal ? AbortSignal.any([ctx.signal, timeout.signal]) : timeout.signal;
   try {
-    const res = await ctx.fetch(endpoint(ctx.base, path, params), { method, headers, signal });
-    const text = await res.text();
+    const response = ctx.api(endpoint(ctx.base, path, params), { method, signal: ctx.signal });
+    // Through .text(), ky's timeout covers reading the body as well as waiting for the answer.
+    const text = await response.text();
+    const res = await response;
     return checkAuth(ctx, { status: res.status, text, body: parseJson(text) });
   } catch (e) {
     if (e instanceof CliFailure) throw e;
     if (ctx.signal?.aborted) throw new Interrupted();
-    if (timeout.signal.aborted) {
+    if (isTimeoutError(e)) {
       const limit = formatDuration(ctx.timeoutMs / 1000);
       throw new CliFailure(
         `backfill server at ${ctx.shownUrl} did not answer within ${limit}`,
@@ -77,9 +74,22 @@ export async function request(
     }
     const reason = describeNetworkError(e);
     throw new CliFailure(`cannot reach backfill server at ${ctx.shownUrl} (${reason})`, true);
-  } finally {
-    clearTimeout(timer);
   }
+}
+
+/** The admin API's client for `password` (sent as a bearer token), with a per-request timeout. */
+export function adminClient(
+  opts: { password?: string; timeoutMs: number; fetch?: typeof fetch },
+): KyInstance {
+  const headers: Record<string, string> = { accept: "application/json" };
+  if (opts.password) headers.authorization = `Bearer ${opts.password}`;
+  return ky.create({
+    headers,
+    timeout: opts.timeoutMs,
+    retry: 0,
+    throwHttpErrors: false,
+    fetch: opts.fetch,
+  });
 }
 
 function endpoint(base: URL, path: string, params: [string, string][]): URL {

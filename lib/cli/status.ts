@@ -1,7 +1,7 @@
 /** The operator's status CLI: talks to a running server's collection-backfill admin API. */
 
 import { errorMessage, InputError } from "../util/mod.ts";
-import { CliFailure, type Context, Interrupted } from "./api.ts";
+import { adminClient, CliFailure, type Context, Interrupted } from "./api.ts";
 import { reset, showFull, showStatus, start, stop } from "./commands.ts";
 import { STATUS_USAGE as USAGE } from "./help.ts";
 import { oneLine } from "./text.ts";
@@ -63,11 +63,11 @@ function makeContext(
   err: (line: string) => void,
 ): Context {
   const base = parseBaseUrl(opts.relayUrl);
+  const timeoutMs = opts.timeoutMs ?? 10_000;
   return {
     base,
     shownUrl: base.origin + base.pathname.replace(/\/+$/, ""),
-    password: opts.password,
-    fetch: opts.fetch ?? fetch,
+    api: adminClient({ password: opts.password, timeoutMs, fetch: opts.fetch }),
     out,
     err,
     isTty: opts.isTty ?? false,
@@ -75,7 +75,7 @@ function makeContext(
     signal: opts.signal,
     now: opts.now ?? Date.now,
     intervalMs: opts.watchIntervalMs ?? 1000,
-    timeoutMs: opts.timeoutMs ?? 10_000,
+    timeoutMs,
   };
 }
 

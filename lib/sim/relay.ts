@@ -201,6 +201,7 @@ class SimRelayServer implements SimRelay {
     });
     const url = new URL(req.url ?? "/", "http://sim");
     const path = url.pathname;
+    stats.byPath[path] = (stats.byPath[path] ?? 0) + 1;
     if (req.method !== "GET" && req.method !== "HEAD") {
       return this.#send(res, 405, JSON_TYPE, '{"message":"Method Not Allowed"}');
     }

@@ -4,7 +4,10 @@
 export interface SimRelayStats {
   requests: number;
   byStatus: Record<string, number>;
+  /** listReposByCollection requests per collection. */
   byCollection: Record<string, number>;
+  /** Requests per URL path. */
+  byPath: Record<string, number>;
   inFlight: number;
   maxConcurrent: number;
   rateLimited: number;
@@ -22,6 +25,7 @@ export function newStats(): SimRelayStats {
     requests: 0,
     byStatus: {},
     byCollection: {},
+    byPath: {},
     inFlight: 0,
     maxConcurrent: 0,
     rateLimited: 0,

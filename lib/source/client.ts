@@ -7,7 +7,7 @@ import type { HostLimiter } from "./rate_limiter.ts";
 import { type Clock, systemClock } from "../util/mod.ts";
 import type { Source } from "./source.ts";
 import { isDid } from "../util/mod.ts";
-import { readCapped } from "./http_body.ts";
+import { BodyTooLargeError, readCapped } from "./http_body.ts";
 
 /** One validated page from the source. */
 export interface SourcePage {
@@ -42,6 +42,7 @@ export interface SourceClientOptions {
 }
 
 const XRPC = "/xrpc/com.atproto.sync.listReposByCollection";
+const LIST_COLLECTIONS = "/v1/listCollections";
 /** 429s: the limiter paused the host; retries are only spread over up to 250 ms. */
 const THROTTLE_SPREAD: Backoff = { minTimeout: 250, maxTimeout: 250, jitter: 1 };
 
@@ -81,10 +82,16 @@ export class SourceClient {
     this.#log = opts.log ?? silentLogger;
     this.#observer = opts.observer ?? {};
     this.#ky = ky.create({
+      // Retries and the deadline (which also covers reading the body) are this class's own: see
+      // the README, "One HTTP client".
       retry: 0,
       timeout: false,
       throwHttpErrors: false,
       headers: { "user-agent": opts.userAgent ?? USER_AGENT },
+      // Every answer from the source, whatever asked for it, tells the host limiter how things are.
+      hooks: {
+        afterResponse: [({ response }) => this.limiter.observe(response.status, response.headers)],
+      },
     });
   }
 
@@ -99,13 +106,52 @@ export class SourceClient {
     url.searchParams.set("collection", collection);
     url.searchParams.set("limit", String(limit));
     if (cursor !== "") url.searchParams.set("cursor", cursor);
+    const parse = (body: string) => parsePage(body, this.source.name, collection);
+    return await this.#get(url, { collection, what: collection, parse, ...opts });
+  }
+
+  /**
+   * The source's own collection sizes from its collection directory (`/v1/listCollections`). The
+   * endpoint is optional and non-standard: an answer other than 200 ends the listing with what it
+   * has so far (nothing, where the source does not offer it).
+   */
+  async collectionSizes(signal?: AbortSignal): Promise<Map<string, number>> {
+    const sizes = new Map<string, number>();
+    let cursor: string | undefined;
+    for (let page = 0; page < 100; page++) {
+      const url = new URL(this.source.baseUrl + LIST_COLLECTIONS);
+      if (cursor) url.searchParams.set("cursor", cursor);
+      let body: { collections?: unknown; cursor?: unknown };
+      try {
+        body = await this.#get(url, { what: "its collection list", parse: JSON.parse, signal });
+      } catch (err) {
+        if (signal?.aborted || !(err instanceof SourceError) || err.context.status === undefined) {
+          throw err;
+        }
+        break;
+      }
+      const cols = body.collections;
+      if (cols && typeof cols === "object" && !Array.isArray(cols)) {
+        for (const [k, v] of Object.entries(cols)) if (typeof v === "number") sizes.set(k, v);
+      }
+      if (typeof body.cursor !== "string" || body.cursor === "" || body.cursor === cursor) break;
+      cursor = body.cursor;
+    }
+    return sizes;
+  }
+
+  /**
+   * GETs `url` through the host limiter and parses a 200 answer, retrying what can be retried;
+   * throws SourceError when it should not be tried again.
+   */
+  async #get<T>(url: URL, req: GetRequest<T>): Promise<T> {
     let failures = 0, throttles = 0;
     try {
       return await retry(async () => {
-        await this.limiter.acquire(opts.priority ?? 0, opts.signal);
-        return await this.#attempt(url, collection, opts.signal);
+        await this.limiter.acquire(req.priority ?? 0, req.signal);
+        return await this.#attempt(url, req);
       }, {
-        signal: opts.signal,
+        signal: req.signal,
         maxAttempts: Infinity,
         // Throttles and failures have budgets of their own.
         isRetriable: (e) =>
@@ -120,46 +166,50 @@ export class SourceClient {
         onRetry: (e, _, ms) =>
           this.#log.debug("retrying source request", {
             source: this.source.name,
-            collection,
+            ...(req.collection === undefined ? { url: url.href } : { collection: req.collection }),
             error: errorMessage(e),
             delay_ms: Math.round(ms),
           }),
       });
     } catch (e) {
-      if (opts.signal?.aborted || !(e instanceof SourceError) || !e.context.retryable) throw e;
+      if (req.signal?.aborted || !(e instanceof SourceError) || !e.context.retryable) throw e;
       const why = isThrottle(e) ? `${throttles} in a row` : `${failures} attempts`;
       throw new SourceError(`${e.message} (gave up after ${why})`, e.context, { cause: e });
     }
   }
 
-  async #attempt(url: URL, collection: string, signal?: AbortSignal): Promise<SourcePage> {
+  async #attempt<T>(url: URL, req: GetRequest<T>): Promise<T> {
+    const { what, signal } = req;
     const started = performance.now();
     const timeout = AbortSignal.timeout(this.#timeoutMs);
     const attemptSignal = signal ? AbortSignal.any([signal, timeout]) : timeout;
-    const ctx = { url: url.href, collection };
+    const ctx = { url: url.href, collection: req.collection };
     let res: Response;
     try {
       res = await this.#ky.get(url, { signal: attemptSignal });
     } catch (cause) {
       this.#observer.response?.(this.source.name, "error", performance.now() - started);
       if (signal?.aborted) throw signal.reason;
-      const what = timeout.aborted ? `timed out after ${this.#timeoutMs} ms` : describe(cause);
-      throw new SourceError(`request to ${this.source.name} for ${collection} failed: ${what}`, {
+      const why = timeout.aborted ? `timed out after ${this.#timeoutMs} ms` : describe(cause);
+      throw new SourceError(`request to ${this.source.name} for ${what} failed: ${why}`, {
         ...ctx,
         retryable: true,
       }, { cause });
     }
-    this.limiter.observe(res.status, res.headers);
     let body: string;
     try {
       body = await readCapped(res, this.#maxBody);
     } catch (cause) {
       this.#observer.response?.(this.source.name, res.status, performance.now() - started);
       if (signal?.aborted) throw signal.reason;
-      if (cause instanceof SourceError) throw cause;
-      const what = timeout.aborted ? `timed out after ${this.#timeoutMs} ms` : describe(cause);
+      if (cause instanceof BodyTooLargeError) {
+        throw new SourceError(cause.message, { ...ctx, status: res.status, retryable: false }, {
+          cause,
+        });
+      }
+      const why = timeout.aborted ? `timed out after ${this.#timeoutMs} ms` : describe(cause);
       throw new SourceError(
-        `reading ${this.source.name}'s answer for ${collection} failed: ${what}`,
+        `reading ${this.source.name}'s answer for ${what} failed: ${why}`,
         {
           ...ctx,
           status: res.status,
@@ -173,12 +223,21 @@ export class SourceClient {
       const snippet = body.replace(/\s+/g, " ").trim().slice(0, 200);
       const retryable = res.status === 429 || res.status >= 500 || res.status === 408;
       throw new SourceError(
-        `${this.source.name} answered ${res.status} for ${collection}: ${JSON.stringify(snippet)}`,
+        `${this.source.name} answered ${res.status} for ${what}: ${JSON.stringify(snippet)}`,
         { ...ctx, status: res.status, retryable },
       );
     }
-    return parsePage(body, this.source.name, collection);
+    return req.parse(body);
   }
+}
+
+/** One GET through {@link SourceClient}: what it is for (in messages) and how to read a 200. */
+interface GetRequest<T> {
+  readonly what: string;
+  readonly collection?: string;
+  readonly parse: (body: string) => T;
+  readonly signal?: AbortSignal;
+  readonly priority?: number;
 }
 
 /** Validates a listReposByCollection body; malformed bodies are retryable SourceErrors. */

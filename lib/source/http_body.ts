@@ -1,7 +1,18 @@
 /** Reading HTTP bodies from untrusted servers with a size cap. */
-import { SourceError } from "../util/mod.ts";
 
-/** Reads a response body as text, refusing (and cancelling) bodies larger than `max` bytes. */
+/** A body larger than the reader allows; callers turn it into their own error. */
+export class BodyTooLargeError extends Error {
+  override name = "BodyTooLargeError";
+  constructor(
+    readonly context: { url: string; status: number; size: number; max: number },
+  ) {
+    super(
+      `response from ${context.url} is larger than ${context.max} bytes (at least ${context.size})`,
+    );
+  }
+}
+
+/** Reads a response body as text; a body over `max` bytes is cancelled with a BodyTooLargeError. */
 export async function readCapped(res: Response, max: number): Promise<string> {
   const declared = Number(res.headers.get("content-length") ?? NaN);
   if (declared > max) {
@@ -31,13 +42,6 @@ export async function readCapped(res: Response, max: number): Promise<string> {
   return new TextDecoder().decode(all);
 }
 
-function tooLarge(res: Response, size: number, max: number): SourceError {
-  return new SourceError(
-    `response from ${res.url} is larger than ${max} bytes (at least ${size})`,
-    {
-      url: res.url,
-      status: res.status,
-      retryable: false,
-    },
-  );
+function tooLarge(res: Response, size: number, max: number): BodyTooLargeError {
+  return new BodyTooLargeError({ url: res.url, status: res.status, size, max });
 }

@@ -3,5 +3,4 @@ export * from "./client.ts";
 export * from "./discovery.ts";
 export * from "./http_body.ts";
 export * from "./rate_limiter.ts";
-export * from "./sizes.ts";
 export * from "./source.ts";
