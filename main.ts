@@ -4,15 +4,15 @@ import { parseBackfillArgs, parseConfig } from "./lib/app/config.ts";
 import { BusyError, errorMessage, InputError, StoreError } from "./lib/util/errors.ts";
 import { createLogger } from "./lib/util/log.ts";
 import { isNsid } from "./lib/util/syntax.ts";
+import { MAIN_USAGE } from "./lib/cli/help.ts";
 
-const USAGE = `usage: deno task <mode>
-  migrate                      apply database migrations
-  start                        run the server (admin API, XRPC, backfill loop)
-  backfill [--source S] [--collection NSID]... [--catch-up] [--reset]
-                               run a backfill to the end and exit
-  status [status|start [source]|catch-up [source]|full|watch|stop|reset NSID...]
-                               talk to a running server
-  sim-relay [--help]           start the simulated source relay`;
+/** Whether to print the usage instead of running: no mode, `help`, or `--help`/`-h` after a mode
+ * whose own command line does not handle help (status and sim-relay do). */
+function wantsHelp(mode: string | undefined, rest: string[]): boolean {
+  if (mode === undefined || mode === "help" || mode === "--help" || mode === "-h") return true;
+  if (mode === "status" || mode === "sim-relay") return false;
+  return rest.includes("--help") || rest.includes("-h");
+}
 
 /** Aborts on the first SIGINT/SIGTERM; a second one exits at once. */
 function shutdownSignal(): AbortSignal {
@@ -28,11 +28,9 @@ function shutdownSignal(): AbortSignal {
 
 async function main(args: string[], signal: AbortSignal): Promise<number> {
   const [mode, ...rest] = args;
-  if (mode === undefined || mode === "help" || mode === "--help" || rest.includes("--help")) {
-    if (mode !== "status" && mode !== "sim-relay") {
-      console.log(USAGE);
-      return mode === undefined ? 2 : 0;
-    }
+  if (wantsHelp(mode, rest)) {
+    console.log(MAIN_USAGE);
+    return mode === undefined ? 2 : 0;
   }
   const env = Deno.env.toObject();
   const config = parseConfig(env);
@@ -77,10 +75,6 @@ async function main(args: string[], signal: AbortSignal): Promise<number> {
     }
     case "backfill": {
       const opts = parseBackfillArgs(rest, isNsid);
-      if (opts.help) {
-        console.log(USAGE);
-        return 0;
-      }
       const { openRuntime } = await import("./lib/app/runtime.ts");
       const { runOneShot } = await import("./lib/cli/oneshot.ts");
       const rt = await openRuntime({ config, log, signal });
@@ -108,14 +102,10 @@ async function main(args: string[], signal: AbortSignal): Promise<number> {
         await rt.close();
       }
     }
-    case undefined:
-    case "help":
-    case "--help":
-      console.log(USAGE);
-      return mode === undefined ? 2 : 0;
     default:
-      console.error(`unknown mode ${JSON.stringify(mode)}\n${USAGE}`);
-      return 2;
+      throw new InputError(
+        `unknown mode ${JSON.stringify(mode)} (modes: migrate, start, backfill, status, sim-relay)`,
+      );
   }
 }
 

@@ -32,7 +32,5 @@ export async function assertRejects(
   throw new Error("expected a rejection");
 }
 
-/** Fails unless `fn` throws. */
-export function assertThrows(fn: () => unknown, msg?: string): void {
-  nodeAssert.throws(fn, msg);
-}
+/** Fails unless `fn` throws an error matching `expected` (a class, RegExp or predicate), as node:assert. */
+export const assertThrows: typeof nodeAssert.throws = nodeAssert.throws;

@@ -1,5 +1,5 @@
 /** The service's configuration, parsed once from an environment object by a pure function. */
-import { InputError } from "../util/mod.ts";
+import { type FlagSpec, InputError, parseCommandLine } from "../util/mod.ts";
 import { parseSource, type Source } from "../source/mod.ts";
 import type { LogLevel } from "../util/mod.ts";
 import { parseStreamUrl, type StreamEndpoint } from "../stream/mod.ts";
@@ -185,55 +185,38 @@ export interface BackfillArgs {
   readonly help: boolean;
 }
 
+/** The flags of `deno task backfill`. */
+const BACKFILL_FLAGS: FlagSpec = {
+  source: { type: "string" },
+  collection: { type: "string", multiple: true },
+  "catch-up": { type: "boolean" },
+  reset: { type: "boolean" },
+  help: { type: "boolean", short: "h" },
+};
+
 /** Parses `backfill` flags: `--source S`, `--collection NSID` (repeatable), `--catch-up`, `--reset`, `--help`. */
 export function parseBackfillArgs(
   args: readonly string[],
   isNsid: (s: string) => boolean,
 ): BackfillArgs {
-  let source: Source | undefined;
+  const { values } = parseCommandLine(args, BACKFILL_FLAGS);
   const collections: string[] = [];
-  let catchUp = false, reset = false, help = false;
-  for (let i = 0; i < args.length; i++) {
-    const arg = args[i];
-    const eq = arg.indexOf("=");
-    const flag = arg.startsWith("--") && eq > 0 ? arg.slice(0, eq) : arg;
-    const value = () => {
-      if (eq > 0 && arg.startsWith("--")) return arg.slice(eq + 1);
-      const next = args[++i];
-      if (next === undefined) throw new InputError(`${flag} needs a value`, flag);
-      return next;
-    };
-    if (flag !== arg && ["--catch-up", "--reset", "--help"].includes(flag)) {
-      throw new InputError(`${flag} takes no value, got ${JSON.stringify(arg)}`, flag);
+  for (const c of (values.collection ?? []) as string[]) {
+    if (!isNsid(c)) {
+      throw new InputError(`--collection ${JSON.stringify(c)} is not a valid NSID`, "--collection");
     }
-    switch (flag) {
-      case "--source":
-        source = parseSource(value());
-        break;
-      case "--collection": {
-        const c = value();
-        if (!isNsid(c)) {
-          throw new InputError(`--collection ${JSON.stringify(c)} is not a valid NSID`, flag);
-        }
-        if (!collections.includes(c)) collections.push(c);
-        break;
-      }
-      case "--catch-up":
-        catchUp = true;
-        break;
-      case "--reset":
-        reset = true;
-        break;
-      case "-h":
-      case "--help":
-        help = true;
-        break;
-      default:
-        throw new InputError(`unknown argument ${JSON.stringify(arg)}`, "argv");
-    }
+    if (!collections.includes(c)) collections.push(c);
   }
+  const source = values.source === undefined ? undefined : parseSource(values.source as string);
+  const reset = values.reset === true;
   if (reset && collections.length === 0) {
     throw new InputError("--reset needs at least one --collection", "--reset");
   }
-  return { source, collections, catchUp, reset, help };
+  return {
+    source,
+    collections,
+    catchUp: values["catch-up"] === true,
+    reset,
+    help: values.help === true,
+  };
 }

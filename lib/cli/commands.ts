@@ -30,21 +30,22 @@ export async function showFull(ctx: Context): Promise<number> {
   return 0;
 }
 
-/** `start` and `catch-up`: asks the server to begin a run. */
-export async function start(ctx: Context, rest: string[], mode?: "catch-up"): Promise<number> {
-  if (rest.length > 1 || rest[0]?.startsWith("-")) {
-    throw new InputError(`${mode ?? "start"} takes at most one argument: the source relay`);
-  }
-  const params: [string, string][] = rest[0] ? [["source", rest[0]]] : [];
+/** `start` and `catch-up`: asks the server to begin a run (from `source`, or its default). */
+export async function start(
+  ctx: Context,
+  source: string | undefined,
+  mode?: "catch-up",
+): Promise<number> {
+  const params: [string, string][] = source ? [["source", source]] : [];
   if (mode) params.push(["mode", mode]);
   const res = await request(ctx, "POST", STATUS_PATH, params);
   if (res.status === 409) throw new CliFailure(serverMessage(res));
   expectOk(ctx, res);
   const body = isRecord(res.body) ? res.body : {};
   if (typeof body.collections === "number") {
-    const source = asString(body.source) ?? rest[0] ?? "the default source";
+    const from = asString(body.source) ?? source ?? "the default source";
     ctx.out(
-      `started ${mode ? "catch-up" : "backfill"} of ${body.collections} collections from ${source}`,
+      `started ${mode ? "catch-up" : "backfill"} of ${body.collections} collections from ${from}`,
     );
   } else {
     ctx.out(serverMessage(res));
@@ -64,11 +65,11 @@ export async function stop(ctx: Context): Promise<number> {
 }
 
 /** `reset`: forgets the progress of the given collections. */
-export async function reset(ctx: Context, rest: string[]): Promise<number> {
-  if (rest.length === 0) throw new InputError("reset needs at least one collection NSID");
-  const bad = rest.find((c) => !isNsid(c));
+export async function reset(ctx: Context, names: string[]): Promise<number> {
+  if (names.length === 0) throw new InputError("reset needs at least one collection NSID");
+  const bad = names.find((c) => !isNsid(c));
   if (bad !== undefined) throw new InputError(`not a collection NSID: ${JSON.stringify(bad)}`);
-  const collections = [...new Set(rest)];
+  const collections = [...new Set(names)];
   const params = collections.map((c): [string, string] => ["collection", c]);
   const res = await request(ctx, "POST", `${STATUS_PATH}/reset`, params);
   expectOk(ctx, res);

@@ -1,4 +1,14 @@
-/** Help texts for the command lines, in one place. */
+/** Help texts for the service's command lines, in one place (the simulator's is in lib/sim/cli.ts). */
+
+/** `deno task` with no mode, or with `help`, or any mode with `--help`. */
+export const MAIN_USAGE = `usage: deno task <mode>
+  migrate                      apply database migrations
+  start                        run the server (admin API, XRPC, backfill loop)
+  backfill [--source S] [--collection NSID]... [--catch-up] [--reset]
+                               run a backfill to the end and exit
+  status [status|start [source]|catch-up [source]|full|watch|stop|reset NSID...]
+                               talk to a running server
+  sim-relay [--help]           start the simulated source relay`;
 
 /** `deno task status help`. */
 export const STATUS_USAGE = [

@@ -1,6 +1,6 @@
 /** The operator's status CLI: talks to a running server's collection-backfill admin API. */
 
-import { errorMessage, InputError } from "../util/mod.ts";
+import { errorMessage, InputError, parseCommandLine } from "../util/mod.ts";
 import { adminClient, CliFailure, type Context, Interrupted } from "./api.ts";
 import { reset, showFull, showStatus, start, stop } from "./commands.ts";
 import { STATUS_USAGE as USAGE } from "./help.ts";
@@ -101,22 +101,23 @@ async function dispatch(ctx: Context, args: string[]): Promise<number> {
   const [command = "status", ...rest] = args;
   switch (command) {
     case "status":
-      expectNoArgs(command, rest);
+      commandArgs(command, rest, 0, "no arguments");
       return await showStatus(ctx);
     case "full":
-      expectNoArgs(command, rest);
+      commandArgs(command, rest, 0, "no arguments");
       return await showFull(ctx);
     case "start":
-      return await start(ctx, rest);
-    case "catch-up":
-      return await start(ctx, rest, "catch-up");
+    case "catch-up": {
+      const [source] = commandArgs(command, rest, 1, "at most one argument: the source relay");
+      return await start(ctx, source, command === "catch-up" ? "catch-up" : undefined);
+    }
     case "watch":
-      return await watch(ctx, parseWatchArgs(rest, ctx.intervalMs));
+      return await watch(ctx, watchInterval(rest, ctx.intervalMs));
     case "stop":
-      expectNoArgs(command, rest);
+      commandArgs(command, rest, 0, "no arguments");
       return await stop(ctx);
     case "reset":
-      return await reset(ctx, rest);
+      return await reset(ctx, commandArgs(command, rest, Infinity, "collection NSIDs only"));
     case "help":
     case "-h":
     case "--help":
@@ -127,18 +128,30 @@ async function dispatch(ctx: Context, args: string[]): Promise<number> {
   }
 }
 
-function expectNoArgs(command: string, rest: string[]): void {
-  if (rest.length > 0) throw new InputError(`${command} takes no arguments`);
+/** A subcommand's positional arguments (it takes no flags), at most `max`; else "`command` takes …". */
+function commandArgs(command: string, rest: string[], max: number, takes: string): string[] {
+  const wrong = () => new InputError(`${command} takes ${takes}`);
+  let positionals: string[];
+  try {
+    positionals = parseCommandLine(rest, {}, { positionals: true }).positionals;
+  } catch {
+    throw wrong();
+  }
+  if (positionals.length > max) throw wrong();
+  return positionals;
 }
 
-function parseWatchArgs(rest: string[], defaultMs: number): number {
-  if (rest.length === 0) return defaultMs;
-  const [flag, value, ...extra] = rest[0].includes("=")
-    ? [...rest[0].split("="), ...rest.slice(1)]
-    : rest;
-  const seconds = Number(value);
-  if (flag !== "--interval" || extra.length > 0 || !(seconds > 0)) {
-    throw new InputError("watch takes only --interval SECONDS (a positive number)");
+/** `watch [--interval SECONDS]`, in milliseconds. */
+function watchInterval(rest: string[], defaultMs: number): number {
+  const wrong = () => new InputError("watch takes only --interval SECONDS (a positive number)");
+  let interval: unknown;
+  try {
+    interval = parseCommandLine(rest, { interval: { type: "string" } }).values.interval;
+  } catch {
+    throw wrong();
   }
+  if (interval === undefined) return defaultMs;
+  const seconds = Number(interval);
+  if (!(seconds > 0)) throw wrong();
   return seconds * 1000;
 }

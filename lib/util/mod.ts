@@ -1,4 +1,5 @@
-/** Shared basics every stage may use: typed errors, JSON field readers, logging, sleep and retry, atproto syntax checks. */
+/** Shared basics every stage may use: command lines, typed errors, JSON field readers, logging, sleep and retry, atproto syntax checks. */
+export * from "./args.ts";
 export * from "./async.js";
 export * from "./clock.ts";
 export * from "./errors.ts";
