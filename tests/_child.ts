@@ -244,3 +244,11 @@ export function checkExact(
 function sameList(a: readonly string[], b: readonly string[]): boolean {
   return a.length === b.length && a.every((x, i) => x === b[i]);
 }
+
+/** The `--v8-flags` value of deno.json's `backfill` task, so the bench runs what users run. */
+export function shippedV8Flags(denoJson: string): string {
+  const task: unknown = JSON.parse(denoJson)?.tasks?.backfill;
+  const m = typeof task === "string" ? task.match(/--v8-flags=(\S+)/) : null;
+  if (!m) throw new Error(`deno.json: the backfill task has no --v8-flags (task: ${task})`);
+  return m[1];
+}

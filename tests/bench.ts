@@ -17,7 +17,7 @@ import { type SimRelay, type SimRelayStats, startSimRelay } from "../lib/sim/rel
 import { makeWorld, seededRandom, type SimWorld } from "../lib/sim/world.ts";
 import { parseSource } from "../lib/source/source.ts";
 import { type ChildReport, processCpuS, REPORT_PREFIX } from "./bench_child.ts";
-import { freshDatabase } from "./_child.ts";
+import { freshDatabase, shippedV8Flags } from "./_child.ts";
 
 const ROOT = new URL("..", import.meta.url).pathname;
 const CHILD = new URL("./bench_child.ts", import.meta.url).pathname;
@@ -228,14 +228,6 @@ export interface Launch {
   readonly v8Flags: string;
   readonly allocator: "glibc" | "jemalloc";
   readonly preload?: string;
-}
-
-/** The `--v8-flags` value of deno.json's `backfill` task, so the bench runs what users run. */
-export function shippedV8Flags(denoJson: string): string {
-  const task: unknown = JSON.parse(denoJson)?.tasks?.backfill;
-  const m = typeof task === "string" ? task.match(/--v8-flags=(\S+)/) : null;
-  if (!m) throw new Error(`deno.json: the backfill task has no --v8-flags (task: ${task})`);
-  return m[1];
 }
 
 const JEMALLOC_PATHS = [

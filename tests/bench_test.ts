@@ -1,6 +1,7 @@
 // The benchmark's own parsers: flags and the V8 flags it reads from deno.json.
 import assert from "node:assert/strict";
-import { parseBenchFlags, shippedV8Flags } from "./bench.ts";
+import { parseBenchFlags } from "./bench.ts";
+import { shippedV8Flags } from "./_child.ts";
 
 Deno.test("parseBenchFlags", async (t) => {
   const ok: [string[], Partial<Record<string, unknown>>][] = [
