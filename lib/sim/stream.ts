@@ -11,6 +11,7 @@ import type http from "node:http";
 import type { Duplex } from "node:stream";
 import { encode, toBytes } from "@atcute/cbor";
 import { type CommitProducer, type CommitWrite, SimpleCommitProducer, tid } from "./commit.ts";
+import { type ProofMode, SimRepos } from "./repo.ts";
 import { formatDid, seededRandom, type SimWorld } from "./world.ts";
 import { acceptWebSocket, refuseUpgrade, type SimSocket } from "./ws.ts";
 
@@ -37,6 +38,8 @@ export interface StreamMix {
   unknown: number;
   /** Frames that are not valid DAG-CBOR (or JSON). */
   malformed: number;
+  /** With real repos: share of commits whose proof is withheld, corrupted or pre-v1.1. */
+  unprovable: number;
 }
 
 /** A mix shaped like the network: mostly creates by known accounts, rare account events. */
@@ -53,6 +56,7 @@ export const DEFAULT_MIX: StreamMix = {
   sync: 0.002,
   unknown: 0.001,
   malformed: 0.001,
+  unprovable: 0,
 };
 
 /** Options for a SimStream. */
@@ -64,6 +68,12 @@ export interface SimStreamOptions {
   readonly backlog?: number;
   readonly mix?: Partial<StreamMix>;
   readonly producer?: CommitProducer;
+  /**
+   * Keep every account's repo as a real MST (lib/sim/repo.ts) and send real sync v1.1 commits:
+   * updates and deletes touch records the repo holds, a delete can take a collection's last record,
+   * and `truth()` is the repos' (a repo is in a collection while it holds a record there).
+   */
+  readonly realRepos?: boolean;
   /** Wall clock in ms (tests may fake it). */
   readonly now?: () => number;
 }
@@ -125,6 +135,9 @@ export class SimStream {
   readonly #rand: () => number;
   readonly #mix: StreamMix;
   readonly #producer: CommitProducer;
+  readonly #repos?: SimRepos;
+  readonly #idOf = new Map<string, number>();
+  #unprovable = 0;
   readonly #now: () => number;
   readonly #max: number;
   #entries: Entry[] = [];
@@ -152,7 +165,23 @@ export class SimStream {
     this.#world = world;
     this.#rand = seededRandom((opts.seed ?? world.seed) ^ 0x57ea);
     this.#mix = { ...DEFAULT_MIX, ...opts.mix };
-    this.#producer = opts.producer ?? new SimpleCommitProducer();
+    if (opts.realRepos) {
+      const repos = new SimRepos({
+        now: opts.now,
+        sign: false,
+        // The collections the world lists an account in, before the stream touches it.
+        history: (did) => {
+          const id = this.#idOf.get(did);
+          if (id === undefined) return [];
+          return this.#world.collections().filter((c) => this.#membersOf(c).has(id));
+        },
+      });
+      this.#repos = repos;
+      this.#producer = {
+        commit: (did, writes, time) =>
+          repos.commit(did, writes, time, { proof: this.#proofMode() }),
+      };
+    } else this.#producer = opts.producer ?? new SimpleCommitProducer();
     this.#now = opts.now ?? Date.now;
     this.#max = opts.backlog ?? 200_000;
     this.#rate = opts.rate ?? 0;
@@ -224,14 +253,35 @@ export class SimStream {
     return run;
   }
 
-  /** The collection's DIDs as the live index must hold them: listed or added, minus deleted accounts. */
+  /**
+   * The collection's DIDs as the live index must hold them: listed or added, minus deleted accounts
+   * (and, with real repos, minus repos that hold no record there any more).
+   */
   truth(collection: string): string[] {
     const salt = this.#world.salt;
     const out: string[] = [];
+    const seen = new Set<number>();
     for (const id of this.#world.ids(collection)) {
-      if (!this.#deleted.has(id)) out.push(formatDid(id, salt));
+      if (this.#deleted.has(id) || seen.has(id)) continue;
+      seen.add(id);
+      const did = formatDid(id, salt);
+      if (this.#repos && !this.#repos.holds(this.#did(id), collection)) continue;
+      out.push(did);
     }
     return out;
+  }
+
+  /** The repos, when the stream keeps real ones. */
+  get repos(): SimRepos | undefined {
+    return this.#repos;
+  }
+
+  /** Every n-th commit (n = 1/unprovable) proves nothing, cycling through the ways a proof fails. */
+  #proofMode(): ProofMode {
+    const share = this.#mix.unprovable;
+    if (share <= 0 || this.#rand() >= share) return "full";
+    const modes: ProofMode[] = ["withheld", "corrupted", "no-prev-data"];
+    return modes[this.#unprovable++ % modes.length];
   }
 
   /** Closes every subscriber and stops growth. */
@@ -459,6 +509,9 @@ export class SimStream {
     const n = !fresh && r() < m.multiOp ? 2 + Math.floor(r() * 4) : 1;
     const ops: { w: CommitWrite; cid: string | null }[] = [];
     const us = Math.max(this.#us + 1, this.#now() * 1000);
+    const did = this.#did(id);
+    const taken = new Set<string>();
+    const entered = new Set<string>();
     for (let k = 0; k < n; k++) {
       const collection = fresh && k === 0
         ? "app.bsky.actor.profile"
@@ -466,14 +519,24 @@ export class SimStream {
         ? pick[1]
         : this.#pickCollection();
       const members = this.#membersOf(collection);
-      const held = members.has(id);
+      const repos = this.#repos;
+      // With real repos, updates and deletes touch records the repo holds (not yet touched here).
+      const free = repos?.rkeys(did, collection).filter((k) => !taken.has(`${collection}/${k}`));
+      const held = repos ? free!.length > 0 : members.has(id);
       const y = r();
-      const action = held && y < m.update
+      let action: CommitWrite["action"] = held && y < m.update
         ? "update"
         : held && y < m.update + m.delete
         ? "delete"
         : "create";
-      const rkey = collection === "app.bsky.actor.profile" ? "self" : tid(us + k, id);
+      const profile = collection === "app.bsky.actor.profile";
+      let rkey = profile ? "self" : tid(us + k, id);
+      if (repos && profile && action === "create" && repos.holds(did, collection)) {
+        if (!held) continue; // its one profile record is already written in this commit
+        action = "update";
+      }
+      if (repos && action !== "create") rkey = free![Math.floor(r() * free!.length)];
+      taken.add(`${collection}/${rkey}`);
       const record = action === "delete"
         ? undefined
         : { $type: collection, createdAt: new Date(us / 1000).toISOString(), n: k };
@@ -482,17 +545,25 @@ export class SimStream {
         if (this.#recent.length < 4096) this.#recent.push([id, collection]);
         else this.#recent[Math.floor(r() * 4096)] = [id, collection];
       }
-      if (!held && action === "create") {
-        members.add(id);
-        this.#world.addId(collection, id);
+      const newPair = repos ? !repos.holds(did, collection) && !entered.has(collection) : !held;
+      if (newPair && action === "create") {
+        entered.add(collection);
         this.stats.pairsAdded++;
+        // A repo coming back to a collection it left is listed already: sources never remove.
+        if (!members.has(id)) {
+          members.add(id);
+          this.#world.addId(collection, id);
+        }
       }
     }
-    return { kind: "commit", did: this.#did(id), ops };
+    if (ops.length === 0) return this.#commit();
+    return { kind: "commit", did, ops };
   }
 
   #did(id: number): string {
-    return formatDid(id, this.#world.salt);
+    const did = formatDid(id, this.#world.salt);
+    if (this.#repos) this.#idOf.set(did, id);
+    return did;
   }
 
   /** A random existing account that is neither deleted nor inactive. */
