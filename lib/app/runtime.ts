@@ -170,7 +170,19 @@ export async function renderMetrics(rt: Runtime, live?: LiveStatus | null): Prom
       ? Object.entries(live.collections).flatMap(([collection, c]) => [
         [{ collection, change: "added" }, c.added],
         [{ collection, change: "removed" }, c.removed],
+        [{ collection, change: "added_by_first_record" }, c.added_by_first_record],
+        [{ collection, change: "removed_by_proof" }, c.removed_by_proof],
       ])
+      : [],
+  );
+  rt.metrics.liveKept.setAll(
+    live
+      ? Object.entries(live.collections).flatMap(([collection, c]) =>
+        Object.entries(c.deletes_kept).map(([reason, n]): [Record<string, string>, number] => [
+          { collection, reason },
+          n,
+        ])
+      )
       : [],
   );
   return rt.metrics.render();

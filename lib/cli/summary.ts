@@ -80,6 +80,15 @@ function liveRows(l: LiveStatus): string[][] {
       } accounts deleted · ${l.reconnects} reconnects`,
     ],
   ];
+  const kept = Object.entries(l.deletes_kept_by_reason);
+  rows.push([
+    "live proofs",
+    `${formatCount(l.pairs_removed_by_proof)} removed by proof · ${
+      formatCount(l.pairs_added_by_first_record)
+    } first records · deletes kept for want of proof: ${
+      kept.length === 0 ? "none" : kept.map(([r, n]) => `${r} ${formatCount(n)}`).join(", ")
+    }`,
+  ]);
   if (l.catch_up_needed) rows.push(["CATCH-UP NEEDED", l.catch_up_reason ?? "events were missed"]);
   if (l.last_error) rows.push(["live error", clip(l.last_error, 200)]);
   return rows;

@@ -103,6 +103,14 @@ export const LIVE_FIGURES = {
   events: ["backfill_live_events_total", "Live stream messages handled since start."],
   pairs_added: ["backfill_live_pairs_added_total", "Pairs live indexing added to the index."],
   pairs_removed: ["backfill_live_pairs_removed_total", "Pairs live indexing removed."],
+  pairs_removed_by_proof: [
+    "backfill_live_pairs_removed_by_proof_total",
+    "Pairs removed because a commit proved the repo's last record in the collection deleted.",
+  ],
+  pairs_added_by_first_record: [
+    "backfill_live_pairs_added_by_first_record_total",
+    "Pairs added whose commit proved the repo's first record in the collection.",
+  ],
   accounts_deleted: ["backfill_live_accounts_deleted_total", "Deleted accounts removed."],
   reconnects: ["backfill_live_reconnects_total", "Live stream reconnections since start."],
   outdated_cursor: [
@@ -163,7 +171,12 @@ export class Metrics {
   );
   readonly liveCollection = new Gauge(
     "backfill_live_pairs_total",
-    "Pairs live indexing added and removed, per collection.",
+    "Pairs live indexing changed, per collection: added, removed, and of those " +
+      "added_by_first_record and removed_by_proof.",
+  );
+  readonly liveKept = new Gauge(
+    "backfill_live_deletes_kept_total",
+    "Delete ops that removed nothing for want of proof, per collection and reason.",
   );
 
   /** Renders every metric in Prometheus text format. */
@@ -183,6 +196,7 @@ export class Metrics {
       ...Object.values(this.live),
       this.liveSkipped,
       this.liveCollection,
+      this.liveKept,
     ];
     return all.flatMap((m) => m.render()).join("\n") + "\n";
   }

@@ -2,8 +2,16 @@
 
 /** One change the live stream asks of the index, applied in order within a batch. */
 export type LiveStep =
-  /** The repo has a record in the collection (a create or update). */
-  | { readonly kind: "add"; readonly collection: string; readonly did: string }
+  /**
+   * The repo has a record in the collection (a create or update). `first`: its commit proved it
+   * the repo's first record there (issue 13), counted when the add is new to the index.
+   */
+  | {
+    readonly kind: "add";
+    readonly collection: string;
+    readonly did: string;
+    readonly first?: true;
+  }
   /** The repo has no record left in the collection: a proven delete (issue 13), from its commit. */
   | {
     readonly kind: "remove";
@@ -11,6 +19,13 @@ export type LiveStep =
     readonly did: string;
     readonly rev: string;
     readonly timeMs: number;
+  }
+  /** A delete op that changes nothing for want of proof (issue 13): only counted, by reason. */
+  | {
+    readonly kind: "kept";
+    readonly collection: string;
+    readonly did: string;
+    readonly reason: string;
   }
   /** The account is deleted: every pair goes and a tombstone keeps the backfill from restoring it. */
   | { readonly kind: "delete-account"; readonly did: string; readonly tombstone: AccountTombstone }
@@ -29,6 +44,12 @@ export interface AccountTombstone {
 export interface LiveCounts {
   added: number;
   removed: number;
+  /** Of `removed`: pairs a commit proved gone (the repo's last record deleted). */
+  removedByProof?: number;
+  /** Of `added`: pairs whose commit proved the repo's first record in the collection. */
+  addedByFirstRecord?: number;
+  /** Delete ops kept (nothing removed) for want of proof, by reason. */
+  deletesKept?: Record<string, number>;
 }
 
 /** What one live batch did. */

@@ -356,7 +356,7 @@ export class IndexStore {
     const cols = new Set<string>();
     let all = false;
     for (const s of steps) {
-      if (s.kind === "add" || s.kind === "remove") cols.add(s.collection);
+      if (s.kind === "add" || s.kind === "remove" || s.kind === "kept") cols.add(s.collection);
       else if (s.kind === "delete-account") all = true;
       if (!s.did.startsWith("did:")) throw new InputError(`not a DID: ${JSON.stringify(s.did)}`);
     }
@@ -397,6 +397,9 @@ export class IndexStore {
     const byDid = new Map<string, Set<string>>();
     const tombs = new Map<string, string | null>();
     let accountsDeleted = 0, revived = 0;
+    // Issue 13's counters: first-record adds (counted if the add is new) and kept deletes.
+    const firstKeys = new Set<string>();
+    const kept = new Map<string, Record<string, number>>();
     const lift = (c: string) => {
       if (tombs.has(c) ? tombs.get(c) !== null : tombed.has(c)) {
         tombs.set(c, null);
@@ -417,7 +420,14 @@ export class IndexStore {
         case "add":
           lift(c);
           setPair(c, this.#ids.get(s.collection)!, true);
+          if (s.first) firstKeys.add(rbcPrefix(this.#ids.get(s.collection)!) + c);
           break;
+        case "kept": {
+          const byReason = kept.get(s.collection) ?? {};
+          byReason[s.reason] = (byReason[s.reason] ?? 0) + 1;
+          kept.set(s.collection, byReason);
+          break;
+        }
         case "remove":
           setPair(c, this.#ids.get(s.collection)!, false, { rev: s.rev, timeMs: s.timeMs });
           break;
@@ -437,6 +447,8 @@ export class IndexStore {
     const stored = new Map(unknown.map(([k], i) => [k, values[i]]));
     const batch = this.#db.batch();
     const added = new Map<string, number>(), removed = new Map<string, number>();
+    const byProof = new Map<string, number>(), byFirst = new Map<string, number>();
+    const bump = (m: Map<string, number>, col: string) => m.set(col, (m.get(col) ?? 0) + 1);
     const changed = new Set<string>(), ghosts = new Set<string>();
     for (const [key, p] of pairs) {
       const raw = stored.has(key) ? stored.get(key) : "";
@@ -447,13 +459,15 @@ export class IndexStore {
         batch.put(key, tombstoneValue({ ...p.proof, gen: value || undefined }));
         if (value !== undefined) {
           batch.del(p.cbr);
-          removed.set(p.collection, (removed.get(p.collection) ?? 0) + 1);
+          bump(removed, p.collection);
+          bump(byProof, p.collection);
         }
         changed.add(key);
       } else if (p.present && value === undefined) {
         batch.put(key, "");
         batch.put(p.cbr, "");
-        added.set(p.collection, (added.get(p.collection) ?? 0) + 1);
+        bump(added, p.collection);
+        if (firstKeys.has(key)) bump(byFirst, p.collection);
         changed.add(key);
       } else if (!p.present && value !== undefined) {
         batch.del(key);
@@ -472,12 +486,21 @@ export class IndexStore {
       else batch.put(TOMB + c, t);
     }
     const counts = new Map<string, LiveCounts>();
-    for (const col of new Set([...added.keys(), ...removed.keys()])) {
+    for (const col of new Set([...added.keys(), ...removed.keys(), ...kept.keys()])) {
       const was = this.#liveCounts.get(col) ?? { added: 0, removed: 0 };
-      const now = {
+      const now: LiveCounts = {
         added: was.added + (added.get(col) ?? 0),
         removed: was.removed + (removed.get(col) ?? 0),
       };
+      const proof = (was.removedByProof ?? 0) + (byProof.get(col) ?? 0);
+      const first = (was.addedByFirstRecord ?? 0) + (byFirst.get(col) ?? 0);
+      if (proof > 0) now.removedByProof = proof;
+      if (first > 0) now.addedByFirstRecord = first;
+      const keptNow = { ...was.deletesKept };
+      for (const [reason, n] of Object.entries(kept.get(col) ?? {})) {
+        keptNow[reason] = (keptNow[reason] ?? 0) + n;
+      }
+      if (Object.keys(keptNow).length > 0) now.deletesKept = keptNow;
       counts.set(col, now);
       batch.put(LIVE_COUNT + col, JSON.stringify(now));
     }
@@ -589,6 +612,16 @@ export class IndexStore {
     const id = this.#ids.get(collection);
     if (id === undefined) return false;
     const value = await this.#db.get(rbcPrefix(id) + compactDid(did));
+    return value !== undefined && parseTombstone(value) === undefined;
+  }
+
+  /** Like `has`, but answered from the live writer's memory of present pairs when it can be. */
+  async holds(collection: string, did: string): Promise<boolean> {
+    const id = this.#ids.get(collection);
+    if (id === undefined) return false;
+    const key = rbcPrefix(id) + compactDid(did);
+    if (this.#present.has(key)) return true;
+    const value = await this.#db.get(key);
     return value !== undefined && parseTombstone(value) === undefined;
   }
 

@@ -153,7 +153,14 @@ function parseLive(l: Record<string, unknown>): LiveStatus {
     );
   const perCollection: LiveStatus["collections"] = {};
   for (const [c, v] of Object.entries(isRecord(l.collections) ? l.collections : {})) {
-    if (isRecord(v)) perCollection[c] = { added: count(v.added), removed: count(v.removed) };
+    if (!isRecord(v)) continue;
+    perCollection[c] = {
+      added: count(v.added),
+      removed: count(v.removed),
+      removed_by_proof: count(v.removed_by_proof),
+      added_by_first_record: count(v.added_by_first_record),
+      deletes_kept: counts(v.deletes_kept),
+    };
   }
   return {
     url: asString(l.url) ?? "?",
@@ -167,6 +174,9 @@ function parseLive(l: Record<string, unknown>): LiveStatus {
     ops_per_sec: count(l.ops_per_sec),
     pairs_added: count(l.pairs_added),
     pairs_removed: count(l.pairs_removed),
+    pairs_removed_by_proof: count(l.pairs_removed_by_proof),
+    pairs_added_by_first_record: count(l.pairs_added_by_first_record),
+    deletes_kept_by_reason: counts(l.deletes_kept_by_reason),
     accounts_deleted: count(l.accounts_deleted),
     reconnects: count(l.reconnects),
     last_error: asString(l.last_error) ?? null,

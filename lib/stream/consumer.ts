@@ -4,12 +4,13 @@
  * and jitter, treats a silent socket as dead, and resumes from the durable cursor: after a crash
  * the stream resends what followed it, and every write is idempotent, so each event counts once.
  */
-import type { IndexStore, LiveStep } from "../index/mod.ts";
+import type { IndexStore, LiveCounts, LiveStep } from "../index/mod.ts";
 import { backoffDelay, type Clock, errorMessage, type Logger, systemClock } from "../util/mod.ts";
 import { type LiveEvent, SKIP_KINDS, type SkipKind } from "./event.ts";
 import { decodeFirehoseFrame } from "./firehose.ts";
 import { decodeJetstreamMessage } from "./jetstream.ts";
-import { type DeleteVerdict, newPlanCounts, type PlanCounts, planEvent } from "./plan.ts";
+import { type CommitDecision, decideCommit } from "./decide.ts";
+import { newPlanCounts, type PlanCounts, planEvent } from "./plan.ts";
 import { connectUrl, type StreamEndpoint } from "./url.ts";
 
 /** What is saved with the cursor, in the index (atomically) and mirrored to Postgres. */
@@ -56,8 +57,54 @@ export interface LiveStatus {
   deletes_removed: number;
   accounts: Record<string, number>;
   stream_errors: number;
+  /** Of pairs_removed: pairs a commit proved gone (issue 13). */
+  pairs_removed_by_proof: number;
+  /** Of pairs_added: pairs whose commit proved the repo's first record in the collection. */
+  pairs_added_by_first_record: number;
+  /** Delete ops that removed nothing for want of proof, by reason (durable, like the pairs). */
+  deletes_kept_by_reason: Record<string, number>;
   /** Pairs live indexing added and removed, per collection. */
-  collections: Record<string, { added: number; removed: number }>;
+  collections: Record<string, LiveCollectionStatus>;
+}
+
+/** One collection's live counts (see LiveStatus). */
+export interface LiveCollectionStatus {
+  added: number;
+  removed: number;
+  removed_by_proof: number;
+  added_by_first_record: number;
+  deletes_kept: Record<string, number>;
+}
+
+/** Totals and per-collection rows of the index's live counts. */
+export function collectionCounts(counts: ReadonlyMap<string, Readonly<LiveCounts>>): {
+  added: number;
+  removed: number;
+  removedByProof: number;
+  addedByFirstRecord: number;
+  keptByReason: Record<string, number>;
+  collections: Record<string, LiveCollectionStatus>;
+} {
+  let added = 0, removed = 0, removedByProof = 0, addedByFirstRecord = 0;
+  const keptByReason: Record<string, number> = {};
+  const collections: Record<string, LiveCollectionStatus> = {};
+  for (const [name, c] of counts) {
+    added += c.added;
+    removed += c.removed;
+    removedByProof += c.removedByProof ?? 0;
+    addedByFirstRecord += c.addedByFirstRecord ?? 0;
+    for (const [r, n] of Object.entries(c.deletesKept ?? {})) {
+      keptByReason[r] = (keptByReason[r] ?? 0) + n;
+    }
+    collections[name] = {
+      added: c.added,
+      removed: c.removed,
+      removed_by_proof: c.removedByProof ?? 0,
+      added_by_first_record: c.addedByFirstRecord ?? 0,
+      deletes_kept: { ...c.deletesKept },
+    };
+  }
+  return { added, removed, removedByProof, addedByFirstRecord, keptByReason, collections };
 }
 
 /** Where durable state goes besides the index (Postgres, for status when the server is down). */
@@ -88,10 +135,11 @@ export interface LiveConsumerOptions {
   /** How far before the saved time_us a Jetstream is resumed (its cursor is a time; default 2 s). */
   readonly jetstreamRewindUs?: number;
   readonly mirrorEveryMs?: number;
-  /** Decides delete ops of a firehose commit (issue 13's proof); without it deletes change nothing. */
-  readonly deletes?: (
-    ev: Extract<LiveEvent, { type: "commit" }>,
-  ) => Promise<readonly DeleteVerdict[]>;
+  /**
+   * Decides a commit's deletes and first records from its own blocks (issue 13). Default:
+   * `decideCommit` against this index. Tests may swap it.
+   */
+  readonly decide?: (ev: Extract<LiveEvent, { type: "commit" }>) => Promise<CommitDecision>;
   readonly clock?: Clock;
   /** Told when a catch-up backfill becomes needed. */
   readonly onCatchUpNeeded?: (reason: string) => void;
@@ -230,13 +278,7 @@ export class LiveConsumer {
   status(): LiveStatus {
     const now = this.#clock.now();
     const cp = this.#checkpoint;
-    let added = 0, removed = 0;
-    const collections: Record<string, { added: number; removed: number }> = {};
-    for (const [name, c] of this.#o.index.liveCounts()) {
-      added += c.added;
-      removed += c.removed;
-      collections[name] = { added: c.added, removed: c.removed };
-    }
+    const totals = collectionCounts(this.#o.index.liveCounts());
     const first = this.#rate[0];
     const secs = first ? (now - first[0]) / 1000 : 0;
     return {
@@ -249,8 +291,11 @@ export class LiveConsumer {
       lag_p99_seconds: this.#lagP99(),
       events_per_sec: secs > 0 ? round((this.#durableEvents - first[1]) / secs) : 0,
       ops_per_sec: secs > 0 ? round((this.#durableOps - first[2]) / secs) : 0,
-      pairs_added: added,
-      pairs_removed: removed,
+      pairs_added: totals.added,
+      pairs_removed: totals.removed,
+      pairs_removed_by_proof: totals.removedByProof,
+      pairs_added_by_first_record: totals.addedByFirstRecord,
+      deletes_kept_by_reason: totals.keptByReason,
       accounts_deleted: cp.accountsDeleted,
       reconnects: this.#reconnects,
       last_error: this.#lastError,
@@ -265,7 +310,7 @@ export class LiveConsumer {
       deletes_removed: this.#counts.deletesRemoved,
       accounts: { ...this.#counts.accounts },
       stream_errors: this.#streamErrors,
-      collections,
+      collections: totals.collections,
     };
   }
 
@@ -395,10 +440,10 @@ export class LiveConsumer {
     this.#events++;
     switch (ev.type) {
       case "commit": {
-        const verdicts = this.#o.deletes && ev.ops.some((o) => o.action === "delete")
-          ? await this.#o.deletes(ev)
-          : undefined;
-        planEvent(ev, this.#pending.steps, this.#counts, verdicts);
+        const decision = this.#o.decide
+          ? await this.#o.decide(ev)
+          : await decideCommit(ev, (c, did) => this.#o.index.holds(c, did));
+        planEvent(ev, this.#pending.steps, this.#counts, decision);
         this.#advance(ev.cursor, ev.timeMs);
         return;
       }
@@ -596,16 +641,10 @@ export function mirroredStatus(
     catchUpSince: Date | null;
     catchUpReason: string | null;
   },
-  counts: ReadonlyMap<string, { added: number; removed: number }>,
+  counts: ReadonlyMap<string, LiveCounts>,
   now: number,
 ): LiveStatus {
-  let added = 0, removed = 0;
-  const collections: Record<string, { added: number; removed: number }> = {};
-  for (const [name, c] of counts) {
-    added += c.added;
-    removed += c.removed;
-    collections[name] = { ...c };
-  }
+  const totals = collectionCounts(counts);
   const t = row.eventTime?.getTime() ?? null;
   return {
     url: row.url,
@@ -617,8 +656,11 @@ export function mirroredStatus(
     lag_p99_seconds: null,
     events_per_sec: 0,
     ops_per_sec: 0,
-    pairs_added: added,
-    pairs_removed: removed,
+    pairs_added: totals.added,
+    pairs_removed: totals.removed,
+    pairs_removed_by_proof: totals.removedByProof,
+    pairs_added_by_first_record: totals.addedByFirstRecord,
+    deletes_kept_by_reason: totals.keptByReason,
     accounts_deleted: row.accountsDeleted,
     reconnects: 0,
     last_error: "not consuming: LIVE_STREAM_URL is not set on this server",
@@ -633,6 +675,6 @@ export function mirroredStatus(
     deletes_removed: 0,
     accounts: {},
     stream_errors: 0,
-    collections,
+    collections: totals.collections,
   };
 }

@@ -1,6 +1,7 @@
 /** The one code path after decoding: what a stream event changes in the index, as LiveSteps. */
 import type { LiveStep } from "../index/mod.ts";
 import { isNsid } from "../util/mod.ts";
+import type { CommitDecision } from "./decide.ts";
 import type { LiveEvent, LiveOp } from "./event.ts";
 
 /** A decision on one delete op: remove the pair, or keep it (the default without a proof). */
@@ -35,8 +36,10 @@ export function newPlanCounts(): PlanCounts {
 /**
  * Appends what `ev` changes to `steps`:
  * - a create or update adds (collection, repo);
- * - a delete removes the pair only when `verdicts[i]` says so (issue 13's commit proof decides;
- *   without one, and always on a Jetstream, a delete changes nothing);
+ * - a delete removes the pair only when the commit's proof says the repo's last record in the
+ *   collection went (issue 13, `decision`); otherwise it changes nothing, and when the proof was
+ *   missing (or the stream is a Jetstream) it is counted by reason;
+ * - a create the proof shows to be the repo's first record in the collection is marked so;
  * - an account whose status is `deleted` leaves every collection (and gets a tombstone);
  * - an account that is active again has its tombstone lifted;
  * - takendown, suspended, deactivated and other statuses change nothing: they can be reversed,
@@ -46,7 +49,7 @@ export function planEvent(
   ev: LiveEvent,
   steps: LiveStep[],
   counts: PlanCounts,
-  verdicts?: readonly DeleteVerdict[],
+  decision?: CommitDecision,
 ): void {
   if (ev.type === "commit") {
     counts.commits++;
@@ -57,8 +60,13 @@ export function planEvent(
         return;
       }
       if (op.action !== "delete") {
-        steps.push({ kind: "add", collection: op.collection, did: ev.did });
-      } else if (verdicts?.[i] === "remove") {
+        const first = op.action === "create" && decision?.entered.has(op.collection);
+        steps.push(
+          first
+            ? { kind: "add", collection: op.collection, did: ev.did, first }
+            : { kind: "add", collection: op.collection, did: ev.did },
+        );
+      } else if (decision?.deletes[i] === "remove") {
         counts.deletesRemoved++;
         steps.push({
           kind: "remove",
@@ -67,7 +75,17 @@ export function planEvent(
           rev: ev.firehose?.rev ?? "",
           timeMs: ev.timeMs,
         });
-      } else counts.deletesKept++;
+      } else {
+        counts.deletesKept++;
+        if (decision?.reason) {
+          steps.push({
+            kind: "kept",
+            collection: op.collection,
+            did: ev.did,
+            reason: decision.reason,
+          });
+        }
+      }
     });
   } else if (ev.type === "account") {
     const status = ev.active ? "active" : ev.status ?? "inactive";

@@ -52,6 +52,17 @@ function renderLive(l) {
   put("live-rate", formatRate(l.events_per_sec), l.events_per_sec);
   count("live-added", l.pairs_added);
   count("live-removed", l.pairs_removed);
+  count("live-proof-removed", l.pairs_removed_by_proof);
+  count("live-first-record", l.pairs_added_by_first_record);
+  const kept = l.deletes_kept_by_reason || {};
+  const keptTotal = Object.values(kept).reduce((a, b) => a + b, 0);
+  put(
+    "live-kept",
+    formatCount(keptTotal),
+    keptTotal,
+    Object.entries(kept).map(([r, n]) => r + ": " + n).join(", "),
+  );
+  renderDeletes(l.collections || {});
   count("live-reconnects", l.reconnects);
   put(
     "live-catchup",
@@ -59,6 +70,31 @@ function renderLive(l) {
     l.catch_up_needed,
   );
   put("live-error", l.last_error ? "last error: " + l.last_error : "", l.last_error);
+}
+
+/** The collections where proofs removed, added or kept the most (issue 13), at most 15. */
+function renderDeletes(collections) {
+  const rows = Object.entries(collections).map(([name, c]) => {
+    const kept = Object.values(c.deletes_kept || {}).reduce((a, b) => a + b, 0);
+    return { name, c, kept, weight: c.removed_by_proof + c.added_by_first_record + kept };
+  }).filter((r) => r.weight > 0).sort((a, b) => b.weight - a.weight).slice(0, 15);
+  $("live-deletes").hidden = rows.length === 0;
+  const body = $("live-deletes").querySelector("tbody");
+  body.replaceChildren();
+  for (const r of rows) {
+    const tr = document.createElement("tr");
+    tr.dataset.collection = r.name;
+    cell(tr, r.name);
+    cell(tr, formatCount(r.c.removed_by_proof), "n", exact(r.c.removed_by_proof));
+    cell(tr, formatCount(r.c.added_by_first_record), "n", exact(r.c.added_by_first_record));
+    cell(
+      tr,
+      formatCount(r.kept),
+      "n",
+      Object.entries(r.c.deletes_kept || {}).map(([k, n]) => k + ": " + n).join(", "),
+    );
+    body.append(tr);
+  }
 }
 
 function render(s) {
