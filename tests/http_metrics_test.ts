@@ -157,6 +157,7 @@ Deno.test("Metrics.render: parses strictly as Prometheus text", () => {
     ...Object.values(LIVE_FIGURES).map(([name]) => name),
     "backfill_live_skipped_total",
     "backfill_live_pairs_total",
+    "backfill_live_deletes_kept_total",
   ]);
   for (const f of families) {
     assert(f.help.length > 0, `${f.name} has no HELP text`);

@@ -57,7 +57,8 @@ Deno.test("live deletes e2e: thousands of real commits, SIGKILLs between them; i
     // The backfill resumes by itself after a restart; start it when no run is going.
     const r = await call("POST");
     assert(r.status === 200 || r.status === 409, JSON.stringify(r.body));
-    return { child, call };
+    const metrics = () => fetch(`${base}/metrics`).then((r) => r.text());
+    return { child, call, metrics };
   };
   try {
     // Five SIGKILLs, each at a seeded moment while a round of 700 events is being generated.
@@ -102,6 +103,13 @@ Deno.test("live deletes e2e: thousands of real commits, SIGKILLs between them; i
       await new Promise((r) => setTimeout(r, 100));
     }
     const live = last.live as Record<string, number> & { deletes_kept_by_reason: object };
+    // The same counts reach /metrics, per collection.
+    const text = await server.metrics();
+    const proofLines = text.split("\n").filter((l) =>
+      l.startsWith("backfill_live_pairs_total{") && l.includes('change="removed_by_proof"')
+    );
+    const sum = proofLines.reduce((n, l) => n + Number(l.split(" ").at(-1)), 0);
+    assertEquals(sum, live.pairs_removed_by_proof, "/metrics agrees with status");
     server.child.kill("SIGTERM");
     assertEquals((await server.child.waitFor(10_000))?.code, 0, "clean stop");
 

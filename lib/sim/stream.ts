@@ -536,6 +536,7 @@ export class SimStream {
         action = "update";
       }
       if (repos && action !== "create") rkey = free![Math.floor(r() * free!.length)];
+      if (repos && taken.has(`${collection}/${rkey}`)) continue; // e.g. a second profile create
       taken.add(`${collection}/${rkey}`);
       const record = action === "delete"
         ? undefined
