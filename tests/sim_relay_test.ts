@@ -10,7 +10,7 @@ import { InputError } from "../lib/util/errors.ts";
 import { formatDid, makeWorld, SimWorld, worldFromLists } from "../lib/sim/world.ts";
 import { type SimRelay, type SimRelayOptions, startSimRelay } from "../lib/sim/relay.ts";
 import { decodeSimCursor } from "../lib/sim/cursor.ts";
-import { runSimRelayCli } from "../lib/sim/cli.ts";
+import { runSimRelayCli, simRelayOptionsFromArgs } from "../lib/sim/cli.ts";
 
 const LIST = "/xrpc/com.atproto.sync.listReposByCollection";
 const delay = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -492,4 +492,19 @@ Deno.test("cli: prints the URL and world, serves until aborted, rejects bad flag
   await assertRejects(() => runSimRelayCli(["--latency", "x"], {}), InputError);
   await assertRejects(() => runSimRelayCli(["--bogus"], {}), InputError);
   await assertRejects(() => runSimRelayCli(["--malformed", "a.b.c=weird"], {}), InputError);
+});
+
+Deno.test("sim-relay flags: real repos and unprovable commits for the stream, table", () => {
+  const cases: [string[], Record<string, string>, boolean, number | undefined][] = [
+    [[], {}, false, undefined],
+    [["--stream-real-repos"], {}, true, undefined],
+    [[], { SIM_RELAY_STREAM_REAL_REPOS: "true" }, true, undefined],
+    [["--stream-real-repos", "--stream-unprovable", "0.2"], {}, true, 0.2],
+  ];
+  for (const [args, env, realRepos, unprovable] of cases) {
+    const o = simRelayOptionsFromArgs(args, env);
+    assert(o !== "help");
+    assertEquals(o.stream?.realRepos, realRepos, args.join(" "));
+    assertEquals(o.stream?.mix?.unprovable, unprovable, args.join(" "));
+  }
 });

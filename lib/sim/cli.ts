@@ -15,7 +15,8 @@ const USAGE =
   --latency MS  --jitter MS  --rate429 P  --retry-after S  --retry-after-date  --max-rps N
   --rate5xx P  --rate-reset P  --hang-rate P  --short-page-every N  --max-limit N (10000)
   --forbidden a.b.c,d.e.f  --malformed nsid=mode,...  --llms-extra a.b.c,...  --no-list-collections
-  --stream-rate EVENTS/S (0)  --stream-backlog N (200000)  --stream-prefill N (0)`;
+  --stream-rate EVENTS/S (0)  --stream-backlog N (200000)  --stream-prefill N (0)
+  --stream-real-repos (real MSTs: v1.1 commits that prove deletes)  --stream-unprovable P (0)`;
 const NUMERIC_FLAGS = [
   "port",
   "seed",
@@ -35,9 +36,15 @@ const NUMERIC_FLAGS = [
   "stream-rate",
   "stream-backlog",
   "stream-prefill",
+  "stream-unprovable",
 ] as const;
 const STRING_FLAGS = ["hostname", "forbidden", "malformed", "llms-extra"] as const;
-const BOOL_FLAGS = ["retry-after-date", "no-list-collections", "help"] as const;
+const BOOL_FLAGS = [
+  "retry-after-date",
+  "no-list-collections",
+  "stream-real-repos",
+  "help",
+] as const;
 
 /** Flags from `args`, falling back to SIM_RELAY_* in `env`. */
 function readFlags(args: string[], env: Record<string, string | undefined>) {
@@ -112,7 +119,14 @@ export function simRelayOptionsFromArgs(
     malformed,
     llmsExtra: list("llms-extra"),
     listCollections: !bool("no-list-collections"),
-    stream: { rate: num("stream-rate"), backlog: num("stream-backlog") },
+    stream: {
+      rate: num("stream-rate"),
+      backlog: num("stream-backlog"),
+      realRepos: bool("stream-real-repos"),
+      mix: num("stream-unprovable") === undefined
+        ? undefined
+        : { unprovable: num("stream-unprovable") },
+    },
   };
 }
 
