@@ -27,6 +27,9 @@ export interface ServeOptions {
 /** Serves until `signal` aborts, then stops the backfill (checkpointing in-flight pages) and the server. */
 export async function serve(opts: ServeOptions): Promise<void> {
   const { runtime: rt, config, log } = opts;
+  // A signal during startup (migrations, opening the index) must not be lost: an abort listener
+  // added after it would never fire, and the server would ignore SIGTERM until SIGKILL.
+  if (opts.signal.aborted) return;
   // The stream starts before any backfill, so that together they leave no gap (see README).
   const liveStore = new LiveStreamStore(rt.sql);
   const consumer = config.liveStream
