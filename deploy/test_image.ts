@@ -26,6 +26,7 @@ const PORT = {
   simFailing: 2852,
   server: 2853,
   unit: 2854,
+  gate: 2855,
   closed: 2899,
 } as const;
 const PG_URL = Deno.env.get("IMAGE_TEST_PG_URL") ?? "postgres://postgres@127.0.0.1:5432/postgres";
@@ -61,13 +62,13 @@ const PLAN: [string, string][] = [
   ["cron.token", "CronJob with a wrong token: exit 1"],
   ["cron.down", "CronJob with the server unreachable: exit 1"],
   ["signal.idle", "docker stop of the idle server: exit 0"],
+  ["signal.startup", "SIGTERM during startup (migrations held at Postgres): exit 0, no server"],
   ["batch.catchup", "k8s-batch CronJob `backfill --catch-up` on the volume: exit 0"],
   ["job.complete", "Job `backfill`: exit 0, counts exact in Postgres"],
   ["job.failed", "Job with a collection the source refuses (403): exit 1, names it"],
   ["job.badargs", "Job with bad arguments or a bad variable: exit 2, one line"],
   ["offline.start", "--network none: the image's CMD migrates the embedded Postgres and serves"],
   ["offline.stop", "--network none: docker stop exits 0"],
-  ["signal.startup", "docker stop while the embedded Postgres opens: exit 0 within the grace"],
   ["unit.narrow", "backfill-oneshot.service, BACKFILL_ARGS=--collection: exit 0, only that one"],
   ["unit.oneshot", "backfill-oneshot.service: exit 0, counts exact"],
   ["unit.server", "backfill.service: /healthz and /readyz, jemalloc, dynamic uid"],
@@ -284,6 +285,8 @@ async function ensureDaemon(work: string): Promise<void> {
     const end = setTimeout(() => daemon.kill("SIGKILL"), 60_000);
     await daemon.status;
     clearTimeout(end);
+    // dockerd leaves its default network namespace bind-mounted under the exec root.
+    for (const m of await mountsUnder(`${dir}/exec`)) await must(["umount", m]);
     note("stopped the Docker daemon this test started");
   });
   await waitFor("dockerd to answer", 60_000, async () => {
@@ -321,12 +324,14 @@ async function denoFromNpm(version: string, work: string): Promise<string> {
   return bin;
 }
 
+async function mountsUnder(dir: string): Promise<string[]> {
+  const mounts = await Deno.readTextFile("/proc/mounts");
+  return mounts.split("\n").map((l) => l.split(" ")[1]).filter((m) => m?.startsWith(dir + "/"));
+}
+
 /** No mount may remain under `dir` before it is deleted (debootstrap mounts /proc in its target). */
 async function assertNoMounts(dir: string): Promise<void> {
-  const mounts = await Deno.readTextFile("/proc/mounts");
-  const inside = mounts.split("\n").map((l) => l.split(" ")[1]).filter((m) =>
-    m?.startsWith(dir + "/")
-  );
+  const inside = await mountsUnder(dir);
   expect(inside.length === 0, `still mounted under ${dir}: ${inside.join(", ")}`);
 }
 
@@ -849,6 +854,51 @@ async function progressTotals(url: string) {
   return { collections, completed, imported };
 }
 
+/** A TCP proxy to Postgres that holds every connection until `open()`: a startup waits there. */
+function postgresGate(port: number) {
+  const target = new URL(PG_URL);
+  const listener = Deno.listen({ hostname: "127.0.0.1", port });
+  const conns: Deno.Conn[] = [];
+  let release!: () => void;
+  const opened = new Promise<void>((r) => (release = r));
+  let held = 0;
+  (async () => {
+    for await (const conn of listener) {
+      conns.push(conn);
+      held++;
+      (async () => {
+        await opened;
+        const up = await Deno.connect({
+          hostname: target.hostname,
+          port: Number(target.port || 5432),
+        });
+        conns.push(up);
+        await Promise.all([conn.readable.pipeTo(up.writable), up.readable.pipeTo(conn.writable)]);
+      })().catch(() => {});
+    }
+  })().catch(() => {});
+  const close = () => {
+    try {
+      listener.close();
+    } catch { /* already closed */ }
+    for (const c of conns) {
+      try {
+        c.close();
+      } catch { /* already closed */ }
+    }
+  };
+  onCleanup(`close the Postgres gate :${port}`, () => Promise.resolve(close()));
+  return {
+    held: () => held,
+    open: () => release(),
+    url: (db: string) => {
+      const u = new URL(db);
+      u.port = String(port);
+      return u.href;
+    },
+  };
+}
+
 // --- XRPC read-back -----------------------------------------------------------------------------
 
 /** An order-free digest of a DID set: count and two 32-bit sums of per-DID hashes. */
@@ -1304,6 +1354,34 @@ async function deploymentScenario(ctx: Ctx) {
     return `exit 0 in ${s.seconds.toFixed(1)} s`;
   });
 
+  // The server is between its signal handlers and its HTTP server: migrations wait at a gate in
+  // front of Postgres. SIGTERM lands there; then the gate opens and startup could carry on.
+  await check("signal.startup", async () => {
+    const gate = postgresGate(PORT.gate);
+    const s3 = await podSpec(deployment, `${ID}-deploy-3`, {
+      ...inputs,
+      secrets: { ...secrets, DATABASE_URL: gate.url(db) },
+    });
+    await start(s3, ctx.img.image);
+    await waitFor("the starting server to reach Postgres", 120_000, async () => {
+      const st = await inspectState(s3.name);
+      fatalUnless(st.running, `exited ${st.exitCode}: ${lastLines(await logs(s3.name), 3)}`);
+      return gate.held() > 0 ? true : undefined;
+    });
+    const t = performance.now();
+    await mustDocker(["kill", "--signal", "TERM", s3.name]);
+    gate.open();
+    const waited = await docker(["wait", s3.name], (s3.grace + 5) * 1000).catch(() => undefined);
+    const seconds = (performance.now() - t) / 1000;
+    if (!waited) await docker(["kill", s3.name]); // what the kubelet does after the grace period
+    const log = await logs(s3.name);
+    expect(waited, `still running ${s3.grace} s after SIGTERM (killed, as the kubelet would)`);
+    const code = Number(waited.stdout.trim());
+    expect(code === 0, `exit ${code}: ${lastLines(log, 2)}`);
+    expect(!/"listening"/.test(log), "it started serving after the signal");
+    return `exit 0 in ${seconds.toFixed(1)} s, never listened`;
+  });
+
   await check("batch.catchup", async () => {
     const spec = await podSpec(batchCronJob, `${ID}-batch`, {
       ...inputs,
@@ -1426,24 +1504,6 @@ async function offlineScenario(ctx: Ctx) {
     expect(s.exitCode === 0, `exit ${s.exitCode}`);
     expect(/"stopped"/.test(s.logs), 'no "stopped" in the log');
     return `exit 0 in ${s.seconds.toFixed(1)} s`;
-  });
-  // SIGTERM while the embedded Postgres opens: signal handlers are in place, the server is not.
-  await check("signal.startup", async () => {
-    const again = { ...spec, name: `${ID}-offline-2` };
-    await start(again, ctx.img.image);
-    await waitFor("the embedded Postgres to start opening", 120_000, async () => {
-      const st = await inspectState(again.name);
-      fatalUnless(st.running, `exited ${st.exitCode}`);
-      return /"using embedded Postgres"/.test(await logs(again.name)) ? true : undefined;
-    });
-    const s = await stop(again.name, again.grace);
-    const listened = /"listening"/.test(s.logs);
-    expect(s.exitCode === 0, `exit ${s.exitCode}${s.exitCode === 137 ? " (SIGKILL)" : ""}`);
-    expect(s.seconds < again.grace, `took ${s.seconds.toFixed(1)} s`);
-    expect(!listened || /"shutting down"/.test(s.logs), "listened after the signal and ignored it");
-    return `exit 0 in ${s.seconds.toFixed(1)} s (signal came ${
-      listened ? "after" : "before"
-    } it listened)`;
   });
 }
 
