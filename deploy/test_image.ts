@@ -20,6 +20,8 @@ const USAGE = `usage: deno task test:image [--suite trixie] [--scale 110] [--kee
   --keep      keep the work directory and the images built (the daemon is still stopped if started)`;
 
 const ROOT = new URL("../", import.meta.url).pathname.replace(/\/$/, "");
+/** Where deploy/ is read from: the clean clone once it exists, so files and image agree. */
+let SRC = ROOT;
 const PORT = {
   simBig: 2850,
   sim: 2851,
@@ -45,6 +47,10 @@ const PLAN: [string, string][] = [
   ["base.entry", "stand-in: tini is PID 1; entrypoint routes commands like the official one"],
   ["image.build", "image builds from a clean clone (deploy/Dockerfile unchanged, --network host)"],
   ["image.context", "build context: no .env, .git, tests, deploy or data in /app"],
+  [
+    "image.classic",
+    "classic builder (DOCKER_BUILDKIT=0, no per-Dockerfile ignore): no .env or data/",
+  ],
   ["image.user", "runs as uid/gid 1993 (image default and the live server process)"],
   ["image.readonly", "read-only root filesystem: / not writable, /data and /tmp are"],
   ["image.jemalloc", "jemalloc is loaded in the deno process (/proc/PID/maps)"],
@@ -378,7 +384,7 @@ async function buildStandIn(
   const ctx = `${work}/stand-in`;
   await Deno.mkdir(ctx, { recursive: true });
   for (const f of ["Dockerfile", "docker-entrypoint.sh"]) {
-    await Deno.copyFile(`${ROOT}/deploy/stand-in/${f}`, `${ctx}/${f}`);
+    await Deno.copyFile(`${SRC}/deploy/stand-in/${f}`, `${ctx}/${f}`);
   }
   await Deno.copyFile(deno, `${ctx}/deno`);
   await Deno.copyFile("/usr/bin/tini-static", `${ctx}/tini`);
@@ -418,7 +424,16 @@ async function buildStandIn(
 }
 
 async function buildAll(suite: string, work: string, keep: boolean): Promise<Images> {
-  const dockerfile = await Deno.readTextFile(`${ROOT}/deploy/Dockerfile`);
+  const clone = `${work}/clone`;
+  const head = (await must(["git", "-C", ROOT, "rev-parse", "HEAD"])).stdout.trim();
+  await must(["git", "clone", "--quiet", "--no-local", ROOT, clone]);
+  await must(["git", "-C", clone, "checkout", "--quiet", "--detach", head]);
+  const dirty = (await must(["git", "-C", ROOT, "status", "--porcelain"])).stdout.trim();
+  note(
+    `clean clone of ${head.slice(0, 12)}${dirty ? " (uncommitted changes are not in it)" : ""}`,
+  );
+  SRC = clone;
+  const dockerfile = await Deno.readTextFile(`${SRC}/deploy/Dockerfile`);
   const version = dockerfile.match(/^ARG DENO_VERSION=(\S+)$/m)?.[1];
   expect(version, "deploy/Dockerfile has no ARG DENO_VERSION=");
   const base = `denoland/deno:debian-${version}`;
@@ -429,15 +444,6 @@ async function buildAll(suite: string, work: string, keep: boolean): Promise<Ima
   } else {
     await buildStandIn(base, version, suite, denoBinary, work, keep);
   }
-
-  const clone = `${work}/clone`;
-  const head = (await must(["git", "-C", ROOT, "rev-parse", "HEAD"])).stdout.trim();
-  await must(["git", "clone", "--quiet", "--no-local", ROOT, clone]);
-  await must(["git", "-C", clone, "checkout", "--quiet", "--detach", head]);
-  const dirty = (await must(["git", "-C", ROOT, "status", "--porcelain"])).stdout.trim();
-  note(
-    `clean clone of ${head.slice(0, 12)}${dirty ? " (uncommitted changes are not in it)" : ""}`,
-  );
 
   const image = `${ID}-backfill:${head.slice(0, 12)}`;
   let build: Out | undefined;
@@ -596,7 +602,7 @@ function podSpecOf(doc: Obj): Obj {
 }
 
 async function readYaml(rel: string): Promise<Obj> {
-  return parseYaml(await Deno.readTextFile(`${ROOT}/${rel}`)) as Obj;
+  return parseYaml(await Deno.readTextFile(`${SRC}/${rel}`)) as Obj;
 }
 
 interface PodInputs {
@@ -729,7 +735,7 @@ async function unitSpec(
   envFile: Record<string, string>,
   host: UnitHost,
 ): Promise<{ spec: Spec; argv: string[] }> {
-  const u = parseUnit(await Deno.readTextFile(`${ROOT}/deploy/systemd/${file}`));
+  const u = parseUnit(await Deno.readTextFile(`${SRC}/deploy/systemd/${file}`));
   const one = (k: string) => u.get(k)?.at(-1);
   const env: Record<string, string> = {};
   for (const e of u.get("Environment") ?? []) {
@@ -1058,6 +1064,28 @@ async function imageChecks(ctx: Ctx) {
     expect(leaked.length === 0, `in the image: ${leaked.join(", ")}`);
     expect(names.includes("main.ts") && names.includes("deno.lock"), `/app has ${names}`);
     return `/app holds ${names.join(", ")}`;
+  });
+  // The classic builder reads only a root .dockerignore, so the Dockerfile itself must not copy
+  // what an operator's checkout holds besides the code: a .env with secrets, data/ with an index.
+  await check("image.classic", async () => {
+    const ctxDir = `${ctx.work}/classic-context`;
+    await must(["cp", "-a", ctx.img.clone, ctxDir]);
+    await Deno.mkdir(`${ctxDir}/data/index`, { recursive: true });
+    await Deno.writeTextFile(`${ctxDir}/data/index/CURRENT`, "an operator's index\n");
+    await Deno.writeTextFile(`${ctxDir}/.env`, "RELAY_ADMIN_PASSWORD=a-secret\n");
+    const tag = `${ID}-classic:latest`;
+    const build = await run(
+      [DOCKER, "build", "--network", "host", "-f", "deploy/Dockerfile", "-t", tag, ctxDir],
+      { env: { ...dockerEnv, DOCKER_BUILDKIT: "0" }, timeoutMs: 900_000 },
+    );
+    await Deno.writeTextFile(`${ctx.work}/logs/build-classic.log`, build.stdout + build.stderr);
+    removeImageLater(tag, false);
+    expect(build.code === 0, `classic build exited ${build.code}: ${lastLines(build.stderr, 4)}`);
+    const r = await mustDocker(["run", "--rm", tag, "ls", "-A", "/app"]);
+    const names = r.stdout.trim().split("\n");
+    const leaked = names.filter((n) => [".env", ".git", "data", "tests", "deploy"].includes(n));
+    expect(leaked.length === 0, `the classic builder copied ${leaked.join(", ")} into /app`);
+    return `built in ${build.seconds.toFixed(0)} s; /app holds ${names.join(", ")}`;
   });
   await check("image.v8flags", async () => {
     const r = await mustDocker([
