@@ -57,6 +57,7 @@ const PLAN: [string, string][] = [
   ["image.v8flags", "the image's V8 flags are in effect (256 MB old space)"],
   ["image.healthcheck", "the image's HEALTHCHECK command passes in the running container"],
   ["deploy.probes", "Deployment: /healthz and /readyz within the startup probe's budget"],
+  ["deploy.live", "Deployment: the live consumer connects to the (sim's) firehose"],
   ["deploy.start", "Deployment: a backfill started through the admin API runs"],
   ["cron.busy", "CronJob `status catch-up` while a backfill runs: exit 1 (409)"],
   ["signal.stop", "docker stop mid-run (SIGTERM through tini): exit 0 within the grace period"],
@@ -830,6 +831,20 @@ async function startSim(port: number, extra: string[], clone: string): Promise<S
   };
 }
 
+/** The sim's firehose (it emits nothing unless started with --stream-rate, so counts stay exact). */
+function firehose(sim: Sim): string {
+  return `${sim.url.replace(/^http/, "ws")}/xrpc/com.atproto.sync.subscribeRepos`;
+}
+
+/** Waits until a server's status says its live stream is connected. */
+async function liveConnected(server: string, token: string): Promise<Obj> {
+  return await waitFor(`${server}'s live stream to connect`, 60_000, async () => {
+    const r = await httpGet(`${server}/admin/backfill-collections`, token);
+    const live = JSON.parse(r.body).live;
+    return live?.connected ? live : undefined;
+  });
+}
+
 function dbUrl(name: string): string {
   const u = new URL(PG_URL);
   u.pathname = `/${name}`;
@@ -1124,6 +1139,7 @@ async function deploymentScenario(ctx: Ctx) {
     LEXICON_LIST_URL: `${sim.url}/llms.txt`,
     // Lifted so that ingest, not the politeness cap, sets the pace: the hardest case for memory.
     BACKFILL_MAX_RPS: "1000",
+    LIVE_STREAM_URL: firehose(sim),
   };
   note(`Deployment env overrides here: ${JSON.stringify(overrides)}`);
   const inputs = { configMaps: ctx.configMaps, secrets, claims, overrides, work: ctx.work };
@@ -1218,6 +1234,12 @@ async function deploymentScenario(ctx: Ctx) {
     const bad = await docker(["exec", "-e", "PORT=1", s1.name, ...hc.slice(1)], 30_000);
     expect(bad.code !== 0, "HEALTHCHECK passes with nothing listening");
     return `\`${hc.slice(1, 3).join(" ")} …\` exits 0 (and ${bad.code} against a closed port)`;
+  });
+
+  await check("deploy.live", async () => {
+    const live = await liveConnected(server, token);
+    expect(live.url.startsWith("ws://127.0.0.1:"), `live stream at ${live.url}`);
+    return `${live.kind} ${live.url} connected (status JSON \`live\`)`;
   });
 
   ok = await check("deploy.start", async () => {
@@ -1413,7 +1435,11 @@ async function deploymentScenario(ctx: Ctx) {
   await check("batch.catchup", async () => {
     const spec = await podSpec(batchCronJob, `${ID}-batch`, {
       ...inputs,
-      overrides: { BACKFILL_SOURCE: sim.url, LEXICON_LIST_URL: `${sim.url}/llms.txt` },
+      overrides: {
+        BACKFILL_SOURCE: sim.url,
+        LEXICON_LIST_URL: `${sim.url}/llms.txt`,
+        LIVE_STREAM_URL: firehose(sim),
+      },
     });
     const r = await runOnce(spec, ctx.img.image, 600_000);
     expect(r.code === 0, `exit ${r.code}: ${lastLines(r.stdout + r.stderr, 3)}`);
@@ -1435,7 +1461,11 @@ async function jobScenario(ctx: Ctx) {
       configMaps: ctx.configMaps,
       secrets: { DATABASE_URL: db },
       claims: { "backfill-index": await claimDir(ctx.work, `job-${label}`, fsGroup) },
-      overrides: { BACKFILL_SOURCE: source.url, LEXICON_LIST_URL: `${source.url}/llms.txt` },
+      overrides: {
+        BACKFILL_SOURCE: source.url,
+        LEXICON_LIST_URL: `${source.url}/llms.txt`,
+        LIVE_STREAM_URL: firehose(source),
+      },
       work: ctx.work,
     });
     spec.args = [...spec.args, ...extra];
@@ -1561,6 +1591,7 @@ async function systemdScenario(ctx: Ctx) {
     LEXICON_LIST_URL: `${sim.url}/llms.txt`,
     PORT: String(PORT.unit),
     RELAY_URL: `http://127.0.0.1:${PORT.unit}`,
+    LIVE_STREAM_URL: firehose(sim),
   };
   note(
     `systemd: /etc/backfill/env here: ${Object.keys(envFile).join(", ")}; ExecCondition= not run`,
@@ -1625,9 +1656,10 @@ async function systemdScenario(ctx: Ctx) {
     expect(maps.includes("libjemalloc"), "jemalloc not loaded (LD_PRELOAD)");
     const st = await Deno.readTextFile(`/proc/${pid}/status`);
     expect(/^Uid:\s+61900\s/m.test(st), "not the dynamic uid");
+    const live = await liveConnected(url, token);
     return `\`${server.argv.slice(1).join(" ")}\` ready in ${
       ((performance.now() - t0) / 1000).toFixed(1)
-    } s as uid ${UNIT_UID}, jemalloc loaded, root read-only`;
+    } s as uid ${UNIT_UID}, jemalloc loaded, root read-only, ${live.kind} connected`;
   });
   if (ok) {
     await check("unit.trigger", async () => {
