@@ -360,9 +360,7 @@ export class IndexStore {
       else if (s.kind === "delete-account") all = true;
       if (!s.did.startsWith("did:")) throw new InputError(`not a DID: ${JSON.stringify(s.did)}`);
     }
-    for (const s of steps) {
-      if (s.kind === "add" || s.kind === "remove") await this.#idFor(s.collection);
-    }
+    for (const c of cols) await this.#idFor(c);
     return await this.#serial(all ? "all" : [...cols], () => this.#applyLive(steps, checkpoint));
   }
 
