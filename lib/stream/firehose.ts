@@ -2,7 +2,6 @@
 import { decode, decodeFirst, fromBytes, isBytes } from "@atcute/cbor";
 import { isDid } from "../util/syntax.ts";
 import { cursorOf, type FirehoseCommit, type LiveEvent, type LiveOp, malformed } from "./event.ts";
-import { scanCommit, type ScannedCommit } from "./scan.ts";
 
 type Rec = Record<string, unknown>;
 
@@ -12,11 +11,6 @@ function isRec(v: unknown): v is Rec {
 
 /** Decodes one binary WebSocket message of a firehose. Never throws: bad frames are `malformed`. */
 export function decodeFirehoseFrame(frame: Uint8Array): LiveEvent {
-  const scanned = scanCommit(frame);
-  if (scanned !== undefined) {
-    const ev = scannedCommit(frame, scanned);
-    if (ev !== undefined) return ev;
-  }
   let header: unknown, body: unknown;
   try {
     const [h, rest] = decodeFirst(frame);
@@ -88,91 +82,6 @@ function commit(body: Rec, seq: number | undefined): LiveEvent {
     ops,
     firehose: { ...body, blocks } as unknown as FirehoseCommit,
   };
-}
-
-/**
- * A commit the scanner read, when it is valid as it stands; undefined sends the frame to the full
- * decoder (which then says what is wrong). The body's blocks and CIDs are decoded on first use.
- */
-function scannedCommit(frame: Uint8Array, s: ScannedCommit): LiveEvent | undefined {
-  const seq = cursorOf(s.seq);
-  if (seq === undefined || !isDid(s.repo)) return undefined;
-  const ops: LiveOp[] = [];
-  for (const op of s.ops) {
-    const parsed = parseOp(op.action, op.path);
-    if (parsed === undefined) return undefined;
-    ops.push(parsed);
-  }
-  return {
-    type: "commit",
-    cursor: seq,
-    timeMs: timeOf(s.time),
-    did: s.repo,
-    ops,
-    firehose: new LazyCommit(frame.subarray(s.body), s),
-  };
-}
-
-/** A firehose commit body whose blocks, CIDs and ops are decoded only when read (for a proof). */
-class LazyCommit implements FirehoseCommit {
-  readonly #body: Uint8Array;
-  readonly seq: number;
-  readonly repo: string;
-  readonly time: string;
-  #full?: FirehoseCommit;
-
-  constructor(body: Uint8Array, s: ScannedCommit) {
-    this.#body = body;
-    this.seq = s.seq;
-    this.repo = s.repo;
-    this.time = s.time ?? "";
-    this.#rev = s.rev;
-  }
-
-  readonly #rev: string | undefined;
-  get rev(): string {
-    return this.#rev ?? this.#decoded().rev;
-  }
-  get since(): string | null | undefined {
-    return this.#decoded().since;
-  }
-  get commit(): unknown {
-    return this.#decoded().commit;
-  }
-  get blocks(): Uint8Array {
-    return this.#decoded().blocks;
-  }
-  get ops(): FirehoseCommit["ops"] {
-    return this.#decoded().ops;
-  }
-  get prevData(): unknown {
-    return this.#decoded().prevData;
-  }
-  get tooBig(): boolean | undefined {
-    return this.#decoded().tooBig;
-  }
-  get rebase(): boolean | undefined {
-    return this.#decoded().rebase;
-  }
-
-  #decoded(): FirehoseCommit {
-    if (this.#full) return this.#full;
-    let body: Rec;
-    try {
-      const v = decode(this.#body);
-      body = isRec(v) ? v : {};
-    } catch {
-      // The scanner skipped what the decoder rejects (a bad CID): nothing here can prove anything.
-      body = {};
-    }
-    const blocks = isBytes(body.blocks) ? fromBytes(body.blocks) : new Uint8Array();
-    this.#full = {
-      ...body,
-      ops: Array.isArray(body.ops) ? body.ops : [],
-      blocks,
-    } as unknown as FirehoseCommit;
-    return this.#full;
-  }
 }
 
 function account(body: Rec, seq: number | undefined): LiveEvent {
