@@ -1,8 +1,16 @@
 /** Entry point: parses the environment and arguments, then wires one mode together. */
 // Modes are imported lazily so that `status` from a laptop never loads the native index or Postgres.
 import { parseBackfillArgs, parseConfig } from "./lib/app/config.ts";
-import { BusyError, errorMessage, InputError, StoreError } from "./lib/util/errors.ts";
+import {
+  BusyError,
+  ConfirmationError,
+  errorMessage,
+  InputError,
+  SourceError,
+  StoreError,
+} from "./lib/util/errors.ts";
 import { createLogger } from "./lib/util/log.ts";
+import { watchLauncher } from "./lib/app/launcher.ts";
 import { isNsid } from "./lib/util/syntax.ts";
 import { MAIN_USAGE } from "./lib/cli/help.ts";
 
@@ -14,7 +22,10 @@ function wantsHelp(mode: string | undefined, rest: string[]): boolean {
   return rest.includes("--help") || rest.includes("-h");
 }
 
-/** Aborts on the first SIGINT/SIGTERM; a second one exits at once. */
+/**
+ * Aborts on the first SIGINT/SIGTERM (or when the `npx` that launched the quick start is stopped);
+ * a second one exits at once.
+ */
 function shutdownSignal(): AbortSignal {
   const ac = new AbortController();
   const onSignal = () => {
@@ -23,6 +34,16 @@ function shutdownSignal(): AbortSignal {
   };
   Deno.addSignalListener("SIGINT", onSignal);
   if (Deno.build.os !== "windows") Deno.addSignalListener("SIGTERM", onSignal);
+  if (Deno.build.os === "linux") {
+    watchLauncher({
+      npmExec: Deno.env.get("npm_command") === "exec",
+      ppid: Deno.ppid,
+      onGone: () => {
+        console.error("the npx that started this process was stopped; stopping too");
+        onSignal();
+      },
+    });
+  }
   return ac.signal;
 }
 
@@ -56,7 +77,7 @@ async function main(args: string[], signal: AbortSignal): Promise<number> {
     }
     case "migrate": {
       const { openRuntime } = await import("./lib/app/runtime.ts");
-      const rt = await openRuntime({ config, log });
+      const rt = await openRuntime({ config, log, signal });
       await rt.close();
       console.log("migrations are up to date");
       return 0;
@@ -64,12 +85,7 @@ async function main(args: string[], signal: AbortSignal): Promise<number> {
     case "start": {
       const { openRuntime } = await import("./lib/app/runtime.ts");
       const { serve } = await import("./lib/app/server.ts");
-      const rt = await openRuntime({ config, log, signal });
-      try {
-        await serve({ runtime: rt, config, log, signal });
-      } finally {
-        await rt.close();
-      }
+      await serve({ open: () => openRuntime({ config, log, signal }), config, log, signal });
       log.info("stopped");
       return 0;
     }
@@ -93,6 +109,7 @@ async function main(args: string[], signal: AbortSignal): Promise<number> {
             source: opts.source ?? config.source,
             collections: opts.collections,
             catchUp: opts.catchUp,
+            confirmSourceSwitch: opts.confirmSourceSwitch,
           },
           out: (l) => console.log(l),
           signal,
@@ -119,10 +136,13 @@ if (import.meta.main) {
       // A signal that interrupted startup (migrations, discovery) is a clean stop, not a failure.
       console.error("stopped by signal");
       code = 0;
-    } else if (err instanceof InputError || err instanceof StoreError || err instanceof BusyError) {
+    } else if (
+      err instanceof InputError || err instanceof StoreError || err instanceof BusyError ||
+      err instanceof ConfirmationError || err instanceof SourceError
+    ) {
       // Expected failures get one line; anything else keeps its stack for a bug report.
       console.error(`error: ${err.message}`);
-      code = err instanceof InputError ? 2 : 1;
+      code = err instanceof InputError || err instanceof ConfirmationError ? 2 : 1;
     } else {
       console.error("error:", errorMessage(err), err instanceof Error ? `\n${err.stack}` : "");
       code = 1;

@@ -74,6 +74,7 @@ export function testBackfiller(opts: {
   log?: Logger;
   /** Where the run lock connects (default TEST_DATABASE_URL). */
   lockUrl?: string;
+  sourceHosts?: readonly string[];
 }): Backfiller {
   const log = opts.log ?? silentLogger;
   const clients = new Map<string, SourceClient>();
@@ -105,6 +106,7 @@ export function testBackfiller(opts: {
     sourceSizes: (client, signal) => client.collectionSizes(signal),
     lock: (onLost) =>
       takeRunLock({ url: opts.lockUrl ?? TEST_DATABASE_URL, schema: opts.db.schema, onLost }),
+    sourceHosts: opts.sourceHosts,
     concurrency: opts.concurrency ?? 4,
     pageLimit: opts.pageLimit ?? 100,
     pagePauseMs: 0,

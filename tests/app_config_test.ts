@@ -16,6 +16,7 @@ Deno.test("parseConfig: an empty environment gives the documented defaults", () 
     host: "0.0.0.0",
     adminPassword: undefined,
     source: { name: "bsky.network", baseUrl: "https://bsky.network", host: "bsky.network" },
+    sourceHosts: undefined,
     lexiconListUrl: "https://lexicon.garden/llms.txt",
     relayUrl: "http://localhost:8080",
     concurrency: 8,
@@ -23,6 +24,7 @@ Deno.test("parseConfig: an empty environment gives the documented defaults", () 
     pagePauseMs: 0,
     maxRps: 25,
     requestTimeoutMs: 30_000,
+    databaseWaitMs: 60_000,
     logLevel: "info",
     liveStream: undefined,
     liveIdleTimeoutMs: 60_000,
@@ -45,6 +47,8 @@ Deno.test("parseConfig: an empty environment gives the documented defaults", () 
       "BACKFILL_PAGE_PAUSE_MS",
       "BACKFILL_MAX_RPS",
       "BACKFILL_REQUEST_TIMEOUT_MS",
+      "BACKFILL_SOURCE_HOSTS",
+      "DATABASE_WAIT_MS",
       "LOG_LEVEL",
     ].map((k, i) => [k, i % 2 ? "" : "   "]),
   );
@@ -67,6 +71,8 @@ Deno.test("parseConfig: every variable is read, trimmed and typed", () => {
     BACKFILL_PAGE_PAUSE_MS: "100",
     BACKFILL_MAX_RPS: "2.5",
     BACKFILL_REQUEST_TIMEOUT_MS: "5000",
+    BACKFILL_SOURCE_HOSTS: " 127.0.0.1:2470 , Relay.Example.com",
+    DATABASE_WAIT_MS: "5000",
     LOG_LEVEL: "DEBUG",
     LIVE_STREAM_URL: " wss://relay.example.com/xrpc/com.atproto.sync.subscribeRepos ",
     LIVE_IDLE_TIMEOUT_MS: "30000",
@@ -83,6 +89,7 @@ Deno.test("parseConfig: every variable is read, trimmed and typed", () => {
       baseUrl: "http://127.0.0.1:2470",
       host: "127.0.0.1:2470",
     },
+    sourceHosts: ["127.0.0.1:2470", "relay.example.com"],
     lexiconListUrl: "http://localhost:2470/llms.txt",
     relayUrl: "https://relay.example.com",
     concurrency: 3,
@@ -90,6 +97,7 @@ Deno.test("parseConfig: every variable is read, trimmed and typed", () => {
     pagePauseMs: 100,
     maxRps: 2.5,
     requestTimeoutMs: 5000,
+    databaseWaitMs: 5000,
     logLevel: "debug",
     liveStream: {
       kind: "firehose",
@@ -146,6 +154,11 @@ const NUMERIC: [string, string, number | undefined][] = [
   ["BACKFILL_REQUEST_TIMEOUT_MS", "600000", 600000],
   ["BACKFILL_REQUEST_TIMEOUT_MS", "99", undefined],
   ["BACKFILL_REQUEST_TIMEOUT_MS", "600001", undefined],
+  ["DATABASE_WAIT_MS", "1000", 1000],
+  ["DATABASE_WAIT_MS", "3600000", 3600000],
+  ["DATABASE_WAIT_MS", "999", undefined],
+  ["DATABASE_WAIT_MS", "0", undefined],
+  ["DATABASE_WAIT_MS", "forever", undefined],
 ];
 
 const FIELD: Record<string, keyof Config> = {
@@ -155,6 +168,7 @@ const FIELD: Record<string, keyof Config> = {
   BACKFILL_PAGE_PAUSE_MS: "pagePauseMs",
   BACKFILL_MAX_RPS: "maxRps",
   BACKFILL_REQUEST_TIMEOUT_MS: "requestTimeoutMs",
+  DATABASE_WAIT_MS: "databaseWaitMs",
 };
 
 Deno.test("parseConfig: numeric bounds table", () => {
@@ -192,6 +206,24 @@ const REJECTED: [Record<string, string>, string, RegExp][] = [
   [{ LIVE_STREAM_URL: "wss://bsky.network/" }, "LIVE_STREAM_URL", /subscribeRepos/],
   [{ LIVE_IDLE_TIMEOUT_MS: "5" }, "LIVE_IDLE_TIMEOUT_MS", /1000 to 3600000/],
   [{ LIVE_AUTO_CATCH_UP: "maybe" }, "LIVE_AUTO_CATCH_UP", /true or false/],
+  [
+    { BACKFILL_SOURCE_HOSTS: "relay.example.com" },
+    "BACKFILL_SOURCE",
+    /bsky\.network is not in BACKFILL_SOURCE_HOSTS/,
+  ],
+  [{ BACKFILL_SOURCE_HOSTS: " , " }, "BACKFILL_SOURCE_HOSTS", /names no host/],
+  [
+    { BACKFILL_SOURCE_HOSTS: "http://x.y" },
+    "BACKFILL_SOURCE_HOSTS",
+    /"http:\/\/x\.y" is not a host/,
+  ],
+  [
+    { RELAY_ADMIN_PASSWORD: "pässword" },
+    "RELAY_ADMIN_PASSWORD",
+    /printable ASCII \(character 2 is not\)/,
+  ],
+  [{ RELAY_ADMIN_PASSWORD: "tab\there" }, "RELAY_ADMIN_PASSWORD", /character 4 is not/],
+  [{ RELAY_ADMIN_PASSWORD: "🔑key" }, "RELAY_ADMIN_PASSWORD", /character 1 is not/],
 ];
 
 Deno.test("parseConfig: rejected values name the variable", () => {
@@ -200,6 +232,9 @@ Deno.test("parseConfig: rejected values name the variable", () => {
       assert(err instanceof InputError, `${JSON.stringify(env)}: ${err}`);
       assertEquals(err.field, field, JSON.stringify(env));
       assert(message.test(err.message), `${JSON.stringify(env)}: ${err.message}`);
+      if (field === "RELAY_ADMIN_PASSWORD") {
+        assert(!err.message.includes(env.RELAY_ADMIN_PASSWORD), "the password is not echoed");
+      }
       return true;
     }, JSON.stringify(env));
   }
@@ -215,6 +250,26 @@ Deno.test("parseConfig: LIVE_STREAM_URL picks firehose or Jetstream by path", ()
     LIVE_AUTO_CATCH_UP: "1",
   });
   assertEquals([j.liveStream?.kind, j.liveAutoCatchUp], ["jetstream", true]);
+});
+
+Deno.test("parseConfig: the admin password may be any printable ASCII; an allowed source host may omit the port", () => {
+  const ascii = Array.from({ length: 95 }, (_, i) => String.fromCharCode(32 + i)).join("").trim();
+  assertEquals(parseConfig({ RELAY_ADMIN_PASSWORD: ascii }).adminPassword, ascii);
+  for (
+    const [hosts, source, ok] of [
+      ["bsky.network", "bsky.network", true],
+      ["bsky.network", "https://bsky.network:8443", true],
+      ["bsky.network:443", "https://bsky.network:8443", false],
+      ["127.0.0.1:2470", "http://127.0.0.1:2470", true],
+      ["127.0.0.1:2470", "http://127.0.0.1:2471", false],
+      ["relay.example.com", "http://169.254.169.254", false],
+      ["relay.example.com", "http://0x7f.1", false],
+    ] as const
+  ) {
+    const env = { BACKFILL_SOURCE_HOSTS: hosts, BACKFILL_SOURCE: source };
+    if (ok) assertEquals(parseConfig(env).sourceHosts, [hosts]);
+    else assertThrows(() => parseConfig(env), InputError, `${hosts} / ${source}`);
+  }
 });
 
 Deno.test("parseConfig: accepted URL-ish values", () => {
@@ -233,6 +288,7 @@ Deno.test("parseBackfillArgs: no arguments", () => {
     source: undefined,
     collections: [],
     catchUp: false,
+    confirmSourceSwitch: false,
     reset: false,
     help: false,
   });
@@ -261,6 +317,7 @@ Deno.test("parseBackfillArgs: accepted forms", () => {
       collections: ["a.b.c"],
     }],
     [["--catch-up"], { catchUp: true }],
+    [["--catch-up", "--confirm-source-switch"], { catchUp: true, confirmSourceSwitch: true }],
     [["--reset", "--collection", "a.b.c"], { reset: true, collections: ["a.b.c"] }],
     [["-h"], { help: true }],
     [["--help"], { help: true }],
@@ -270,6 +327,7 @@ Deno.test("parseBackfillArgs: accepted forms", () => {
       source: undefined,
       collections: [],
       catchUp: false,
+      confirmSourceSwitch: false,
       reset: false,
       help: false,
       ...partial,
@@ -305,7 +363,11 @@ Deno.test("parseBackfillArgs: rejected forms", () => {
 Deno.test({
   name: "parseBackfillArgs: a value given to a boolean flag is rejected, not ignored",
   fn() {
-    for (const argv of [["--catch-up=false"], ["--reset=no", "--collection", "a.b.c"]]) {
+    for (
+      const argv of [["--catch-up=false"], ["--reset=no", "--collection", "a.b.c"], [
+        "--confirm-source-switch=yes",
+      ]]
+    ) {
       assertThrows(() => parseBackfillArgs(argv, isNsid), InputError, argv.join(" "));
     }
   },

@@ -98,3 +98,40 @@ Deno.test("runtime: a real run's /metrics covers pages, DIDs, statuses, latency,
     await Deno.remove(dataDir, { recursive: true });
   }
 });
+
+Deno.test("runtime: /metrics shows each flagged collection's invalid entries", async () => {
+  const world = makeWorld({ seed: 67, largeSizes: [47], collections: 3 });
+  const bad = [...world.collections()].sort((a, b) => world.size(b) - world.size(a))[0];
+  const relay = await startSimRelay({ world, malformed: { [bad]: "non-object-entries" } });
+  const schema = `test_runtime_${crypto.randomUUID().slice(0, 8)}`;
+  const admin = createSql(TEST_DATABASE_URL, { max: 1 });
+  await admin.unsafe(`CREATE SCHEMA ${schema}`);
+  const dataDir = await Deno.makeTempDir();
+  const config = parseConfig({
+    DATABASE_URL: TEST_DATABASE_URL,
+    DATA_DIR: dataDir,
+    BACKFILL_SOURCE: relay.url,
+    LEXICON_LIST_URL: `${relay.url}/llms.txt`,
+  });
+  const rt = await openRuntime({
+    config,
+    log: createLogger({ level: "error", write() {} }),
+    schema,
+  });
+  try {
+    await (await rt.backfiller.start({ source: config.source })).done;
+    const m = parseProm(await renderMetrics(rt));
+    assertEquals(m.get("backfill_collection_invalid_entries"), [{
+      labels: { collection: bad },
+      value: 47,
+    }]);
+    assertEquals(m.get("backfill_dids_invalid_total")?.[0].value, 47);
+    assertEquals(m.get("backfill_collections_reimport_pending")?.[0].value, 0);
+  } finally {
+    await rt.close();
+    await relay.close();
+    await admin.unsafe(`DROP SCHEMA ${schema} CASCADE`);
+    await admin.end();
+    await Deno.remove(dataDir, { recursive: true });
+  }
+});

@@ -146,7 +146,8 @@ Deno.test("server mode: SIGTERM mid-run exits 0 within 10 s; a restarted server 
     const deadline = performance.now() + 30_000;
     for (;;) {
       if (child.exited) throw new Error(`server exited: ${await child.stderr}`);
-      const ok = await fetch(`${base}/healthz`).then(async (r) => {
+      // Ready, not just alive: /healthz answers while startup still waits for Postgres.
+      const ok = await fetch(`${base}/readyz`).then(async (r) => {
         await r.body?.cancel();
         return r.ok;
       }, () => false);

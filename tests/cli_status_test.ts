@@ -45,6 +45,7 @@ function collection(
     completed: false,
     active: false,
     attempts: 1,
+    invalid: 0,
     updated_at: "2026-11-24T06:00:00.000Z",
     ...overrides,
   };
@@ -54,6 +55,8 @@ function sampleStatus(overrides: Partial<StatusDocument> = {}): StatusDocument {
   return {
     running: true,
     run: {
+      id: "r1",
+      phase: "running",
       source: "bsky.network",
       mode: "full",
       started_at: "2026-11-24T05:00:00.000Z",
@@ -74,6 +77,9 @@ function sampleStatus(overrides: Partial<StatusDocument> = {}): StatusDocument {
     failed: 8,
     total_imported: 13628818,
     total_new: 120000,
+    total_invalid: 0,
+    flagged: 0,
+    index: null,
     live: null,
     collections: [
       collection({
@@ -586,5 +592,89 @@ Deno.test("watch: aborting the signal (SIGINT) exits 0", async () => {
     assert.equal(r.code, 0);
     assert.deepEqual(r.err, []);
     assert.ok(polls >= 2);
+  });
+});
+
+Deno.test("start: a planning answer, a run stopped before it began, and a source switch that needs confirming", async () => {
+  let answer: (u: URL) => Response = () =>
+    json({ status: "planning", run: "ab12cd34", source: "relay.example.com", mode: "catch-up" });
+  const routes = { [`POST ${STATUS_PATH}`]: (_: Request, u: URL) => answer(u) };
+  await withServer(routes, async (url, seen) => {
+    let r = await run(url, ["catch-up", "relay.example.com"]);
+    assert.equal(r.code, 0);
+    assert.deepEqual(r.out, [
+      "planning catch-up from relay.example.com (run ab12cd34): discovering collections; `status` follows it",
+    ]);
+    answer = () => json({ status: "stopped", run: "ef56", source: "bsky.network", mode: "full" });
+    r = await run(url, ["start"]);
+    assert.deepEqual(r.out, ["backfill from bsky.network (run ef56) was stopped before it began"]);
+
+    answer = (u) =>
+      u.searchParams.get("confirm-source-switch") === "true"
+        ? json({ status: "started", run: "9", source: "x.example", collections: 40, queued: 40 })
+        : json({
+          error: "ConfirmationRequired",
+          message: "catch-up from x.example would restart 40 completed collection(s) (940783 " +
+            "DIDs) imported from bsky.network from the beginning; nothing was changed. Repeat " +
+            "it with confirm-source-switch to go ahead",
+          collections: 40,
+          dids: 940783,
+        }, 409);
+    r = await run(url, ["catch-up", "x.example"]);
+    assert.equal(r.code, 1);
+    assert.equal(r.err.length, 1);
+    assert.match(r.err[0], /would restart 40 completed collection\(s\) \(940783 DIDs\)/);
+    assert.match(r.err[0], /\(add --confirm-source-switch\)$/);
+    r = await run(url, ["catch-up", "x.example", "--confirm-source-switch"]);
+    assert.equal(r.code, 0, r.err.join("\n"));
+    assert.deepEqual(r.out, ["started catch-up of 40 collections from x.example (run 9)"]);
+    assert.equal(seen.at(-1)?.params.get("source"), "x.example");
+    assert.equal(seen.at(-1)?.params.get("mode"), "catch-up");
+  });
+});
+
+Deno.test("status: a planning run, a replaced index and flagged collections are shown", async () => {
+  const body = {
+    ...sampleStatus({
+      run: {
+        ...sampleStatus().run!,
+        id: "ab12cd34",
+        phase: "planning",
+        source: "relay.example.com",
+        mode: "catch-up",
+        started_at: "2026-11-24T06:01:00.000Z",
+        collections: 0,
+      },
+      collections: [
+        collection({ collection: "com.example.gone", reimport: true }),
+        collection({
+          collection: "com.example.junk",
+          completed: true,
+          invalid: 47,
+          warning: "47 entries from the source were not valid DIDs and were skipped; reset…",
+        }),
+      ],
+    }),
+    total_invalid: 47,
+    flagged: 1,
+    index: { identity: "i", replaced_at: "2026-11-24T06:00:00.000Z", reimport: 1 },
+  };
+  await withServer({ [`GET ${STATUS_PATH}`]: () => json(body) }, async (url) => {
+    const { code, out } = await run(url, ["status"]);
+    assert.equal(code, 0);
+    assert.match(out[0], /^backfill planning run ab12cd34: catch-up from relay\.example\.com/);
+    const text = out.join("\n");
+    assert.match(text, /47 invalid entries skipped/);
+    assert.match(
+      text,
+      /INDEX REPLACED\s+found missing or replaced at 2026-11-24 06:00 UTC; 1 collection waiting/,
+    );
+    assert.match(text, /com\.example\.gone.*re-import after the index was lost/);
+    const flagged = out.indexOf("FLAGGED collections (1), entries that were not DIDs:");
+    assert.ok(flagged > 0, text);
+    assert.match(
+      out[flagged + 1],
+      /com\.example\.junk\s+47 invalid\s+0 DIDs imported\s+fetch it again: status reset com\.example\.junk/,
+    );
   });
 });

@@ -6,18 +6,32 @@ import { silentLogger } from "../lib/util/log.ts";
 import { makeWorld } from "../lib/sim/world.ts";
 import { startSimRelay } from "../lib/sim/relay.ts";
 import { parseSource } from "../lib/source/source.ts";
+import { runStatusCli } from "../lib/cli/status.ts";
 import { indexDids, testBackfiller, testDb, testIndex } from "./_helpers.ts";
 
 const PASSWORD = "s3cret-token";
 
-async function fixture(opts: { password?: string; latencyMs?: number } = {}) {
+async function fixture(
+  opts: {
+    password?: string;
+    latencyMs?: number;
+    sourceHosts?: readonly string[];
+    listUrl?: string;
+    planWaitMs?: number;
+  } = {},
+) {
   const relay = await startSimRelay({
     world: makeWorld({ seed: 31, largeSizes: [2500, 700] }),
     latencyMs: opts.latencyMs,
   });
   const db = await testDb("http");
   const idx = await testIndex();
-  const backfiller = testBackfiller({ index: idx.index, db, listUrl: `${relay.url}/llms.txt` });
+  const backfiller = testBackfiller({
+    index: idx.index,
+    db,
+    listUrl: opts.listUrl ?? `${relay.url}/llms.txt`,
+    sourceHosts: opts.sourceHosts,
+  });
   const app = createApp({
     backfiller,
     index: idx.index,
@@ -26,6 +40,7 @@ async function fixture(opts: { password?: string; latencyMs?: number } = {}) {
     defaultSource: parseSource(relay.url),
     log: silentLogger,
     metrics: () => Promise.resolve("backfill_running 0\n"),
+    planWaitMs: opts.planWaitMs,
   });
   const auth = { authorization: `Bearer ${PASSWORD}` };
   return {
@@ -311,6 +326,186 @@ Deno.test("admin: targeted runs with collection=…, and mode=catch-up picks up 
       `catch-up requests: ${f.relay.stats.byCollection[a]}`,
     );
   } finally {
+    await f.close();
+  }
+});
+
+Deno.test("admin: start and stop fired together a hundred times answer only 200 or 409", async () => {
+  const f = await fixture({ latencyMs: 2 });
+  try {
+    const seen = new Map<string, number>();
+    for (let i = 0; i < 100; i++) {
+      const [start, stop] = await Promise.all([
+        f.req("/admin/backfill-collections", { method: "POST", headers: f.auth }),
+        f.req("/admin/backfill-collections/stop", { method: "POST", headers: f.auth }),
+      ]);
+      for (const [what, res] of [["start", start], ["stop", stop]] as const) {
+        const body = await res.text();
+        const key = `${what} ${res.status}`;
+        seen.set(key, (seen.get(key) ?? 0) + 1);
+        assert(res.status === 200 || res.status === 409, `${key}: ${body}`);
+      }
+      await f.backfiller.stop();
+      // A stop that won the race must not leave the run recorded as one to resume.
+      assertEquals(await f.db.progress.interruptedRun(), undefined, `race ${i}`);
+    }
+    assert(seen.get("start 200")! > 0, JSON.stringify([...seen]));
+  } finally {
+    await f.close();
+  }
+});
+
+Deno.test("xrpc: a repeated scalar parameter is 400, POST and PUT are 405, a huge URL is a JSON 414", async () => {
+  const f = await fixture();
+  try {
+    const xrpc = "/xrpc/com.atproto.sync.listReposByCollection";
+    for (
+      const q of [
+        "?collection=app.bsky.feed.like&limit=1&limit=3000",
+        "?collection=app.bsky.feed.like&collection=app.bsky.feed.post",
+        "?collection=app.bsky.feed.like&cursor=a&cursor=b",
+      ]
+    ) {
+      const res = await f.req(xrpc + q);
+      assertEquals(res.status, 400, q);
+      const body = await res.json();
+      assertEquals(body.error, "InvalidRequest", q);
+      assert(body.message.includes("once"), body.message);
+    }
+    for (const method of ["POST", "PUT", "DELETE"]) {
+      const res = await f.req(`${xrpc}?collection=app.bsky.feed.like`, { method });
+      assertEquals(res.status, 405, method);
+      assertEquals(res.headers.get("allow"), "GET, HEAD");
+      assertEquals((await res.json()).error, "MethodNotAllowed");
+    }
+    const head = await f.req(`${xrpc}?collection=app.bsky.feed.like`, { method: "HEAD" });
+    assertEquals(head.status, 200);
+    await head.body?.cancel();
+    const huge = await f.req(`${xrpc}?collection=app.bsky.feed.like&cursor=${"A".repeat(60_000)}`);
+    assertEquals(huge.status, 414);
+    assertEquals((await huge.json()).error, "URITooLong");
+  } finally {
+    await f.close();
+  }
+});
+
+Deno.test("admin: a catch-up that would restart completed collections on another source needs confirm-source-switch=true", async () => {
+  const f = await fixture();
+  try {
+    await (await f.backfiller.start({ source: parseSource(f.relay.url) })).done;
+    const rows = await f.db.progress.list();
+    const dids = rows.reduce((n, r) => n + r.imported, 0);
+    const other = encodeURIComponent("http://127.0.0.1:9");
+    const refused = await f.req(`/admin/backfill-collections?mode=catch-up&source=${other}`, {
+      method: "POST",
+      headers: f.auth,
+    });
+    assertEquals(refused.status, 409);
+    const body = await refused.json();
+    assertEquals(body.error, "ConfirmationRequired");
+    assertEquals([body.collections, body.dids, body.from], [rows.length, dids, [f.relay.url]]);
+    assert(body.message.includes("confirm-source-switch"), body.message);
+    assertEquals(f.backfiller.running, false);
+    const bad = await f.req(
+      `/admin/backfill-collections?mode=catch-up&source=${other}&confirm-source-switch=yes`,
+      { method: "POST", headers: f.auth },
+    );
+    assertEquals(bad.status, 400);
+    await bad.body?.cancel();
+    const ok = await f.req(
+      `/admin/backfill-collections?mode=catch-up&source=${other}&confirm-source-switch=true`,
+      { method: "POST", headers: f.auth },
+    );
+    assertEquals(ok.status, 200);
+    assert(["started", "planning"].includes((await ok.json()).status));
+    await f.backfiller.stop();
+  } finally {
+    await f.close();
+  }
+});
+
+Deno.test("admin: with an allow-list of source hosts another source is 400; a non-XRPC error body never reaches last_error", async () => {
+  // An "internal" service: answers every request with a plain-text secret.
+  const internal = Deno.serve(
+    { port: 0, hostname: "127.0.0.1", onListen() {} },
+    () => new Response("SECRET-METADATA token=abc", { status: 403 }),
+  );
+  const internalUrl = `http://127.0.0.1:${internal.addr.port}`;
+  const open = await fixture();
+  const locked = await fixture({ sourceHosts: ["relay.example.com"] });
+  try {
+    const refused = await locked.req(
+      `/admin/backfill-collections?source=${encodeURIComponent(internalUrl)}`,
+      { method: "POST", headers: locked.auth },
+    );
+    assertEquals(refused.status, 400);
+    const body = await refused.json();
+    assert(body.message.includes("allow-list of source hosts"), body.message);
+    assertEquals(locked.backfiller.running, false);
+
+    const c = open.relay.world.collections()[0];
+    const started = await open.req(
+      `/admin/backfill-collections?collection=${c}&source=${encodeURIComponent(internalUrl)}`,
+      { method: "POST", headers: open.auth },
+    );
+    assertEquals(started.status, 200);
+    await started.body?.cancel();
+    while (open.backfiller.running) await new Promise((r) => setTimeout(r, 10));
+    const status = await (await open.req("/admin/backfill-collections", { headers: open.auth }))
+      .json();
+    const row = status.collections.find((x: { collection: string }) => x.collection === c);
+    assert(row.error.includes("answered 403"), row.error);
+    assert(!JSON.stringify(status).includes("SECRET"), row.error);
+  } finally {
+    await internal.shutdown();
+    await open.close();
+    await locked.close();
+  }
+});
+
+Deno.test("cli and server agree on time: a start whose planning is slow is answered as planning, and status shows that run", async () => {
+  // The collection list answers after 4 s: discovery, and so planning, is slow.
+  let release!: () => void;
+  const gate = new Promise<void>((r) => release = r);
+  const slowList = Deno.serve({ port: 0, hostname: "127.0.0.1", onListen() {} }, async () => {
+    await Promise.race([gate, new Promise((r) => setTimeout(r, 4_000))]);
+    return new Response(
+      f.relay.world.collections().map((c) => `https://lexicon.garden/lexicon/did:plc:abc/${c}`)
+        .join("\n"),
+    );
+  });
+  const f = await fixture({
+    listUrl: `http://127.0.0.1:${slowList.addr.port}/llms.txt`,
+    planWaitMs: 300,
+  });
+  const server = Deno.serve({ port: 0, hostname: "127.0.0.1", onListen() {} }, f.app.fetch);
+  const cli = async (args: string[]) => {
+    const out: string[] = [], err: string[] = [];
+    const code = await runStatusCli({
+      args,
+      relayUrl: `http://127.0.0.1:${server.addr.port}`,
+      password: PASSWORD,
+      out: (l) => out.push(l),
+      err: (l) => err.push(l),
+      timeoutMs: 3_000,
+    });
+    return { code, out, err };
+  };
+  try {
+    const started = await cli(["catch-up", f.relay.url]);
+    assertEquals(started.code, 0, started.err.join("\n"));
+    const id = /\(run ([0-9a-f]+)\)/.exec(started.out[0])?.[1];
+    assert(started.out[0].startsWith(`planning catch-up from ${f.relay.url}`), started.out[0]);
+    const status = await cli(["status"]);
+    assert(status.out[0].startsWith(`backfill planning run ${id}: catch-up`), status.out[0]);
+    release();
+    while (f.backfiller.running) await new Promise((r) => setTimeout(r, 20));
+    const s = await (await f.req("/admin/backfill-collections", { headers: f.auth })).json();
+    assertEquals(s.completed, f.relay.world.collections().length, "the planned run went on");
+  } finally {
+    release();
+    await server.shutdown();
+    await slowList.shutdown();
     await f.close();
   }
 });

@@ -24,10 +24,17 @@ async function fixture(opts: {
   intervalMs?: number;
   now?: () => number;
   pageLimit?: number;
+  /** Index of a collection (largest first) whose entries are all malformed. */
+  malformedCollection?: number;
 } = {}) {
+  const world = makeWorld({ seed: 47, largeSizes: [2500, 700] });
+  const bySize = [...world.collections()].sort((a, b) => world.size(b) - world.size(a));
   const relay = await startSimRelay({
-    world: makeWorld({ seed: 47, largeSizes: [2500, 700] }),
+    world,
     latencyMs: opts.latencyMs,
+    malformed: opts.malformedCollection === undefined
+      ? undefined
+      : { [bySize[opts.malformedCollection]]: "non-object-entries" },
   });
   const db = await testDb("page");
   const idx = await testIndex();
@@ -470,4 +477,49 @@ Deno.test({
       await f.close();
     }
   },
+});
+
+Deno.test("status page in headless Chromium: invalid entries are counted and the collection flagged", async () => {
+  try {
+    await Deno.stat(CHROMIUM);
+  } catch {
+    throw new Error(`${CHROMIUM} not found: install Chromium (apt-get install -y chromium)`);
+  }
+  const f = await fixture({ malformedCollection: 1 });
+  const server = Deno.serve(
+    { port: 0, hostname: "127.0.0.1", signal: f.shutdown.signal, onListen() {} },
+    f.app.fetch,
+  );
+  const base = `http://127.0.0.1:${server.addr.port}`;
+  const browser = await chromium.launch({
+    executablePath: CHROMIUM,
+    args: ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run"],
+  });
+  try {
+    await (await f.backfiller.start({ source: parseSource(f.relay.url) })).done;
+    const json = await (await fetch(`${base}${STATUS_PATH}`, { headers: f.auth })).json();
+    const bad = json.collections.find((c: { invalid: number }) => c.invalid > 0);
+    assertEquals([json.flagged, json.total_invalid, bad.invalid], [1, 700, 700]);
+    const page = await browser.newPage();
+    const problems: string[] = [];
+    page.on("pageerror", (e) => problems.push(`pageerror: ${e.message}`));
+    await page.goto(`${base}/`);
+    await page.fill("#token", PASSWORD);
+    await page.click('button[type="submit"]');
+    await page.waitForSelector('[data-testid="flagged-section"]', { state: "visible" });
+    const value = async (sel: string) => await page.getAttribute(sel, "data-value");
+    assertEquals(await value('[data-testid="total_invalid"]'), "700");
+    const row = page.locator(
+      `[data-testid="flagged-rows"] tr[data-collection="${bad.collection}"]`,
+    );
+    assertEquals(await row.locator("td.n").first().getAttribute("data-value"), "700");
+    assertEquals(await row.locator("td.err").textContent(), bad.warning);
+    assertEquals(await page.textContent('[data-testid="index-warning"]'), "");
+    assertEquals(problems, []);
+  } finally {
+    await browser.close();
+    f.shutdown.abort();
+    await server.finished;
+    await f.close();
+  }
 });

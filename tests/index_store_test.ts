@@ -648,11 +648,20 @@ Deno.test("IndexStore: an interrupted migration (some keys moved, ids written) r
   }
 });
 
-Deno.test("IndexStore: a new directory holds only the layout version", async () => {
+Deno.test("IndexStore: a new directory holds only the layout version and the identity, which stays", async () => {
   const t = await testIndex();
   try {
+    assertEquals(t.index.created, true);
+    const identity = t.index.identity;
+    assert(/^[0-9a-f-]{36}$/.test(identity), identity);
     await t.index.close();
-    assertEquals(await rawKeys(t.dir), ["v"]);
+    assertEquals(await rawKeys(t.dir), ["i", "v"]);
+    const again = await IndexStore.open({ path: t.dir });
+    try {
+      assertEquals([again.identity, again.created], [identity, false]);
+    } finally {
+      await again.close();
+    }
   } finally {
     await t.cleanup();
   }

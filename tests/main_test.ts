@@ -1,7 +1,8 @@
 import { assert, assertEquals } from "./_assert.ts";
 import { makeWorld } from "../lib/sim/world.ts";
 import { startSimRelay } from "../lib/sim/relay.ts";
-import { freshDatabase } from "./_child.ts";
+import { freePort, freshDatabase, spawnMain } from "./_child.ts";
+import { TEST_DATABASE_URL } from "./_helpers.ts";
 
 const MAIN = new URL("../main.ts", import.meta.url).pathname;
 
@@ -89,6 +90,224 @@ Deno.test("cli: embedded Postgres needs no setup; a second process on the same d
     assert(again.stdout.includes("0 to page"), again.stdout);
   } finally {
     await relay.close();
+    await Deno.remove(dataDir, { recursive: true });
+  }
+});
+
+/** A TCP port that accepts connections and never answers: Postgres hanging mid-connect. */
+function silentListener() {
+  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const conns: Deno.Conn[] = [];
+  const first = listener.accept().then((conn) => {
+    conns.push(conn);
+  });
+  return {
+    port: (listener.addr as Deno.NetAddr).port,
+    /** Resolves once a client has connected. */
+    connected: first,
+    close() {
+      listener.close();
+      for (const c of conns) c.close();
+    },
+  };
+}
+
+Deno.test("cli: an unreachable Postgres fails after DATABASE_WAIT_MS with one line naming the host", async () => {
+  const port = freePort();
+  const dataDir = await Deno.makeTempDir();
+  try {
+    const started = performance.now();
+    const r = await run(["migrate"], {
+      DATABASE_URL: `postgres://postgres@127.0.0.1:${port}/nowhere`,
+      DATABASE_WAIT_MS: "1500",
+      DATA_DIR: dataDir,
+      LOG_LEVEL: "error",
+    });
+    assertEquals(r.code, 1, r.stderr);
+    const lines = r.stderr.trim().split("\n");
+    assertEquals(lines.length, 1, r.stderr);
+    assert(lines[0].startsWith(`error: Postgres at 127.0.0.1:${port}/nowhere`), lines[0]);
+    assert(lines[0].includes("did not answer within 1.5 s (DATABASE_WAIT_MS)"), lines[0]);
+    assert(performance.now() - started < 30_000, "gave up in time");
+  } finally {
+    await Deno.remove(dataDir, { recursive: true });
+  }
+});
+
+Deno.test("cli: the first SIGTERM ends the wait for Postgres, even mid-connect; a waiting server answers /healthz and a 503 /readyz", async () => {
+  for (const mode of ["migrate", "backfill", "start"]) {
+    const pg = silentListener();
+    const dataDir = await Deno.makeTempDir();
+    const httpPort = freePort();
+    const child = spawnMain([mode], {
+      DATABASE_URL: `postgres://postgres@127.0.0.1:${pg.port}/x`,
+      DATABASE_WAIT_MS: "600000",
+      DATA_DIR: dataDir,
+      PORT: String(httpPort),
+      HOST: "127.0.0.1",
+      LOG_LEVEL: "error",
+    });
+    try {
+      await pg.connected;
+      if (mode === "start") {
+        const health = await fetch(`http://127.0.0.1:${httpPort}/healthz`);
+        assertEquals(health.status, 200, "alive while waiting");
+        await health.body?.cancel();
+        const ready = await fetch(`http://127.0.0.1:${httpPort}/readyz`);
+        assertEquals(ready.status, 503, "not ready while waiting");
+        assertEquals((await ready.json()).ready, false);
+      }
+      child.kill("SIGTERM");
+      const status = await child.waitFor(5_000);
+      assert(status, `${mode} ignored the first SIGTERM`);
+      assertEquals(status.code, 0, `${mode}: ${await child.stderr}`);
+    } finally {
+      child.kill("SIGKILL");
+      await child.status;
+      pg.close();
+      await Deno.remove(dataDir, { recursive: true });
+    }
+  }
+});
+
+Deno.test("cli: expected operational errors are one line naming the cause, without a stack", async () => {
+  const dataDir = await Deno.makeTempDir();
+  const file = await Deno.makeTempFile();
+  const held = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const heldPort = (held.addr as Deno.NetAddr).port;
+  const base = { DATABASE_URL: TEST_DATABASE_URL, DATA_DIR: dataDir, LOG_LEVEL: "error" };
+  const cases: [string, string[], Record<string, string>, number, RegExp][] = [
+    [
+      "port in use",
+      ["start"],
+      { PORT: String(heldPort), HOST: "127.0.0.1" },
+      1,
+      new RegExp(`port ${heldPort} on 127\\.0\\.0\\.1 is already in use`),
+    ],
+    [
+      "bad HOST",
+      ["start"],
+      { HOST: "no-such-host.invalid" },
+      2,
+      /^error: HOST "no-such-host\.invalid" cannot be bound/,
+    ],
+    [
+      "unusable DATA_DIR",
+      ["migrate"],
+      { DATA_DIR: file },
+      1,
+      new RegExp(`cannot create index directory ${file}/index: Not a directory`),
+    ],
+    [
+      "wrong database user",
+      ["migrate"],
+      { DATABASE_URL: "postgres://nobody@127.0.0.1:5432/test" },
+      1,
+      /^error: cannot use Postgres at 127\.0\.0\.1:5432\/test as nobody: .*"nobody"/,
+    ],
+  ];
+  try {
+    for (const [name, args, env, code, line] of cases) {
+      const r = await run(args, { ...base, ...env });
+      assertEquals(r.code, code, `${name}: ${r.stderr}`);
+      const lines = r.stderr.trim().split("\n");
+      assertEquals(lines.length, 1, `${name}: ${r.stderr}`);
+      assert(line.test(lines[0]), `${name}: ${lines[0]}`);
+    }
+  } finally {
+    held.close();
+    await Deno.remove(file);
+    await Deno.remove(dataDir, { recursive: true });
+  }
+});
+
+Deno.test("cli: a backfill whose discovery failed on an empty index exits 1 naming the list URL", async () => {
+  const relay = await startSimRelay({
+    world: makeWorld({ seed: 47, collections: 3 }),
+    llmsStatus: 404,
+  });
+  const db = await freshDatabase("nolist");
+  const dataDir = await Deno.makeTempDir();
+  try {
+    for (const listUrl of [`${relay.url}/llms.txt`, `http://127.0.0.1:${freePort()}/llms.txt`]) {
+      const r = await run(["backfill"], {
+        DATABASE_URL: db.url,
+        DATA_DIR: dataDir,
+        BACKFILL_SOURCE: relay.url,
+        LEXICON_LIST_URL: listUrl,
+        LOG_LEVEL: "error",
+      });
+      assertEquals(r.code, 1, r.stdout + r.stderr);
+      const lines = r.stderr.trim().split("\n");
+      assertEquals(lines.length, 1, r.stderr);
+      assert(lines[0].startsWith(`error: cannot fetch collection list ${listUrl}`), lines[0]);
+      assert(lines[0].endsWith("so there is nothing to backfill"), lines[0]);
+    }
+  } finally {
+    await relay.close();
+    await db.drop();
+    await Deno.remove(dataDir, { recursive: true });
+  }
+});
+
+Deno.test("cli: a non-ASCII RELAY_ADMIN_PASSWORD is refused the same way by the server and the CLI", async () => {
+  const dataDir = await Deno.makeTempDir();
+  try {
+    const lines: string[] = [];
+    for (const args of [["start"], ["status"], ["status", "stop"]]) {
+      const r = await run(args, {
+        RELAY_ADMIN_PASSWORD: "pässwörd",
+        DATA_DIR: dataDir,
+        PORT: String(freePort()),
+      });
+      assertEquals(r.code, 2, `${args.join(" ")}: ${r.stderr}`);
+      const errs = r.stderr.trim().split("\n");
+      assertEquals(errs.length, 1, r.stderr);
+      assert(!r.stderr.includes("pässwörd"), "the password is not echoed");
+      lines.push(errs[0]);
+    }
+    assertEquals(new Set(lines).size, 1, lines.join("\n"));
+    assert(lines[0].startsWith("error: RELAY_ADMIN_PASSWORD must be printable ASCII"), lines[0]);
+  } finally {
+    await Deno.remove(dataDir, { recursive: true });
+  }
+});
+
+Deno.test("cli: a one-shot catch-up from another source is refused until --confirm-source-switch", async () => {
+  const world = makeWorld({ seed: 59, largeSizes: [300], collections: 3 });
+  const relay = await startSimRelay({ world });
+  const db = await freshDatabase("switch");
+  const dataDir = await Deno.makeTempDir();
+  const env = {
+    DATABASE_URL: db.url,
+    DATA_DIR: dataDir,
+    BACKFILL_SOURCE: relay.url,
+    LEXICON_LIST_URL: `${relay.url}/llms.txt`,
+    LOG_LEVEL: "error",
+  };
+  // Another relay that refuses every collection at once (403), so the run fails quickly.
+  const other = await startSimRelay({ world, forbidden: ["*"] });
+  const dead = other.url;
+  try {
+    assertEquals((await run(["backfill"], env)).code, 0);
+    const refused = await run(["backfill", "--source", dead, "--catch-up"], env);
+    assertEquals(refused.code, 2, refused.stdout + refused.stderr);
+    const lines = refused.stderr.trim().split("\n");
+    assertEquals(lines.length, 1, refused.stderr);
+    assert(lines[0].includes("would restart 3 completed collection(s)"), lines[0]);
+    assert(lines[0].includes("confirm-source-switch"), lines[0]);
+    const confirmed = await run(
+      ["backfill", "--source", dead, "--catch-up", "--confirm-source-switch"],
+      env,
+    );
+    assertEquals(confirmed.code, 1, "every collection failed against the refusing source");
+    const again = await run(["backfill"], env);
+    assertEquals(again.code, 0, again.stdout);
+    assert(again.stdout.includes("0 to page"), "the completed collections were left as they were");
+  } finally {
+    await other.close();
+    await relay.close();
+    await db.drop();
     await Deno.remove(dataDir, { recursive: true });
   }
 });

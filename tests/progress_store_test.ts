@@ -144,6 +144,7 @@ Deno.test("migrate: later migrations only add columns after the design note's", 
       "last_error",
       "new_count",
       "next_retry_at",
+      "reimport",
       "updated_at",
     ]);
     assertEquals(added.new_count.data_type, "bigint");
@@ -151,6 +152,7 @@ Deno.test("migrate: later migrations only add columns after the design note's", 
     assertEquals(added.attempts.data_type, "integer");
     assertEquals(added.last_error.is_nullable, "YES");
     assertEquals(added.next_retry_at.is_nullable, "YES");
+    assertEquals([added.reimport.data_type, added.reimport.is_nullable], ["boolean", "NO"]);
   });
 });
 

@@ -1,5 +1,6 @@
 import { assert, assertEquals, assertRejects } from "./_assert.ts";
-import { BusyError } from "../lib/util/errors.ts";
+import { BusyError, ConfirmationError } from "../lib/util/errors.ts";
+import { freePort } from "./_child.ts";
 import { makeWorld, worldFromLists } from "../lib/sim/world.ts";
 import { startSimRelay } from "../lib/sim/relay.ts";
 import { parseSource } from "../lib/source/source.ts";
@@ -265,6 +266,105 @@ Deno.test("faults from the source (429s, 5xx, resets) still end with exact sets 
     assertEquals(summary.failed, []);
     await assertMatchesWorld(f);
     assert((f.relay.stats.byStatus["429"] ?? 0) > 0, "faults were injected");
+  } finally {
+    await f.close();
+  }
+});
+
+Deno.test("a catch-up against a dead source changes nothing; without confirm-source-switch it is refused with what it would redo", async () => {
+  const world = makeWorld({ seed: 29, largeSizes: [700], collections: 4 });
+  const f = await fixture({ world });
+  // A port nothing listens on: every request is refused.
+  const dead = parseSource(`http://127.0.0.1:${freePort()}`);
+  try {
+    await (await f.backfiller().start({ source: f.source })).done;
+    const before = await f.db.progress.list();
+    const checkpoints = await Promise.all(before.map((r) => f.index.getCheckpoint(r.collection)));
+    const total = before.reduce((n, r) => n + r.imported, 0);
+    const refused = await assertRejects(
+      () => f.backfiller().start({ source: dead, catchUp: true }),
+      ConfirmationError,
+    ) as ConfirmationError;
+    assertEquals(refused.parameter, "confirm-source-switch");
+    assertEquals(refused.details.collections, before.length);
+    assertEquals(refused.details.dids, total);
+    assert(refused.message.includes(`${before.length} completed collection(s) (${total} DIDs)`));
+    assertEquals(await f.db.progress.interruptedRun(), undefined, "a refused run is not recorded");
+
+    const summary = await (await f.backfiller({ maxAttempts: 2 }).start({
+      source: dead,
+      catchUp: true,
+      confirmSourceSwitch: true,
+    })).done;
+    assertEquals(summary.failed.length, before.length);
+    const after = await f.db.progress.list();
+    for (const [i, r] of after.entries()) {
+      assertEquals(r.source, f.source.name, r.collection);
+      assertEquals(r.imported, before[i].imported, r.collection);
+      assert(r.completedAt !== null, `${r.collection} is still complete`);
+      assertEquals(await f.index.getCheckpoint(r.collection), checkpoints[i], r.collection);
+    }
+    // The right source then picks up from the final cursors, not from the start.
+    f.relay.resetStats();
+    const again = await (await f.backfiller().start({ source: f.source, catchUp: true })).done;
+    assertEquals(again.failed, []);
+    assert(f.relay.stats.didsServed < total, `re-served ${f.relay.stats.didsServed} of ${total}`);
+    await assertMatchesWorld(f);
+  } finally {
+    await f.close();
+  }
+});
+
+Deno.test("an incomplete collection keeps its cursor and counts until the new source serves its first page", async () => {
+  const world = makeWorld({ seed: 31, largeSizes: [1500], collections: 2 });
+  const f = await fixture({ world, latencyMs: 3 });
+  const dead = parseSource(`http://127.0.0.1:${freePort()}`);
+  try {
+    const b = f.backfiller({ pageLimit: 100 });
+    await b.start({ source: f.source });
+    while ((b.state?.pages ?? 0) < 5) await new Promise((r) => setTimeout(r, 5));
+    await b.stop();
+    const before = await f.db.progress.list();
+    assert(before.some((r) => r.completedAt === null && r.cursor !== ""));
+    const summary = await (await f.backfiller({ maxAttempts: 2 }).start({ source: dead })).done;
+    assert(summary.failed.length > 0);
+    for (const r of await f.db.progress.list()) {
+      const was = before.find((x) => x.collection === r.collection)!;
+      assertEquals([r.source, r.cursor, r.imported], [was.source, was.cursor, was.imported]);
+    }
+    const done = await (await f.backfiller({ pageLimit: 100 }).start({ source: f.source })).done;
+    assertEquals(done.failed, []);
+    await assertMatchesWorld(f);
+  } finally {
+    await f.close();
+  }
+});
+
+Deno.test("a collection whose entries were all malformed is flagged with its invalid count, and reset fetches it again", async () => {
+  const world = makeWorld({ seed: 37, largeSizes: [47], collections: 2 });
+  const [bad, good] = [...world.collections()].sort((a, b) => world.size(b) - world.size(a));
+  const f = await fixture({ world, malformed: { [bad]: "non-object-entries" } });
+  try {
+    const first = await (await f.backfiller().start({ source: f.source })).done;
+    assertEquals(first.failed, []);
+    assertEquals(first.invalid, world.size(bad));
+    assertEquals(first.flagged, [{ collection: bad, invalid: world.size(bad), imported: 0 }]);
+    const row = await f.db.progress.get(bad);
+    assertEquals([row?.imported, row?.invalid, row?.completedAt !== null], [0, 47, true]);
+    assertEquals((await f.db.progress.get(good))?.invalid, 0);
+
+    // A healthy source does not change a completed collection by itself: it stays flagged.
+    f.relay.setFaults({ malformed: {} });
+    await (await f.backfiller().start({ source: f.source })).done;
+    assertEquals((await f.db.progress.get(bad))?.invalid, 47);
+
+    // The documented redo: reset it, then run.
+    assertEquals((await f.backfiller().reset([bad])).reset, [bad]);
+    const redo = await (await f.backfiller().start({ source: f.source })).done;
+    assertEquals([redo.invalid, redo.flagged], [0, []]);
+    const after = await f.db.progress.get(bad);
+    assertEquals([after?.imported, after?.invalid, after?.completedAt !== null], [47, 0, true]);
+    await assertMatchesWorld(f);
   } finally {
     await f.close();
   }

@@ -21,11 +21,22 @@ function row(collection: string, over: Partial<ProgressRow> = {}): ProgressRow {
     attempts: 0,
     nextRetryAt: null,
     estimatedTotal: null,
+    reimport: false,
+    invalid: 0,
     ...over,
   };
 }
 
-const TOP_COUNTS = ["total", "completed", "in_progress", "failed", "total_imported", "total_new"];
+const TOP_COUNTS = [
+  "total",
+  "completed",
+  "in_progress",
+  "failed",
+  "total_imported",
+  "total_new",
+  "total_invalid",
+  "flagged",
+];
 const RUN_COUNTS = [
   "collections",
   "queued",
@@ -37,7 +48,7 @@ const RUN_COUNTS = [
   "dids_per_sec",
   "pages_per_sec",
 ];
-const ROW_COUNTS = ["imported", "new", "attempts"];
+const ROW_COUNTS = ["imported", "new", "attempts", "invalid"];
 
 /** Paths of counts in a status document that are not finite JSON numbers. */
 function nonNumericCounts(doc: StatusDocument): string[] {
@@ -71,6 +82,9 @@ Deno.test("buildStatus: not running, no rows", () => {
     failed: 0,
     total_imported: 0,
     total_new: 0,
+    total_invalid: 0,
+    flagged: 0,
+    index: null,
     collections: [],
     live: null,
   });
@@ -85,6 +99,7 @@ Deno.test("buildStatus: totals and per-collection entries", () => {
       cursor: "final-cursor",
       attempts: 1,
       estimatedTotal: 28_000_000,
+      invalid: 47,
     }),
     row("app.bsky.feed.like", {
       imported: 6_732_000,
@@ -108,6 +123,8 @@ Deno.test("buildStatus: totals and per-collection entries", () => {
       failed: doc.failed,
       total_imported: doc.total_imported,
       total_new: doc.total_new,
+      total_invalid: doc.total_invalid,
+      flagged: doc.flagged,
     },
     {
       total: 3,
@@ -116,6 +133,8 @@ Deno.test("buildStatus: totals and per-collection entries", () => {
       failed: 1,
       total_imported: 34_732_000,
       total_new: 1_010,
+      total_invalid: 47,
+      flagged: 1,
     },
   );
   assertEquals(doc.collections, [
@@ -127,7 +146,10 @@ Deno.test("buildStatus: totals and per-collection entries", () => {
       completed: true,
       active: false,
       attempts: 1,
+      invalid: 47,
       updated_at: new Date(T - 60_000).toISOString(),
+      warning:
+        "47 entries from the source were not valid DIDs and were skipped; reset the collection to fetch it again",
       estimated_total: 28_000_000,
     },
     {
@@ -138,6 +160,7 @@ Deno.test("buildStatus: totals and per-collection entries", () => {
       completed: false,
       active: false,
       attempts: 1,
+      invalid: 0,
       updated_at: new Date(T - 60_000).toISOString(),
       cursor: "opaque==",
     },
@@ -149,6 +172,7 @@ Deno.test("buildStatus: totals and per-collection entries", () => {
       completed: false,
       active: false,
       attempts: 3,
+      invalid: 0,
       updated_at: new Date(T - 60_000).toISOString(),
       cursor: "c",
       error: "bsky.network answered 403",
@@ -178,13 +202,12 @@ Deno.test("buildStatus: a completed row hides an old error and cursor", () => {
 
 function runState(): RunState {
   const run = new RunState({
-    id: 1,
+    id: "r1",
     source: "bsky.network",
     mode: "full",
     startedAt: T - 10_000,
-    collections: 3,
-    queued: 2,
   });
+  run.planned(3, 2);
   run.active.set("a.a.a", { collection: "a.a.a", startedAt: T - 5_000, imported: 0, pages: 0 });
   run.page(T - 9_000, "a.a.a", 1000, 600, 2);
   run.page(T - 4_000, "a.a.a", 1000, 400, 0);
@@ -210,14 +233,16 @@ Deno.test("buildStatus: while running, the run section and active/failed flags",
   const run = doc.run!;
   assertEquals(
     Object.keys(run).sort(),
-    [...RUN_COUNTS, "source", "mode", "started_at", "eta_seconds"].sort(),
+    [...RUN_COUNTS, "id", "phase", "source", "mode", "started_at", "eta_seconds"].sort(),
   );
   assertEquals(
     Object.keys(doc).sort(),
-    [...TOP_COUNTS, "running", "run", "collections", "live"].sort(),
+    [...TOP_COUNTS, "running", "run", "index", "collections", "live"].sort(),
   );
   assertEquals(
     {
+      id: run.id,
+      phase: run.phase,
       source: run.source,
       mode: run.mode,
       started_at: run.started_at,
@@ -230,6 +255,8 @@ Deno.test("buildStatus: while running, the run section and active/failed flags",
       invalid_dids: run.invalid_dids,
     },
     {
+      id: "r1",
+      phase: "running",
       source: "bsky.network",
       mode: "full",
       started_at: new Date(T - 10_000).toISOString(),
@@ -312,4 +339,41 @@ Deno.test("nonNumericCounts catches a string count (the checker itself can fail)
     '$.total_imported = "12"',
     '$.collections[0].imported = "12"',
   ]);
+});
+
+Deno.test("buildStatus: a run still planning is the current run, with its id and phase", () => {
+  const planning = new RunState({
+    id: "p1",
+    source: "other.example",
+    mode: "catch-up",
+    startedAt: T,
+  });
+  const doc = buildStatus([row("a.a.a", { completedAt: new Date(T) })], planning, true, T);
+  assertEquals([doc.run?.id, doc.run?.phase, doc.run?.source, doc.run?.mode], [
+    "p1",
+    "planning",
+    "other.example",
+    "catch-up",
+  ]);
+  assertEquals([doc.run?.collections, doc.run?.queued], [0, 0]);
+  assertEquals(nonNumericCounts(doc), []);
+});
+
+Deno.test("buildStatus: the index section counts collections marked for re-import and flags them", () => {
+  const rows = [row("a.a.a", { reimport: true }), row("b.b.b", { completedAt: new Date(T) })];
+  const doc = buildStatus(rows, undefined, false, T, null, {
+    identity: "abc",
+    replacedAt: new Date(T - 1000),
+  });
+  assertEquals(doc.index, {
+    identity: "abc",
+    replaced_at: new Date(T - 1000).toISOString(),
+    reimport: 1,
+  });
+  assertEquals(doc.collections.map((c) => c.reimport), [true, undefined]);
+  assertEquals(
+    buildStatus(rows, undefined, false, T).index,
+    null,
+    "null when the caller does not know it",
+  );
 });

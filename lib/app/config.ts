@@ -1,6 +1,6 @@
 /** The service's configuration, parsed once from an environment object by a pure function. */
 import { type FlagSpec, InputError, parseCommandLine } from "../util/mod.ts";
-import { parseSource, type Source } from "../source/mod.ts";
+import { parseSource, type Source, sourceAllowed } from "../source/mod.ts";
 import type { LogLevel } from "../util/mod.ts";
 import { parseStreamUrl, type StreamEndpoint } from "../stream/mod.ts";
 
@@ -12,8 +12,11 @@ export interface Config {
   readonly port: number;
   /** Interface the server binds to. */
   readonly host: string;
+  /** Printable ASCII only (see parseConfig). */
   readonly adminPassword?: string;
   readonly source: Source;
+  /** When set, the only hosts (`host` or `host:port`) a run may use as its source. */
+  readonly sourceHosts?: readonly string[];
   readonly lexiconListUrl: string;
   readonly relayUrl: string;
   /** Collections paged at once. */
@@ -26,6 +29,8 @@ export interface Config {
   readonly maxRps: number;
   /** Per-request timeout towards the source. */
   readonly requestTimeoutMs: number;
+  /** How long startup waits for Postgres to answer before giving up (exit 1). */
+  readonly databaseWaitMs: number;
   readonly logLevel: LogLevel;
   /** The live stream to index (server mode), if any. */
   readonly liveStream?: StreamEndpoint;
@@ -47,6 +52,7 @@ export const DEFAULTS = {
   pagePauseMs: 0,
   maxRps: 25,
   requestTimeoutMs: 30_000,
+  databaseWaitMs: 60_000,
   logLevel: "info" as LogLevel,
   liveIdleTimeoutMs: 60_000,
 } as const;
@@ -102,6 +108,13 @@ export function parseConfig(env: Readonly<Record<string, string | undefined>>): 
       cause: err,
     });
   }
+  const sourceHosts = parseSourceHosts(get("BACKFILL_SOURCE_HOSTS"));
+  if (sourceHosts && !sourceAllowed(source, sourceHosts)) {
+    throw new InputError(
+      `BACKFILL_SOURCE ${source.name} is not in BACKFILL_SOURCE_HOSTS (${sourceHosts.join(", ")})`,
+      "BACKFILL_SOURCE",
+    );
+  }
   return {
     liveStream,
     liveIdleTimeoutMs: int(
@@ -116,8 +129,9 @@ export function parseConfig(env: Readonly<Record<string, string | undefined>>): 
     dataDir: get("DATA_DIR") ?? DEFAULTS.dataDir,
     port,
     host: get("HOST") ?? DEFAULTS.host,
-    adminPassword: get("RELAY_ADMIN_PASSWORD"),
+    adminPassword: adminPassword(get("RELAY_ADMIN_PASSWORD")),
     source,
+    sourceHosts,
     lexiconListUrl,
     relayUrl,
     concurrency: int(
@@ -137,8 +151,52 @@ export function parseConfig(env: Readonly<Record<string, string | undefined>>): 
       100,
       600_000,
     ),
+    databaseWaitMs: int(
+      get("DATABASE_WAIT_MS"),
+      "DATABASE_WAIT_MS",
+      DEFAULTS.databaseWaitMs,
+      1_000,
+      3_600_000,
+    ),
     logLevel,
   };
+}
+
+/**
+ * The admin token must be printable ASCII: HTTP header values are bytes, and curl (UTF-8), browsers
+ * and Deno's fetch (which refuses non-Latin-1) would each send other characters differently, so a
+ * token that works from one would fail from another. Refused at startup, naming only the position.
+ */
+function adminPassword(v: string | undefined): string | undefined {
+  if (v === undefined) return undefined;
+  const bad = [...v].findIndex((ch) => ch < " " || ch > "~");
+  if (bad >= 0) {
+    throw new InputError(
+      `RELAY_ADMIN_PASSWORD must be printable ASCII (character ${
+        bad + 1
+      } is not); HTTP clients encode other characters differently`,
+      "RELAY_ADMIN_PASSWORD",
+    );
+  }
+  return v;
+}
+
+/** `BACKFILL_SOURCE_HOSTS`: comma-separated host names, optionally with a port. */
+function parseSourceHosts(v: string | undefined): string[] | undefined {
+  if (v === undefined) return undefined;
+  const hosts = v.split(",").map((h) => h.trim().toLowerCase()).filter((h) => h !== "");
+  for (const h of hosts) {
+    if (!/^[a-z0-9.:\[\]-]+$/.test(h)) {
+      throw new InputError(
+        `BACKFILL_SOURCE_HOSTS: ${JSON.stringify(h)} is not a host or host:port`,
+        "BACKFILL_SOURCE_HOSTS",
+      );
+    }
+  }
+  if (hosts.length === 0) {
+    throw new InputError("BACKFILL_SOURCE_HOSTS names no host", "BACKFILL_SOURCE_HOSTS");
+  }
+  return hosts;
 }
 
 function int(v: string | undefined, name: string, dflt: number, min: number, max: number): number {
@@ -181,6 +239,8 @@ export interface BackfillArgs {
   readonly source?: Source;
   readonly collections: readonly string[];
   readonly catchUp: boolean;
+  /** `--confirm-source-switch`: a catch-up may restart completed collections from another source. */
+  readonly confirmSourceSwitch: boolean;
   readonly reset: boolean;
   readonly help: boolean;
 }
@@ -190,11 +250,15 @@ const BACKFILL_FLAGS: FlagSpec = {
   source: { type: "string" },
   collection: { type: "string", multiple: true },
   "catch-up": { type: "boolean" },
+  "confirm-source-switch": { type: "boolean" },
   reset: { type: "boolean" },
   help: { type: "boolean", short: "h" },
 };
 
-/** Parses `backfill` flags: `--source S`, `--collection NSID` (repeatable), `--catch-up`, `--reset`, `--help`. */
+/**
+ * Parses `backfill` flags: `--source S`, `--collection NSID` (repeatable), `--catch-up`,
+ * `--confirm-source-switch`, `--reset`, `--help`.
+ */
 export function parseBackfillArgs(
   args: readonly string[],
   isNsid: (s: string) => boolean,
@@ -216,6 +280,7 @@ export function parseBackfillArgs(
     source,
     collections,
     catchUp: values["catch-up"] === true,
+    confirmSourceSwitch: values["confirm-source-switch"] === true,
     reset,
     help: values.help === true,
   };

@@ -1,6 +1,6 @@
 /** Opening and closing the service's stateful parts in the right order, from a Config. */
 import type { Sql } from "postgres";
-import { Backfiller } from "../run/mod.ts";
+import { Backfiller, checkIndexIdentity, type IndexCheck } from "../run/mod.ts";
 import type { Config } from "./config.ts";
 import { discoverCollections } from "../source/mod.ts";
 import { type EmbeddedPostgres, startEmbeddedPostgres } from "../progress/mod.ts";
@@ -10,6 +10,7 @@ import { loadMigrations, migrate, MIGRATIONS_DIR } from "../progress/mod.ts";
 import { type LiveFigure, Metrics } from "../http/mod.ts";
 import type { LiveStatus } from "../stream/mod.ts";
 import { createSql, ProgressStore } from "../progress/mod.ts";
+import { errorMessage, StoreError } from "../util/mod.ts";
 import { HostLimiter } from "../source/mod.ts";
 import { buildStatus, COLLECTION_STATES, collectionState } from "../status/mod.ts";
 import { takeRunLock } from "../progress/mod.ts";
@@ -25,6 +26,8 @@ export interface Runtime {
   readonly metrics: Metrics;
   readonly backfiller: Backfiller;
   readonly limiters: Map<string, HostLimiter>;
+  /** What the startup check found about the index's identity. */
+  readonly indexCheck: IndexCheck;
   close(): Promise<void>;
 }
 
@@ -58,11 +61,16 @@ export async function openRuntime(opts: RuntimeOptions): Promise<Runtime> {
     const lockUrl = url;
     sql = createSql(url, { max: embedded ? 1 : 4, schema: opts.schema });
     const progress = new ProgressStore({ sql, log, signal: opts.signal });
-    const applied = await progress.retrying(
-      "migrate",
-      async () => migrate(sql!, await loadMigrations(MIGRATIONS_DIR)),
+    const migrations = await loadMigrations(MIGRATIONS_DIR);
+    const applied = await firstContact(
+      progress,
+      embedded ? `embedded Postgres in ${config.dataDir}/pg` : describeDatabase(url),
+      config.databaseWaitMs,
+      opts.signal,
+      () => migrate(sql!, migrations),
     );
     if (applied.length) log.info("migrations applied", { migrations: applied });
+    const indexCheck = await checkIndexIdentity({ index, progress, log });
     const metrics = new Metrics();
     const limiters = new Map<string, HostLimiter>();
     const clients = new Map<string, SourceClient>();
@@ -104,6 +112,7 @@ export async function openRuntime(opts: RuntimeOptions): Promise<Runtime> {
       lock: embedded
         ? undefined
         : (onLost) => takeRunLock({ url: lockUrl, schema: opts.schema, onLost }),
+      sourceHosts: config.sourceHosts,
       concurrency: config.concurrency,
       pageLimit: config.pageLimit,
       pagePauseMs: config.pagePauseMs,
@@ -126,6 +135,7 @@ export async function openRuntime(opts: RuntimeOptions): Promise<Runtime> {
       metrics,
       backfiller,
       limiters,
+      indexCheck,
       async close() {
         await backfiller.stop({ resumable: true });
         await openSql.end({ timeout: 1 }).catch(() => {});
@@ -138,6 +148,56 @@ export async function openRuntime(opts: RuntimeOptions): Promise<Runtime> {
     await embedded?.close().catch(() => {});
     await index.close();
     throw err;
+  }
+}
+
+/**
+ * Runs the first database step, waiting at most `waitMs` for Postgres to answer (a Job must fail,
+ * not wait forever). Failures become one line naming the database, without the password.
+ */
+async function firstContact<T>(
+  progress: ProgressStore,
+  where: string,
+  waitMs: number,
+  signal: AbortSignal | undefined,
+  fn: () => Promise<T>,
+): Promise<T> {
+  const deadline = AbortSignal.timeout(waitMs);
+  let last: unknown;
+  try {
+    return await progress.retrying("migrate", async () => {
+      try {
+        return await fn();
+      } catch (err) {
+        last = err;
+        throw err;
+      }
+    }, deadline);
+  } catch (err) {
+    if (signal?.aborted) throw err;
+    const cause = last ?? err;
+    if (deadline.aborted) {
+      const why = last === undefined ? "" : `: ${errorMessage(last)}`;
+      throw new StoreError(
+        `Postgres at ${where} did not answer within ${waitMs / 1000} s (DATABASE_WAIT_MS)${why}`,
+        "progress",
+        { cause },
+      );
+    }
+    throw new StoreError(`cannot use Postgres at ${where}: ${errorMessage(cause)}`, "progress", {
+      cause,
+    });
+  }
+}
+
+/** A database URL as host:port/database and user, never the password. */
+export function describeDatabase(url: string): string {
+  try {
+    const u = new URL(url);
+    const user = u.username ? ` as ${decodeURIComponent(u.username)}` : "";
+    return `${u.hostname}:${u.port || "5432"}${u.pathname}${user}`;
+  } catch {
+    return "DATABASE_URL";
   }
 }
 
@@ -154,6 +214,10 @@ export async function renderMetrics(rt: Runtime, live?: LiveStatus | null): Prom
   rt.metrics.collections.setAll(COLLECTION_STATES.map((state) => [{ state }, counts.get(state)!]));
   rt.metrics.indexBytes.setAll([[{}, await rt.index.approximateSize()]]);
   rt.metrics.running.setAll([[{}, rt.backfiller.running ? 1 : 0]]);
+  rt.metrics.collectionInvalid.setAll(
+    rows.filter((r) => r.invalid > 0).map((r) => [{ collection: r.collection }, r.invalid]),
+  );
+  rt.metrics.reimport.setAll([[{}, rows.filter((r) => r.reimport).length]]);
   rt.metrics.limiterWait.setAll(
     [...rt.limiters].map(([host, l]) => [{ host }, l.stats.waitedMs / 1000]),
   );

@@ -2,7 +2,7 @@
 import type { Hono } from "hono";
 import type { Config } from "./config.ts";
 import { createApp } from "../http/mod.ts";
-import type { Logger } from "../util/mod.ts";
+import { BusyError, InputError, type Logger } from "../util/mod.ts";
 import { renderMetrics, type Runtime } from "./runtime.ts";
 import { parseSource } from "../source/mod.ts";
 import { startRetryLoop } from "../run/mod.ts";
@@ -13,7 +13,11 @@ import { errorMessage } from "../util/mod.ts";
 
 /** Options for serve(). */
 export interface ServeOptions {
-  readonly runtime: Runtime;
+  /**
+   * Opens the service's parts (the index, then Postgres, which may take a while to answer). The
+   * port is bound first: meanwhile `/healthz` answers 200 and everything else 503.
+   */
+  readonly open: () => Promise<Runtime>;
   readonly config: Config;
   readonly log: Logger;
   readonly signal: AbortSignal;
@@ -24,75 +28,82 @@ export interface ServeOptions {
   readonly onListen?: (addr: { hostname: string; port: number }) => void;
 }
 
-/** Serves until `signal` aborts, then stops the backfill (checkpointing in-flight pages) and the server. */
+/**
+ * Serves until `signal` aborts, then stops the backfill (checkpointing in-flight pages), the server
+ * and the runtime. A port that cannot be bound is one typed error naming PORT or HOST.
+ */
 export async function serve(opts: ServeOptions): Promise<void> {
-  const { runtime: rt, config, log } = opts;
-  // A signal during startup (migrations, opening the index) must not be lost: an abort listener
-  // added after it would never fire, and the server would ignore SIGTERM until SIGKILL.
-  if (opts.signal.aborted) return;
-  // The stream starts before any backfill, so that together they leave no gap (see README).
-  const liveStore = new LiveStreamStore(rt.sql);
-  const consumer = config.liveStream
-    ? await LiveConsumer.open({
-      endpoint: config.liveStream,
+  const { config, log } = opts;
+  let handler: (req: Request) => Response | Promise<Response> = starting;
+  const server = bind(config, opts, (req) => handler(req));
+  let rt: Runtime;
+  try {
+    rt = await opts.open();
+  } catch (err) {
+    await server.shutdown().catch(() => {});
+    throw err;
+  }
+  try {
+    // A signal during startup (migrations, opening the index) must not be lost: an abort listener
+    // added after it would never fire. Deno.serve's own signal has already closed the port.
+    if (opts.signal.aborted) return;
+    // The stream starts before any backfill, so that together they leave no gap (see README).
+    const liveStore = new LiveStreamStore(rt.sql);
+    const consumer = config.liveStream
+      ? await LiveConsumer.open({
+        endpoint: config.liveStream,
+        index: rt.index,
+        log,
+        mirror: liveStore,
+        idleTimeoutMs: config.liveIdleTimeoutMs,
+      })
+      : undefined;
+    const consuming = consumer?.run(opts.signal).catch((err) =>
+      log.error("live stream stopped", { error: errorMessage(err) })
+    );
+    const live = async (): Promise<LiveStatus | null> => {
+      if (consumer) return consumer.status();
+      const row = await liveStore.latest();
+      return row ? mirroredStatus(row, await liveStore.collections(), Date.now()) : null;
+    };
+    const app = createApp({
+      backfiller: rt.backfiller,
       index: rt.index,
+      progress: rt.progress,
+      adminPassword: config.adminPassword,
+      defaultSource: config.source,
       log,
-      mirror: liveStore,
-      idleTimeoutMs: config.liveIdleTimeoutMs,
-    })
-    : undefined;
-  const consuming = consumer?.run(opts.signal).catch((err) =>
-    log.error("live stream stopped", { error: errorMessage(err) })
-  );
-  const live = async (): Promise<LiveStatus | null> => {
-    if (consumer) return consumer.status();
-    const row = await liveStore.latest();
-    return row ? mirroredStatus(row, await liveStore.collections(), Date.now()) : null;
-  };
-  const app = createApp({
-    backfiller: rt.backfiller,
-    index: rt.index,
-    progress: rt.progress,
-    adminPassword: config.adminPassword,
-    defaultSource: config.source,
-    log,
-    metrics: async () => renderMetrics(rt, await live().catch(() => null)),
-    live,
-    extend: (app) => {
-      statusPageRoutes({
-        backfiller: rt.backfiller,
-        progress: rt.progress,
-        adminPassword: config.adminPassword,
-        signal: opts.signal,
-        live,
-      })(app);
-      opts.extend?.(app);
-    },
-  });
-  const server = Deno.serve({
-    port: config.port,
-    hostname: config.host,
-    signal: opts.signal,
-    onListen: (addr) => {
-      log.info("listening", {
-        host: addr.hostname,
-        port: addr.port,
-        admin: config.adminPassword ? "on" : "off",
-      });
-      opts.onListen?.(addr);
-    },
-  }, app.fetch);
-  // Listen first: a signal during the boot-time resume must stop that run too.
-  opts.signal.addEventListener("abort", () => {
-    log.info("shutting down");
-    rt.backfiller.stop({ resumable: true });
-  }, { once: true });
-  if ((opts.autoResume ?? true) && !opts.signal.aborted) await resumeInterrupted(rt, log);
-  startRetryLoop({ backfiller: rt.backfiller, progress: rt.progress, log, signal: opts.signal });
-  if (consumer) watchCatchUp(rt, consumer, config, log, opts.signal);
-  await server.finished;
-  await rt.backfiller.stop({ resumable: true });
-  await consuming;
+      metrics: async () => renderMetrics(rt, await live().catch(() => null)),
+      live,
+      extend: (app) => {
+        statusPageRoutes({
+          backfiller: rt.backfiller,
+          progress: rt.progress,
+          adminPassword: config.adminPassword,
+          signal: opts.signal,
+          live,
+        })(app);
+        opts.extend?.(app);
+      },
+    });
+    handler = app.fetch;
+    // Listen first: a signal during the boot-time resume must stop that run too.
+    opts.signal.addEventListener("abort", () => {
+      log.info("shutting down");
+      rt.backfiller.stop({ resumable: true });
+    }, { once: true });
+    if ((opts.autoResume ?? true) && !opts.signal.aborted) await resumeInterrupted(rt, log);
+    startRetryLoop({ backfiller: rt.backfiller, progress: rt.progress, log, signal: opts.signal });
+    if (consumer) watchCatchUp(rt, consumer, config, log, opts.signal);
+    await server.finished;
+    await rt.backfiller.stop({ resumable: true });
+    await consuming;
+  } catch (err) {
+    await server.shutdown().catch(() => {});
+    throw err;
+  } finally {
+    await rt.close();
+  }
 }
 
 /**
@@ -133,6 +144,55 @@ function watchCatchUp(
   signal.addEventListener("abort", () => clearInterval(timer), { once: true });
 }
 
+function bind(
+  config: Config,
+  opts: ServeOptions,
+  handler: (req: Request) => Response | Promise<Response>,
+): Deno.HttpServer {
+  try {
+    return Deno.serve({
+      port: config.port,
+      hostname: config.host,
+      signal: opts.signal,
+      onListen: (addr) => {
+        opts.log.info("listening", {
+          host: addr.hostname,
+          port: addr.port,
+          admin: config.adminPassword ? "on" : "off",
+        });
+        opts.onListen?.(addr);
+      },
+    }, handler);
+  } catch (err) {
+    if (err instanceof Deno.errors.AddrInUse) {
+      throw new BusyError(
+        `port ${config.port} on ${config.host} is already in use by another process (PORT)`,
+        { cause: err },
+      );
+    }
+    throw new InputError(
+      `HOST ${JSON.stringify(config.host)} cannot be bound on port ${config.port}: ${
+        (err as Error).message
+      }`,
+      "HOST",
+      { cause: err },
+    );
+  }
+}
+
+/** Answers while startup waits for Postgres: alive, not ready. */
+function starting(req: Request): Response {
+  const path = new URL(req.url).pathname;
+  if (path === "/healthz") return Response.json({ status: "starting" });
+  if (path === "/readyz") {
+    return Response.json({ ready: false, starting: "waiting for Postgres" }, { status: 503 });
+  }
+  return Response.json(
+    { error: "Unavailable", message: "the server is starting: waiting for Postgres" },
+    { status: 503, headers: { "retry-after": "5" } },
+  );
+}
+
 /** Resumes the run an earlier process was in the middle of when it was stopped or died. */
 async function resumeInterrupted(rt: Runtime, log: Logger): Promise<void> {
   const intent = await rt.backfiller.interrupted();
@@ -142,6 +202,8 @@ async function resumeInterrupted(rt: Runtime, log: Logger): Promise<void> {
       source: parseSource(intent.source),
       collections: intent.collections,
       catchUp: intent.mode === "catch-up",
+      // The run was accepted (and any source switch confirmed) before it was interrupted.
+      confirmSourceSwitch: true,
     });
     log.info("resuming interrupted backfill", { source: intent.source, queued: started.queued });
     started.done.catch((err) => log.error("backfill failed", { error: (err as Error).message }));

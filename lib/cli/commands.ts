@@ -1,5 +1,5 @@
 /** The one-request subcommands: status, full, start, catch-up, stop, reset. */
-import { asString, InputError, isNsid, isRecord } from "../util/mod.ts";
+import { asString, CONFIRM_SOURCE_SWITCH, InputError, isNsid, isRecord } from "../util/mod.ts";
 import {
   CliFailure,
   type Context,
@@ -30,23 +30,35 @@ export async function showFull(ctx: Context): Promise<number> {
   return 0;
 }
 
-/** `start` and `catch-up`: asks the server to begin a run (from `source`, or its default). */
+/**
+ * `start` and `catch-up`: asks the server to begin a run (from `source`, or its default). The server
+ * answers before slow planning (discovery) is done: "started", or "planning" (`status` shows it).
+ */
 export async function start(
   ctx: Context,
   source: string | undefined,
   mode?: "catch-up",
+  confirmSourceSwitch = false,
 ): Promise<number> {
   const params: [string, string][] = source ? [["source", source]] : [];
   if (mode) params.push(["mode", mode]);
+  if (confirmSourceSwitch) params.push([CONFIRM_SOURCE_SWITCH, "true"]);
   const res = await request(ctx, "POST", STATUS_PATH, params);
-  if (res.status === 409) throw new CliFailure(serverMessage(res));
+  if (res.status === 409) {
+    const confirm = isRecord(res.body) && res.body.error === "ConfirmationRequired";
+    throw new CliFailure(serverMessage(res) + (confirm ? ` (add --${CONFIRM_SOURCE_SWITCH})` : ""));
+  }
   expectOk(ctx, res);
   const body = isRecord(res.body) ? res.body : {};
-  if (typeof body.collections === "number") {
-    const from = asString(body.source) ?? source ?? "the default source";
-    ctx.out(
-      `started ${mode ? "catch-up" : "backfill"} of ${body.collections} collections from ${from}`,
-    );
+  const what = mode ? "catch-up" : "backfill";
+  const from = asString(body.source) ?? source ?? "the default source";
+  const run = asString(body.run) ? ` (run ${asString(body.run)})` : "";
+  if (body.status === "planning") {
+    ctx.out(`planning ${what} from ${from}${run}: discovering collections; \`status\` follows it`);
+  } else if (body.status === "stopped") {
+    ctx.out(`${what} from ${from}${run} was stopped before it began`);
+  } else if (typeof body.collections === "number") {
+    ctx.out(`started ${what} of ${body.collections} collections from ${from}${run}`);
   } else {
     ctx.out(serverMessage(res));
   }

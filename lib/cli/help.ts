@@ -4,9 +4,10 @@
 export const MAIN_USAGE = `usage: deno task <mode>
   migrate                      apply database migrations
   start                        run the server (admin API, XRPC, backfill loop)
-  backfill [--source S] [--collection NSID]... [--catch-up] [--reset]
+  backfill [--source S] [--collection NSID]... [--catch-up [--confirm-source-switch]] [--reset]
                                run a backfill to the end and exit
-  status [status|start [source]|catch-up [source]|full|watch|stop|reset NSID...]
+  status [status|start [source]|catch-up [source] [--confirm-source-switch]|full|watch|stop|
+          reset NSID...]
                                talk to a running server
   sim-relay [--help]           start the simulated source relay`;
 
@@ -18,6 +19,7 @@ export const STATUS_USAGE = [
   "  status                      summary of the collection backfill (the default)",
   "  start [source]              start a backfill from source (the server's default if omitted)",
   "  catch-up [source]           resume completed collections from their last cursor for new DIDs",
+  "    --confirm-source-switch   allow restarting completed collections another source imported",
   "  full                        the raw status JSON",
   "  watch [--interval SECONDS]  live progress until the run ends (Ctrl-C to quit)",
   "  stop                        stop the running backfill",

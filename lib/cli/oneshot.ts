@@ -1,6 +1,6 @@
 /** One-shot mode: run a backfill to the end, print progress while it runs, and pick an exit code. */
 import type { Backfiller, RunRequest, RunSummary } from "../run/mod.ts";
-import { formatCount, formatDuration, formatRate } from "../status/mod.ts";
+import { formatCount, formatDuration, formatRate, invalidWarning } from "../status/mod.ts";
 import type { RunState } from "../run/mod.ts";
 
 /** Options for runOneShot. */
@@ -54,13 +54,19 @@ export async function runOneShot(
       `${summary.completed} completed, ${summary.failed.length} failed, ` +
       `${formatCount(summary.imported)} DIDs imported (${
         formatCount(summary.new)
-      } new to the index)`,
+      } new to the index), ${formatCount(summary.invalid)} invalid entries skipped`,
   );
   if (summary.stopReason) opts.out(`stopped: ${summary.stopReason}`);
   else if (summary.stopped) {
     opts.out("stopped by signal; run it again to resume from the saved cursors");
   }
   for (const f of summary.failed) opts.out(`failed: ${f.collection}: ${f.error}`);
+  for (const f of summary.flagged) {
+    opts.out(
+      `flagged: ${f.collection}: ${invalidWarning(f.invalid)} ` +
+        `(deno task backfill --reset --collection ${f.collection}); ${f.imported} DIDs imported`,
+    );
+  }
   return { code: summary.failed.length > 0 || summary.stopReason ? 1 : 0, summary };
 }
 

@@ -1,6 +1,6 @@
 /** The operator's status CLI: talks to a running server's collection-backfill admin API. */
 
-import { errorMessage, InputError, parseCommandLine } from "../util/mod.ts";
+import { CONFIRM_SOURCE_SWITCH, errorMessage, InputError, parseCommandLine } from "../util/mod.ts";
 import { adminClient, CliFailure, type Context, Interrupted } from "./api.ts";
 import { reset, showFull, showStatus, start, stop } from "./commands.ts";
 import { STATUS_USAGE as USAGE } from "./help.ts";
@@ -108,8 +108,8 @@ async function dispatch(ctx: Context, args: string[]): Promise<number> {
       return await showFull(ctx);
     case "start":
     case "catch-up": {
-      const [source] = commandArgs(command, rest, 1, "at most one argument: the source relay");
-      return await start(ctx, source, command === "catch-up" ? "catch-up" : undefined);
+      const { source, confirm } = startArgs(command, rest);
+      return await start(ctx, source, command === "catch-up" ? "catch-up" : undefined, confirm);
     }
     case "watch":
       return await watch(ctx, watchInterval(rest, ctx.intervalMs));
@@ -139,6 +139,27 @@ function commandArgs(command: string, rest: string[], max: number, takes: string
   }
   if (positionals.length > max) throw wrong();
   return positionals;
+}
+
+/** `start|catch-up [source] [--confirm-source-switch]`. */
+function startArgs(command: string, rest: string[]): { source?: string; confirm: boolean } {
+  const wrong = () =>
+    new InputError(
+      `${command} takes at most one argument, the source relay, and --${CONFIRM_SOURCE_SWITCH}`,
+    );
+  let parsed;
+  try {
+    parsed = parseCommandLine(rest, { [CONFIRM_SOURCE_SWITCH]: { type: "boolean" } }, {
+      positionals: true,
+    });
+  } catch {
+    throw wrong();
+  }
+  if (parsed.positionals.length > 1) throw wrong();
+  return {
+    source: parsed.positionals[0],
+    confirm: parsed.values[CONFIRM_SOURCE_SWITCH] === true,
+  };
 }
 
 /** `watch [--interval SECONDS]`, in milliseconds. */

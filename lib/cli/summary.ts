@@ -31,6 +31,16 @@ export function renderStatus(s: StatusDocument, now: number): string[] {
     lines.push("", `FAILED collections (${failed.length}):`);
     lines.push(...limited(failed.map((c) => failedRow(c, now))));
   }
+  const flagged = s.collections.filter((c) => (c.invalid ?? 0) > 0);
+  if (flagged.length > 0) {
+    lines.push("", `FLAGGED collections (${flagged.length}), entries that were not DIDs:`);
+    lines.push(...limited(flagged.map((c) => [
+      truncate(c.collection, 60),
+      `${formatCount(c.invalid ?? 0)} invalid`,
+      `${formatCount(c.imported)} DIDs imported`,
+      `fetch it again: status reset ${c.collection}, then status start`,
+    ])));
+  }
   return lines;
 }
 
@@ -39,9 +49,9 @@ function headline(s: StatusDocument, now: number): string {
     const r = s.run;
     const since = Date.parse(r.started_at);
     const ago = Number.isNaN(since) ? "" : ` (${formatDuration((now - since) / 1000)} ago)`;
-    return `backfill running: ${r.mode} from ${r.source}, started ${
-      formatTime(r.started_at)
-    }${ago}`;
+    const what = r.phase === "planning" ? "backfill planning" : "backfill running";
+    const id = r.id ? ` run ${r.id}` : "";
+    return `${what}${id}: ${r.mode} from ${r.source}, started ${formatTime(r.started_at)}${ago}`;
   }
   if (s.running) return "backfill running";
   if (s.total > 0 && s.completed === s.total) return "backfill idle: all collections are done";
@@ -55,8 +65,20 @@ function totals(s: StatusDocument): string[] {
       "collections",
       `${s.completed}/${s.total} done${done} · ${s.in_progress} in progress · ${s.failed} failed`,
     ],
-    ["DIDs", `${formatCount(s.total_imported)} imported · ${formatCount(s.total_new)} new`],
+    [
+      "DIDs",
+      `${formatCount(s.total_imported)} imported · ${formatCount(s.total_new)} new` +
+      (s.total_invalid ? ` · ${formatCount(s.total_invalid)} invalid entries skipped` : ""),
+    ],
   ];
+  if (s.index && s.index.reimport > 0) {
+    rows.push([
+      "INDEX REPLACED",
+      `found missing or replaced at ${formatTime(s.index.replaced_at ?? "")}; ${
+        plural(s.index.reimport, "collection")
+      } waiting to be imported again`,
+    ]);
+  }
   if (s.running && s.run) rows.push(["rate", rateText(s.run)]);
   if (s.live) rows.push(...liveRows(s.live));
   return formatTable(rows);
@@ -121,6 +143,7 @@ function incompleteRow(c: CollectionStatus): string[] {
   const flags: string[] = [collectionState(c)];
   if (c.attempts > 1) flags.push(`attempt ${c.attempts}`);
   if (c.error) flags.push(`last error: ${clip(c.error, 60)}`);
+  if (c.reimport) flags.push("re-import after the index was lost");
   return [truncate(c.collection, 60), progressText(c), flags.join(" · ")];
 }
 

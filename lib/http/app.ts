@@ -3,7 +3,14 @@ import { Hono } from "hono";
 import { HTTPException } from "hono/http-exception";
 import { adminAuth } from "./admin_auth.ts";
 import type { Backfiller } from "../run/mod.ts";
-import { BusyError, deadline, InputError } from "../util/mod.ts";
+import {
+  BusyError,
+  CONFIRM_SOURCE_SWITCH,
+  ConfirmationError,
+  deadline,
+  InputError,
+  SourceError,
+} from "../util/mod.ts";
 import type { IndexStore } from "../index/mod.ts";
 import type { Logger } from "../util/mod.ts";
 import type { ProgressStore } from "../progress/mod.ts";
@@ -26,26 +33,49 @@ export interface AppOptions {
   /** The live stream's status, when there is one (see lib/stream). */
   readonly live?: () => Promise<LiveStatus | null>;
   readonly now?: () => number;
+  /** How long a start request waits for planning before answering `"planning"` (default 2 s). */
+  readonly planWaitMs?: number;
   /** Extra routes (e.g. the status page and its event stream) mounted before the fallback. */
   readonly extend?: (app: Hono) => void;
 }
 
 const XRPC_LIST = "/xrpc/com.atproto.sync.listReposByCollection";
 
+/** The longest URL the app answers. */
+export const MAX_URL_BYTES = 16 * 1024;
+
 /** Builds the Hono app. */
 export function createApp(opts: AppOptions): Hono {
   const app = new Hono();
   const now = opts.now ?? Date.now;
 
+  // Longer URLs than this get a JSON 414 here; past ~64 KiB the HTTP layer refuses them itself.
+  app.use("*", async (c, next) => {
+    const bytes = new TextEncoder().encode(c.req.url).length;
+    if (bytes > MAX_URL_BYTES) {
+      return c.json({
+        error: "URITooLong",
+        message: `the URL is ${bytes} bytes; the limit is ${MAX_URL_BYTES}`,
+      }, 414);
+    }
+    await next();
+  });
+
   app.get("/healthz", (c) => c.json({ status: "ok" }));
   app.get("/readyz", async (c) => {
     const index = opts.index.isOpen;
-    let progress = false;
+    let progress = false, reimport = 0;
     try {
       await deadline(opts.progress.ping(), 2_000);
       progress = true;
+      reimport = await deadline(opts.progress.reimportPending(), 2_000);
     } catch { /* reported below */ }
-    return c.json({ ready: index && progress, index, progress }, index && progress ? 200 : 503);
+    // An index that lost collections it once held is not ready until they are imported again.
+    const ready = index && progress && reimport === 0;
+    return c.json(
+      { ready, index, progress, ...(reimport > 0 ? { reimport_pending: reimport } : {}) },
+      ready ? 200 : 503,
+    );
   });
   app.get("/metrics", async (c) => {
     if (!opts.metrics) throw new HTTPException(404, { message: "metrics are not enabled" });
@@ -53,7 +83,12 @@ export function createApp(opts: AppOptions): Hono {
   });
 
   app.get(XRPC_LIST, async (c) => {
-    const q = c.req.query();
+    // Repeated parameters are refused, as on the admin routes: the first value must not win silently.
+    const all = c.req.queries();
+    const q: Record<string, string | undefined> = {};
+    for (const name of ["collection", "limit", "cursor"]) {
+      if (all[name]) q[name] = single(all[name], name);
+    }
     const collection = q.collection;
     if (collection === undefined) return xrpcError(c, "collection is required");
     if (!isNsid(collection)) {
@@ -85,15 +120,27 @@ export function createApp(opts: AppOptions): Hono {
   admin.use("*", adminAuth(opts.adminPassword));
   admin.get("/backfill-collections", async (c) => {
     onlyParams(c.req.queries(), []);
-    const rows = await deadline(opts.progress.list(), 10_000).catch((err) => {
+    const [rows, record] = await deadline(
+      Promise.all([opts.progress.list(), opts.progress.indexRecord()]),
+      10_000,
+    ).catch((err) => {
       throw new HTTPException(503, { message: `progress database unavailable: ${err.message}` });
     });
     const live = (await opts.live?.().catch(() => null)) ?? null;
-    return c.json(buildStatus(rows, opts.backfiller.state, opts.backfiller.running, now(), live));
+    return c.json(
+      buildStatus(
+        rows,
+        opts.backfiller.state,
+        opts.backfiller.running,
+        now(),
+        live,
+        record ?? null,
+      ),
+    );
   });
   admin.post("/backfill-collections", async (c) => {
     const q = c.req.queries();
-    onlyParams(q, ["source", "mode", "collection"]);
+    onlyParams(q, ["source", "mode", "collection", CONFIRM_SOURCE_SWITCH]);
     const source = q.source ? parseSource(single(q.source, "source")) : opts.defaultSource;
     const mode = q.mode ? single(q.mode, "mode") : "full";
     if (mode !== "full" && mode !== "catch-up") {
@@ -105,21 +152,34 @@ export function createApp(opts: AppOptions): Hono {
         throw new InputError(`collection must be a valid NSID, got ${show(col)}`, "collection");
       }
     }
-    const started = await opts.backfiller.start({
+    const confirm = q[CONFIRM_SOURCE_SWITCH]
+      ? flag(single(q[CONFIRM_SOURCE_SWITCH], CONFIRM_SOURCE_SWITCH), CONFIRM_SOURCE_SWITCH)
+      : false;
+    const run = await opts.backfiller.begin({
       source,
       collections,
       catchUp: mode === "catch-up",
+      confirmSourceSwitch: confirm,
     });
-    started.done.catch((err) =>
-      opts.log.error("backfill failed", { error: (err as Error).message })
-    );
+    run.done.catch((err) => opts.log.error("backfill failed", { error: (err as Error).message }));
+    // Planning (discovery) can be slow: past planWaitMs the answer says so, and status shows it.
+    const head = { run: run.id, source: run.source, mode };
+    const outcome = await deadline(
+      run.planned.then((value) => ({ value }), (error: unknown) => ({ error })),
+      opts.planWaitMs ?? 2_000,
+    ).catch(() => undefined);
+    if (outcome === undefined) return c.json({ status: "planning", ...head });
+    if ("error" in outcome) {
+      if (isStop(outcome.error)) return c.json({ status: "stopped", ...head });
+      throw outcome.error;
+    }
+    const plan = outcome.value;
     return c.json({
       status: "started",
-      source: started.source,
-      mode,
-      collections: started.collections,
-      queued: started.queued,
-      ...(started.listError ? { warning: started.listError } : {}),
+      ...head,
+      collections: plan.collections,
+      queued: plan.queued,
+      ...(plan.listError ? { warning: plan.listError } : {}),
     });
   });
   admin.post("/backfill-collections/stop", async (c) => {
@@ -144,6 +204,22 @@ export function createApp(opts: AppOptions): Hono {
   });
   app.route("/admin", admin);
   opts.extend?.(app);
+  // Known paths asked with another method: 405 naming the allowed ones, not 404.
+  for (
+    const [path, allow] of [
+      [XRPC_LIST, "GET, HEAD"],
+      ["/healthz", "GET, HEAD"],
+      ["/readyz", "GET, HEAD"],
+      ["/metrics", "GET, HEAD"],
+    ]
+  ) {
+    app.all(path, (c) =>
+      c.json(
+        { error: "MethodNotAllowed", message: `${c.req.method} is not allowed; use ${allow}` },
+        405,
+        { allow },
+      ));
+  }
 
   app.notFound((c) =>
     c.json({ error: "NotFound", message: `no route for ${c.req.method} ${c.req.path}` }, 404)
@@ -156,6 +232,12 @@ export function createApp(opts: AppOptions): Hono {
       return c.json({ error: "InvalidRequest", message: err.message }, 400);
     }
     if (err instanceof BusyError) return c.json({ error: "Conflict", message: err.message }, 409);
+    if (err instanceof ConfirmationError) {
+      return c.json({ error: "ConfirmationRequired", message: err.message, ...err.details }, 409);
+    }
+    if (err instanceof SourceError) {
+      return c.json({ error: "BadGateway", message: err.message }, 502);
+    }
     opts.log.error("request failed", {
       method: c.req.method,
       path: c.req.path,
@@ -181,6 +263,17 @@ function onlyParams(q: Record<string, string[]>, allowed: readonly string[]): vo
       );
     }
   }
+}
+
+function flag(v: string, name: string): boolean {
+  if (v === "true") return true;
+  if (v === "false") return false;
+  throw new InputError(`${name} must be "true" or "false", got ${show(v)}`, name);
+}
+
+/** True for the reason a stop request aborts a run with. */
+function isStop(err: unknown): boolean {
+  return err instanceof DOMException && err.name === "AbortError";
 }
 
 function single(values: string[], name: string): string {

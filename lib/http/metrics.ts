@@ -161,6 +161,14 @@ export class Metrics {
     "Approximate on-disk size of the index.",
   );
   readonly running = new Gauge("backfill_running", "1 while a backfill runs.");
+  readonly collectionInvalid = new Gauge(
+    "backfill_collection_invalid_entries",
+    "Entries skipped as invalid DIDs, per flagged collection (only those with any).",
+  );
+  readonly reimport = new Gauge(
+    "backfill_collections_reimport_pending",
+    "Collections waiting to be imported again because the index was lost or replaced.",
+  );
   /** The live stream's figures, set at scrape time from its status. */
   readonly live: Readonly<Record<LiveFigure, Gauge>> = Object.fromEntries(
     Object.entries(LIVE_FIGURES).map(([k, [name, help]]) => [k, new Gauge(name, help)]),
@@ -193,6 +201,8 @@ export class Metrics {
       this.collections,
       this.indexBytes,
       this.running,
+      this.collectionInvalid,
+      this.reimport,
       ...Object.values(this.live),
       this.liveSkipped,
       this.liveCollection,

@@ -63,10 +63,13 @@ export function statusPageRoutes(opts: StatusPageOptions): (app: Hono) => void {
           while (!stream.aborted) {
             let data: string;
             try {
-              const rows = await opts.progress.list();
+              const [rows, record] = await Promise.all([
+                opts.progress.list(),
+                opts.progress.indexRecord(),
+              ]);
               const b = opts.backfiller;
               const live = (await opts.live?.().catch(() => null)) ?? null;
-              data = JSON.stringify(buildStatus(rows, b.state, b.running, now(), live));
+              data = JSON.stringify(buildStatus(rows, b.state, b.running, now(), live, record));
             } catch (err) {
               data = "";
               await stream.writeSSE({

@@ -15,11 +15,13 @@
  *   m\0<collection>     pairs live indexing added and removed in the collection (JSON)
  *   d<did'>             a deleted account's tombstone (JSON): the backfill does not bring it back
  *   g<did'>\0<cid>      the backfill generation that counted a pair of a deleted account
+ *   i                   the index's identity (random, made when the index is created)
  */
 
 /** The layout this code reads and writes. */
 export const LAYOUT_VERSION = "2";
 export const VERSION_KEY = "v";
+export const IDENTITY_KEY = "i";
 export const CKPT = "k\x00";
 export const DICT = "n\x00";
 export const GAP_KEY = "G";

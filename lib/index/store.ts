@@ -13,6 +13,7 @@ import {
   GAP_KEY,
   GHOST,
   ghostKey,
+  IDENTITY_KEY,
   LAYOUT_VERSION,
   LIVE_CKPT,
   LIVE_COUNT,
@@ -50,6 +51,8 @@ export interface Checkpoint {
   readonly new: number;
   readonly pages: number;
   readonly done: boolean;
+  /** Entries in this generation that were not valid DIDs (skipped); absent in older checkpoints. */
+  readonly invalid?: number;
 }
 
 /** A checkpoint that starts a collection over from the beginning, in the generation after `prevGen`. */
@@ -114,27 +117,41 @@ export class IndexStore {
   readonly #present: PresentCache;
   readonly #liveCounts: Map<string, LiveCounts>;
   readonly path: string;
+  /** Random, written when the index was created; progress records it to notice a lost index. */
+  readonly identity: string;
+  /** True when this open found an empty directory and created the index. */
+  readonly created: boolean;
 
   private constructor(
     db: ClassicLevel<string, string>,
     path: string,
-    ids: Map<string, string>,
+    layout: { ids: Map<string, string>; identity: string; created: boolean },
     gapMs: number,
     live: { filter: DidFilter; counts: Map<string, LiveCounts>; cacheKeys: number },
   ) {
     this.#db = db;
     this.path = path;
-    this.#ids = ids;
+    this.#ids = layout.ids;
     this.#gapMs = gapMs;
-    this.#names = new Map([...ids].map(([name, id]) => [id, name]));
+    this.#names = new Map([...layout.ids].map(([name, id]) => [id, name]));
     this.#filter = live.filter;
     this.#liveCounts = live.counts;
     this.#present = new PresentCache(live.cacheKeys);
+    this.identity = layout.identity;
+    this.created = layout.created;
   }
 
   /** Opens (creating if needed) the index at `path`; a directory held by another process is a StoreError. */
   static async open(opts: IndexStoreOptions): Promise<IndexStore> {
-    await Deno.mkdir(opts.path, { recursive: true });
+    try {
+      await Deno.mkdir(opts.path, { recursive: true });
+    } catch (err) {
+      throw new StoreError(
+        `cannot create index directory ${opts.path}: ${(err as Error).message}`,
+        "index",
+        { cause: err },
+      );
+    }
     const db = new ClassicLevel<string, string>(opts.path, {
       keyEncoding: "utf8",
       valueEncoding: "utf8",
@@ -161,9 +178,9 @@ export class IndexStore {
       );
     }
     try {
-      const ids = await prepareLayout(db, opts.path, opts.log ?? silentLogger);
+      const layout = await prepareLayout(db, opts.path, opts.log ?? silentLogger);
       const live = await loadLive(db);
-      return new IndexStore(db, opts.path, ids, Number(await db.get(GAP_KEY) ?? 0), {
+      return new IndexStore(db, opts.path, layout, Number(await db.get(GAP_KEY) ?? 0), {
         ...live,
         cacheKeys: opts.liveCacheKeys ?? 200_000,
       });
@@ -691,12 +708,13 @@ export class IndexStore {
   }
 }
 
-/** Brings a freshly opened database to the current layout and loads its collection ids. */
+/** Brings a freshly opened database to the current layout, loads its collection ids and identity. */
 async function prepareLayout(
   db: ClassicLevel<string, string>,
   path: string,
   log: Logger,
-): Promise<Map<string, string>> {
+): Promise<{ ids: Map<string, string>; identity: string; created: boolean }> {
+  const created = (await db.keys({ limit: 1 }).all()).length === 0;
   const version = await db.get(VERSION_KEY);
   if (version !== undefined && version !== LAYOUT_VERSION) {
     throw new StoreError(
@@ -716,6 +734,12 @@ async function prepareLayout(
     });
   }
   if (version === undefined) await db.put(VERSION_KEY, LAYOUT_VERSION, { sync: true });
+  let identity = await db.get(IDENTITY_KEY);
+  if (identity === undefined) {
+    // Indexes made before identities existed get one too; they are not "created".
+    identity = crypto.randomUUID();
+    await db.put(IDENTITY_KEY, identity, { sync: true });
+  }
   const ids = new Map<string, string>();
   const numbers = new Set<number>();
   for await (const [key, id] of db.iterator({ gt: DICT, lt: DICT + END })) {
@@ -732,7 +756,7 @@ async function prepareLayout(
       "index",
     );
   }
-  return ids;
+  return { ids, identity, created };
 }
 
 /** Loads what the live writer keeps in memory: the tombstone filter and the per-collection counts. */

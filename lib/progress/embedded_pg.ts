@@ -15,9 +15,9 @@ export interface EmbeddedPostgres {
  * LevelDB lock guards the whole data directory.
  */
 export async function startEmbeddedPostgres(dir: string): Promise<EmbeddedPostgres> {
-  await Deno.mkdir(dir, { recursive: true });
   let db: PGlite;
   try {
+    await Deno.mkdir(dir, { recursive: true });
     db = await PGlite.create(dir);
   } catch (err) {
     throw new StoreError(

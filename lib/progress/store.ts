@@ -16,6 +16,17 @@ export interface ProgressRow {
   readonly attempts: number;
   readonly nextRetryAt: Date | null;
   readonly estimatedTotal: number | null;
+  /** Entries the source listed that were not valid DIDs (skipped, never written). */
+  readonly invalid: number;
+  /** Marked to import again because the index that held it was lost or replaced. */
+  readonly reimport: boolean;
+}
+
+/** The index progress was recorded against (see IndexStore.identity). */
+export interface IndexRecord {
+  readonly identity: string;
+  /** When a server last found a different index and marked rows for re-import. */
+  readonly replacedAt: Date | null;
 }
 
 /** Where a collection stands after a page, for `saveCheckpoint`. */
@@ -24,6 +35,8 @@ export interface RowCheckpoint {
   readonly cursor: string;
   readonly imported: number;
   readonly new: number;
+  /** Entries that were not valid DIDs (default 0). */
+  readonly invalid?: number;
 }
 
 /** What a run was asked to do, kept so that a restarted server can resume it. */
@@ -101,7 +114,8 @@ export class ProgressStore {
     const signal = stop && this.#signal
       ? AbortSignal.any([stop, this.#signal])
       : stop ?? this.#signal;
-    return await retry(fn, {
+    // A connection attempt can hang (connect_timeout); the signal ends the wait at once.
+    return await retry(() => signal ? untilAborted(fn(), signal) : fn(), {
       signal,
       maxAttempts: Infinity,
       isRetriable: isConnectionError,
@@ -161,7 +175,7 @@ export class ProgressStore {
       await this.sql`
         UPDATE backfill_progress
         SET source = ${cp.source}, cursor = ${cp.cursor}, imported_count = ${cp.imported},
-            new_count = ${cp.new}, updated_at = now()
+            new_count = ${cp.new}, invalid_count = ${cp.invalid ?? 0}, updated_at = now()
         WHERE collection = ${collection}`;
     }, stop);
   }
@@ -172,8 +186,9 @@ export class ProgressStore {
       await this.sql`
         UPDATE backfill_progress
         SET source = ${cp.source}, cursor = ${cp.cursor}, imported_count = ${cp.imported},
-            new_count = ${cp.new}, completed_at = now(), updated_at = now(), last_error = NULL,
-            next_retry_at = NULL
+            new_count = ${cp.new}, invalid_count = ${cp.invalid ?? 0}, completed_at = now(),
+            updated_at = now(), last_error = NULL,
+            next_retry_at = NULL, reimport = false
         WHERE collection = ${collection}`;
     });
   }
@@ -202,7 +217,8 @@ export class ProgressStore {
     await this.retrying("restart", async () => {
       await this.sql`
         UPDATE backfill_progress
-        SET source = ${source}, cursor = '', imported_count = 0, new_count = 0, completed_at = NULL,
+        SET source = ${source}, cursor = '', imported_count = 0, new_count = 0, invalid_count = 0,
+            completed_at = NULL,
             last_error = NULL, next_retry_at = NULL, attempts = 0, updated_at = now()
         WHERE collection = ${collection}`;
     });
@@ -255,10 +271,70 @@ export class ProgressStore {
     });
   }
 
+  /** The index progress was recorded against, if one was recorded. */
+  async indexRecord(): Promise<IndexRecord | undefined> {
+    return await this.retrying("index record", async () => {
+      const [r] = await this.sql`SELECT identity, replaced_at FROM backfill_index`;
+      return r
+        ? { identity: r.identity as string, replacedAt: r.replaced_at as Date | null }
+        : undefined;
+    });
+  }
+
+  /**
+   * Records `identity` as the index progress belongs to. With `replaced`, every row with progress
+   * starts over (cursor, counts, completion) and is marked for re-import, in the same transaction,
+   * so a crash cannot record the new index without marking the rows. Returns the marked rows.
+   */
+  async recordIndex(identity: string, replaced: boolean): Promise<string[]> {
+    return await this.retrying("record index", async () =>
+      await this.sql.begin(async (tx) => {
+        let marked: string[] = [];
+        if (replaced) {
+          const rows = await tx`
+            UPDATE backfill_progress
+            SET cursor = '', imported_count = 0, new_count = 0, invalid_count = 0, completed_at = NULL,
+                last_error = NULL, next_retry_at = NULL, attempts = 0, reimport = true,
+                updated_at = now()
+            WHERE completed_at IS NOT NULL OR imported_count > 0 OR cursor <> '' OR reimport
+            RETURNING collection`;
+          marked = rows.map((r) => r.collection as string).sort();
+        }
+        await tx`
+          INSERT INTO backfill_index (id, identity, replaced_at, updated_at)
+          VALUES (1, ${identity}, ${replaced ? new Date() : null}, now())
+          ON CONFLICT (id) DO UPDATE SET identity = EXCLUDED.identity, updated_at = now(),
+            replaced_at = COALESCE(EXCLUDED.replaced_at, backfill_index.replaced_at)`;
+        return marked;
+      }));
+  }
+
+  /** How many rows wait for a re-import after the index was lost or replaced. */
+  async reimportPending(): Promise<number> {
+    const [r] = await this.sql`SELECT count(*)::int AS n FROM backfill_progress WHERE reimport`;
+    return r.n as number;
+  }
+
   /** Cheap reachability check for readiness. */
   async ping(): Promise<void> {
     await this.sql`SELECT 1`;
   }
+}
+
+/** `p`, or a rejection with the signal's reason as soon as it aborts (`p` is left to settle). */
+function untilAborted<T>(p: Promise<T>, signal: AbortSignal): Promise<T> {
+  if (signal.aborted) {
+    p.catch(() => {});
+    return Promise.reject(signal.reason);
+  }
+  return new Promise<T>((resolve, reject) => {
+    const onAbort = () => {
+      p.catch(() => {});
+      reject(signal.reason);
+    };
+    signal.addEventListener("abort", onAbort, { once: true });
+    p.then(resolve, reject).finally(() => signal.removeEventListener("abort", onAbort));
+  });
 }
 
 function toRow(r: Record<string, unknown>): ProgressRow {
@@ -275,5 +351,7 @@ function toRow(r: Record<string, unknown>): ProgressRow {
     attempts: Number(r.attempts ?? 0),
     nextRetryAt: (r.next_retry_at as Date | null) ?? null,
     estimatedTotal: r.estimated_total == null ? null : Number(r.estimated_total),
+    reimport: r.reimport === true,
+    invalid: Number(r.invalid_count ?? 0),
   };
 }

@@ -1,15 +1,22 @@
 /** The backfiller: plans a run, pages collections concurrently (largest first), and records the outcome. */
 import { runCollection } from "./collection.ts";
 import type { Discovered } from "../source/mod.ts";
-import { BusyError, errorMessage, InputError } from "../util/mod.ts";
+import {
+  BusyError,
+  CONFIRM_SOURCE_SWITCH,
+  ConfirmationError,
+  errorMessage,
+  InputError,
+  SourceError,
+} from "../util/mod.ts";
 import { freshCheckpoint, type IndexStore } from "../index/mod.ts";
 import type { Logger } from "../util/mod.ts";
 import type { ProgressRow, ProgressStore, RunIntent } from "../progress/mod.ts";
 import type { RunLock } from "../progress/mod.ts";
-import { RunState } from "./state.ts";
+import { type FlaggedCollection, RunState } from "./state.ts";
 import { type Backoff, backoffDelay, type Clock, systemClock } from "../util/mod.ts";
 import type { SourceClient } from "../source/mod.ts";
-import type { Source } from "../source/mod.ts";
+import { type Source, sourceAllowed } from "../source/mod.ts";
 import { isNsid } from "../util/mod.ts";
 
 /** What to run. */
@@ -18,6 +25,8 @@ export interface RunRequest {
   /** Only these collections; otherwise discover. */
   readonly collections?: readonly string[];
   readonly catchUp?: boolean;
+  /** Allows a catch-up to restart completed collections that another source imported. */
+  readonly confirmSourceSwitch?: boolean;
 }
 
 /** How a run ended. */
@@ -31,20 +40,36 @@ export interface RunSummary {
   readonly stopReason?: string;
   readonly imported: number;
   readonly new: number;
+  /** Entries skipped in this run because they were not valid DIDs. */
+  readonly invalid: number;
+  /** Collections completed in this run with such entries. */
+  readonly flagged: readonly FlaggedCollection[];
   readonly seconds: number;
 }
 
-/** A started run. */
-export interface StartedRun {
-  readonly source: string;
+/** What planning decided. */
+export interface RunPlan {
   /** Collections discovered or named for this run. */
   readonly collections: number;
   /** Of those, how many this run will page (the rest are already complete). */
   readonly queued: number;
   /** Why discovery fell back to the index's collections, when it did. */
   readonly listError?: string;
+}
+
+/** A run that has begun; it may still be planning. */
+export interface BegunRun {
+  readonly id: string;
+  readonly source: string;
+  readonly mode: "full" | "catch-up";
+  /** Resolves once planning is done; rejects when planning failed or a stop came first. */
+  readonly planned: Promise<RunPlan>;
+  /** Resolves when the run ends, stopped included; rejects only when planning failed. */
   readonly done: Promise<RunSummary>;
 }
+
+/** A started run, its planning done. */
+export interface StartedRun extends BegunRun, RunPlan {}
 
 /** Observer hooks, for metrics and logs. */
 export interface BackfillObserver {
@@ -63,6 +88,8 @@ export interface BackfillerOptions {
     client: SourceClient,
     signal: AbortSignal,
   ) => Promise<Map<string, number>>;
+  /** When set, the only source hosts a run may use (BACKFILL_SOURCE_HOSTS). */
+  readonly sourceHosts?: readonly string[];
   /** Takes the cross-process lock, or returns undefined when another process holds it. */
   readonly lock?: (onLost: (err: Error) => void) => Promise<RunLock | undefined>;
   readonly concurrency: number;
@@ -108,7 +135,6 @@ export class Backfiller {
   readonly #clock: Clock;
   #run?: ActiveRun;
   #last?: RunState;
-  #runs = 0;
 
   constructor(opts: BackfillerOptions) {
     this.#o = opts;
@@ -125,61 +151,122 @@ export class Backfiller {
     return this.#run?.state ?? this.#last;
   }
 
-  /** Plans and starts a run; throws BusyError if one is running here or in another process. */
+  /** Plans and starts a run, returning once planning is done; throws BusyError if one is running. */
   async start(req: RunRequest): Promise<StartedRun> {
+    const run = await this.begin(req);
+    return { ...run, ...await run.planned };
+  }
+
+  /**
+   * Starts a run and returns as soon as it is claimed, before planning (discovery can take a while).
+   * Refuses, before anything is recorded, a catch-up that would restart completed collections on
+   * another source without `confirmSourceSwitch`. Throws BusyError if a run is going here or in
+   * another process.
+   */
+  async begin(req: RunRequest): Promise<BegunRun> {
     for (const c of req.collections ?? []) {
       if (!isNsid(c)) {
         throw new InputError(`collection ${JSON.stringify(c)} is not a valid NSID`, "collection");
       }
     }
+    const hosts = this.#o.sourceHosts;
+    if (hosts && !sourceAllowed(req.source, hosts)) {
+      throw new InputError(
+        `source ${req.source.name} is not on the allow-list of source hosts ` +
+          `(BACKFILL_SOURCE_HOSTS: ${hosts.join(", ")})`,
+        "source",
+      );
+    }
+    const mode = req.catchUp ? "catch-up" : "full";
     const { run, lock } = await this.#claim("a backfill is already running");
-    const abort = run.abort;
+    const state = new RunState({
+      id: crypto.randomUUID().slice(0, 8),
+      source: req.source.name,
+      mode,
+      startedAt: this.#clock.now(),
+    });
+    run.state = state;
+    const signal = run.abort.signal;
     try {
-      await this.#o.progress.beginRun({
-        source: req.source.name,
-        mode: req.catchUp ? "catch-up" : "full",
-        collections: req.collections,
-      });
-      const plan = await this.#plan(req, abort.signal);
-      const state = new RunState({
-        id: ++this.#runs,
-        source: req.source.name,
-        mode: req.catchUp ? "catch-up" : "full",
-        startedAt: this.#clock.now(),
-        collections: plan.collections,
-        queued: plan.queue.length,
-      });
-      run.state = state;
-      this.#o.log.info("backfill started", {
-        source: req.source.name,
-        mode: state.mode,
-        collections: plan.collections,
-        queued: plan.queue.length,
-      });
-      const done = this.#execute(req, plan.queue, state, abort.signal).then(async (summary) => {
-        // A run ends unless a shutdown interrupted it: then a restarted server resumes it.
-        // Bounded, so that a stop while Postgres is down still returns.
-        if (!run.resumable || !summary.stopped) {
-          await this.#o.progress.endRun(AbortSignal.timeout(2_000)).catch(() => {});
-        }
-        return summary;
-      }).finally(async () => {
-        state.endedAt = this.#clock.now();
-        this.#last = state;
-        await this.#release(run, lock);
-      });
-      run.done = done;
-      return {
-        source: req.source.name,
-        collections: plan.collections,
-        queued: plan.queue.length,
-        listError: plan.listError,
-        done,
-      };
+      if (!signal.aborted) await this.#refuseUnconfirmedSwitch(req);
     } catch (err) {
       await this.#release(run, lock);
       throw err;
     }
+    const { log, progress } = this.#o;
+    const planned = (async () => {
+      signal.throwIfAborted();
+      await progress.beginRun({ source: req.source.name, mode, collections: req.collections });
+      const plan = await this.#plan(req, signal);
+      state.planned(plan.collections, plan.queue.length);
+      log.info("backfill started", {
+        run: state.id,
+        source: req.source.name,
+        mode,
+        collections: plan.collections,
+        queued: plan.queue.length,
+      });
+      return plan;
+    })();
+    const done = planned.then(
+      (plan) => this.#execute(req, plan.queue, state, signal),
+      (err) => {
+        if (!signal.aborted) throw err;
+        // Stopped while planning: nothing was paged.
+        return this.#summary(req, state, signal, 0, true);
+      },
+    ).then(async (summary) => {
+      // A run ends unless a shutdown interrupted it: then a restarted server resumes it.
+      // Bounded, so that a stop while Postgres is down still returns.
+      if (!run.resumable || !summary.stopped) {
+        await progress.endRun(AbortSignal.timeout(2_000)).catch(() => {});
+      }
+      return summary;
+    }, async (err) => {
+      state.error = errorMessage(err);
+      await progress.endRun(AbortSignal.timeout(2_000)).catch(() => {});
+      throw err;
+    }).finally(async () => {
+      state.endedAt = this.#clock.now();
+      this.#last = state;
+      await this.#release(run, lock);
+    });
+    // Callers handle these; a caller that only awaits one must not leave the other unhandled.
+    planned.catch(() => {});
+    done.catch(() => {});
+    return {
+      id: state.id,
+      source: req.source.name,
+      mode,
+      planned: planned.then((p) => ({
+        collections: p.collections,
+        queued: p.queue.length,
+        listError: p.listError,
+      })),
+      done,
+    };
+  }
+
+  /** Throws ConfirmationError when a catch-up would restart completed collections on another source. */
+  async #refuseUnconfirmedSwitch(req: RunRequest): Promise<void> {
+    if (!req.catchUp || req.confirmSourceSwitch) return;
+    const named = req.collections?.length ? new Set(req.collections) : undefined;
+    const switching = (await this.#o.progress.list()).filter((r) =>
+      r.completedAt !== null && r.source !== req.source.name &&
+      (named === undefined || named.has(r.collection))
+    );
+    if (switching.length === 0) return;
+    const dids = switching.reduce((n, r) => n + r.imported, 0);
+    const from = [...new Set(switching.map((r) => r.source))].sort();
+    throw new ConfirmationError(
+      `catch-up from ${req.source.name} would restart ${switching.length} completed collection(s) ` +
+        `(${dids} DIDs) imported from ${
+          from.join(", ")
+        } from the beginning; nothing was changed. ` +
+        `Repeat it with ${CONFIRM_SOURCE_SWITCH} to go ahead`,
+      CONFIRM_SOURCE_SWITCH,
+      { collections: switching.length, dids, from },
+    );
   }
 
   /**
@@ -283,8 +370,16 @@ export class Backfiller {
       }
     }
     const wanted = req.collections && req.collections.length > 0 ? new Set(names) : undefined;
+    const all = await progress.list();
+    if (listError !== undefined && names.length === 0 && all.length === 0) {
+      // Not a success with nothing to do: a Job must fail when discovery did.
+      throw new SourceError(
+        `${listError}; the index holds no collections either, so there is nothing to backfill`,
+        { retryable: true },
+      );
+    }
     const rows: ProgressRow[] = [];
-    for (const r of await progress.list()) {
+    for (const r of all) {
       if (wanted && !wanted.has(r.collection)) continue;
       if (req.catchUp || r.completedAt === null || !(await this.#indexHolds(r))) rows.push(r);
     }
@@ -361,6 +456,11 @@ export class Backfiller {
             },
           });
           completed++;
+          const invalid = out.checkpoint.invalid ?? 0;
+          if (out.fetched && invalid > 0) {
+            state.flagged.push({ collection: c, invalid, imported: out.checkpoint.imported });
+            log.warn("collection completed with invalid entries", { collection: c, invalid });
+          }
           observer?.collectionState?.(c, "completed");
           log.info("collection finished", {
             collection: c,
@@ -393,19 +493,15 @@ export class Backfiller {
     } finally {
       clearInterval(ticker);
     }
-    const summary: RunSummary = {
-      source: req.source.name,
+    const summary = this.#summary(
+      req,
+      state,
+      signal,
       completed,
-      failed: state.failed,
-      stopped: signal.aborted && completed + state.failed.length < queue.length,
-      stopReason: signal.aborted && !(signal.reason instanceof DOMException)
-        ? errorMessage(signal.reason)
-        : undefined,
-      imported: state.imported,
-      new: state.fresh,
-      seconds: (this.#clock.now() - state.startedAt) / 1000,
-    };
+      completed + state.failed.length < queue.length,
+    );
     log.info(summary.stopped ? "backfill stopped" : "backfill finished", {
+      run: state.id,
       source: summary.source,
       completed,
       failed: state.failed.length,
@@ -414,6 +510,29 @@ export class Backfiller {
       seconds: Math.round(summary.seconds),
     });
     return summary;
+  }
+
+  #summary(
+    req: RunRequest,
+    state: RunState,
+    signal: AbortSignal,
+    completed: number,
+    unfinished: boolean,
+  ): RunSummary {
+    return {
+      source: req.source.name,
+      completed,
+      failed: state.failed,
+      stopped: signal.aborted && unfinished,
+      stopReason: signal.aborted && !(signal.reason instanceof DOMException)
+        ? errorMessage(signal.reason)
+        : undefined,
+      imported: state.imported,
+      new: state.fresh,
+      invalid: state.invalid,
+      flagged: state.flagged,
+      seconds: (this.#clock.now() - state.startedAt) / 1000,
+    };
   }
 }
 

@@ -49,12 +49,16 @@ export interface CollectionOutcome {
 export async function runCollection(job: CollectionJob): Promise<CollectionOutcome> {
   const { collection, client, index, progress } = job;
   const source = client.source.name;
-  let cp = await startingPoint(job, source);
+  const start = await startingPoint(job, source);
+  let cp = start.checkpoint;
+  // Starting over (another source, or an index that lost the collection) changes nothing until the
+  // source has served the first page: a mistyped or dead source must not wipe finished work.
+  let restart = start.restart;
   if (cp.done && !job.catchUp) {
     await progress.complete(collection, rowCheckpoint(cp));
     return { collection, fetched: false, checkpoint: cp };
   }
-  await progress.saveCheckpoint(collection, rowCheckpoint(cp));
+  if (!restart) await progress.saveCheckpoint(collection, rowCheckpoint(cp));
   const pager = new Pager(cp.cursor);
   let writing: Promise<void> = Promise.resolve();
   // DIDs of the page most recently written; see IndexStore.applyPage.
@@ -65,6 +69,10 @@ export async function runCollection(job: CollectionJob): Promise<CollectionOutco
         signal: job.signal,
         priority: job.priority,
       });
+      if (restart) {
+        await progress.restart(collection, source);
+        restart = false;
+      }
       const step = pager.advance(page.dids.length + page.invalid, page.cursor);
       if (step.kind === "stuck") {
         throw new StuckError(`${collection}: ${step.reason}`, { collection, cursor: pager.cursor });
@@ -80,6 +88,8 @@ export async function runCollection(job: CollectionJob): Promise<CollectionOutco
         gen: cp.gen,
         cursor: done ? step.finalCursor : step.cursor,
         done,
+        // Counted with the page it came in, so a replayed page does not count its entries twice.
+        invalid: (cp.invalid ?? 0) + page.invalid,
       };
       writing = (async () => {
         const ahead = await lookup;
@@ -125,23 +135,31 @@ export async function runCollection(job: CollectionJob): Promise<CollectionOutco
 /**
  * Decides where to start, with the index's checkpoint as the truth (it is written atomically with the
  * DIDs). A cursor is only ever sent to the source that issued it: a row or checkpoint from another
- * source starts over from the beginning, in a new generation so that counts stay exact.
+ * source starts over from the beginning, in a new generation so that counts stay exact. Starting
+ * over is only decided here; nothing is written until the first page arrives (`restart`), and the
+ * new checkpoint goes into the index in the same batch as that page.
  */
-async function startingPoint(job: CollectionJob, source: string): Promise<Checkpoint> {
+async function startingPoint(
+  job: CollectionJob,
+  source: string,
+): Promise<{ checkpoint: Checkpoint; restart: boolean }> {
   const { collection, index, progress } = job;
   const cp = await index.getCheckpoint(collection);
   if (cp && cp.source === source) {
-    return cp.done && job.catchUp ? { ...cp, done: false } : cp;
+    return { checkpoint: cp.done && job.catchUp ? { ...cp, done: false } : cp, restart: false };
   }
   const row: ProgressRow | undefined = await progress.get(collection);
-  if (cp || (row && (row.source !== source || row.cursor !== "" || row.imported > 0))) {
-    await progress.restart(collection, source);
-  }
-  const fresh = freshCheckpoint(source, cp?.gen);
-  await index.putCheckpoint(collection, fresh);
-  return fresh;
+  const restart = cp !== undefined ||
+    (row !== undefined && (row.source !== source || row.cursor !== "" || row.imported > 0));
+  return { checkpoint: freshCheckpoint(source, cp?.gen), restart };
 }
 
 function rowCheckpoint(cp: Checkpoint): RowCheckpoint {
-  return { source: cp.source, cursor: cp.cursor, imported: cp.imported, new: cp.new };
+  return {
+    source: cp.source,
+    cursor: cp.cursor,
+    imported: cp.imported,
+    new: cp.new,
+    invalid: cp.invalid ?? 0,
+  };
 }

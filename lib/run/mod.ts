@@ -3,3 +3,4 @@ export * from "./backfill.ts";
 export * from "./collection.ts";
 export * from "./retry_loop.ts";
 export * from "./state.ts";
+export * from "./index_identity.ts";

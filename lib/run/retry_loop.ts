@@ -1,4 +1,7 @@
-/** Server mode's background loop: failed collections are retried when their next-retry time comes. */
+/**
+ * Server mode's background loop: failed collections are retried when their next-retry time comes,
+ * and collections marked for re-import (the index was lost) are imported again.
+ */
 import type { Backfiller } from "./backfill.ts";
 import { errorMessage } from "../util/mod.ts";
 import type { Logger } from "../util/mod.ts";
@@ -16,7 +19,10 @@ export interface RetryLoopOptions {
   readonly now?: () => number;
 }
 
-/** Starts the loop; it stops when `signal` aborts. Only runs while no other backfill is running. */
+/**
+ * Starts the loop, with a first look right away; it stops when `signal` aborts. Only runs while no
+ * other backfill is running.
+ */
 export function startRetryLoop(opts: RetryLoopOptions): void {
   const now = opts.now ?? Date.now;
   let busy = false;
@@ -25,15 +31,15 @@ export function startRetryLoop(opts: RetryLoopOptions): void {
     busy = true;
     try {
       const due = (await opts.progress.list()).filter((r) =>
-        r.completedAt === null && r.lastError !== null && r.nextRetryAt !== null &&
-        r.nextRetryAt.getTime() <= now()
+        r.completedAt === null && (r.reimport ||
+          r.lastError !== null && r.nextRetryAt !== null && r.nextRetryAt.getTime() <= now())
       );
       if (due.length === 0 || opts.backfiller.running) return;
       // One source per run: cursors belong to the source that issued them.
       const source = due[0].source;
       const collections = due.filter((r) => r.source === source).map((r) => r.collection);
       const started = await opts.backfiller.start({ source: parseSource(source), collections });
-      opts.log.info("retrying failed collections", { source, collections });
+      opts.log.info("retrying failed collections and re-imports", { source, collections });
       started.done.catch((err) => opts.log.error("retry run failed", { error: errorMessage(err) }));
     } catch (err) {
       opts.log.debug("retry loop skipped a tick", { error: errorMessage(err) });
@@ -41,6 +47,10 @@ export function startRetryLoop(opts: RetryLoopOptions): void {
       busy = false;
     }
   };
+  const first = setTimeout(tick, 0);
   const timer = setInterval(tick, opts.everyMs ?? 60_000);
-  opts.signal.addEventListener("abort", () => clearInterval(timer), { once: true });
+  opts.signal.addEventListener("abort", () => {
+    clearTimeout(first);
+    clearInterval(timer);
+  }, { once: true });
 }

@@ -14,39 +14,54 @@ export interface FailedCollection {
   readonly error: string;
 }
 
+/** Where a run is: deciding what to page, or paging. */
+export type RunPhase = "planning" | "running";
+
+/** A collection that completed in this run with entries that were not valid DIDs. */
+export interface FlaggedCollection {
+  readonly collection: string;
+  readonly invalid: number;
+  readonly imported: number;
+}
+
 /** The running (or last) backfill. */
 export class RunState {
-  readonly id: number;
+  /** Names this run in answers and status (random, so it stays unique across restarts). */
+  readonly id: string;
   readonly source: string;
   readonly mode: "full" | "catch-up";
   readonly startedAt: number;
-  readonly collections: number;
-  readonly queued: number;
+  phase: RunPhase = "planning";
+  /** Collections discovered or named; 0 until planning is done. */
+  collections = 0;
+  /** Of those, how many this run pages; 0 until planning is done. */
+  queued = 0;
   readonly active = new Map<string, ActiveCollection>();
   readonly failed: FailedCollection[] = [];
+  readonly flagged: FlaggedCollection[] = [];
   finished = 0;
   pages = 0;
   imported = 0;
   fresh = 0;
   invalid = 0;
   endedAt?: number;
+  /** Why the run could not start (planning failed), when it could not. */
+  error?: string;
   // Samples of (time, imported, pages) for a rate over the last minute; bounded.
   readonly #samples: [number, number, number][] = [];
 
-  constructor(init: {
-    id: number;
-    source: string;
-    mode: "full" | "catch-up";
-    startedAt: number;
-    collections: number;
-    queued: number;
-  }) {
+  constructor(init: { id: string; source: string; mode: "full" | "catch-up"; startedAt: number }) {
     this.id = init.id;
     this.source = init.source;
     this.mode = init.mode;
     this.startedAt = init.startedAt;
-    this.collections = init.collections;
-    this.queued = init.queued;
+  }
+
+  /** Planning is done: the run pages `queued` of `collections`. */
+  planned(collections: number, queued: number): void {
+    this.collections = collections;
+    this.queued = queued;
+    this.phase = "running";
   }
 
   /** Records a durable page. */

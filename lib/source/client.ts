@@ -220,10 +220,9 @@ export class SourceClient {
     }
     this.#observer.response?.(this.source.name, res.status, performance.now() - started);
     if (res.status !== 200) {
-      const snippet = body.replace(/\s+/g, " ").trim().slice(0, 200);
       const retryable = res.status === 429 || res.status >= 500 || res.status === 408;
       throw new SourceError(
-        `${this.source.name} answered ${res.status} for ${what}: ${JSON.stringify(snippet)}`,
+        `${this.source.name} answered ${res.status} for ${what}${errorBodyText(body)}`,
         { ...ctx, status: res.status, retryable },
       );
     }
@@ -247,7 +246,7 @@ export function parsePage(body: string, source: string, collection: string): Sou
     json = JSON.parse(body);
   } catch (cause) {
     throw new SourceError(
-      `${source} sent malformed JSON for ${collection}: ${JSON.stringify(body.slice(0, 80))}`,
+      `${source} sent malformed JSON for ${collection} (${body.length} characters, not shown)`,
       { collection, status: 200, retryable: true },
       { cause },
     );
@@ -283,6 +282,31 @@ export function parsePage(body: string, source: string, collection: string): Sou
     invalid,
     cursor: typeof cursor === "string" && cursor !== "" ? cursor : undefined,
   };
+}
+
+/**
+ * What of an error body goes into messages (and so into `last_error`): an XRPC error object's
+ * `error` and `message`, and nothing of any other body, which may come from anything the source URL
+ * points at (an internal service, a metadata endpoint) and is not shown.
+ */
+export function errorBodyText(body: string): string {
+  let json: unknown;
+  try {
+    json = JSON.parse(body);
+  } catch {
+    json = undefined;
+  }
+  const { error, message } = (typeof json === "object" && json !== null ? json : {}) as {
+    error?: unknown;
+    message?: unknown;
+  };
+  if (typeof error !== "string" || !/^[A-Za-z][A-Za-z0-9]{0,63}$/.test(error)) {
+    return body.length === 0 ? "" : ` (a ${body.length}-character body that is not an XRPC error)`;
+  }
+  const text = typeof message === "string"
+    ? `${error}: ${message.replace(/\p{Cc}+/gu, " ").trim()}`
+    : error;
+  return `: ${JSON.stringify(text.length > 200 ? text.slice(0, 200) + "…" : text)}`;
 }
 
 function describe(err: unknown): string {

@@ -61,6 +61,7 @@ export async function discoverCollections(opts: DiscoverOptions): Promise<Discov
       signal: opts.signal ? AbortSignal.any([opts.signal, deadline]) : deadline,
     });
     listed = parseLlmsTxt(await readCapped(res, opts.maxBytes ?? 20 * 1024 * 1024));
+    if (listed.length === 0) throw new Error("it names no collections");
   } catch (err) {
     if (opts.signal?.aborted) throw opts.signal.reason;
     listError = `cannot fetch collection list ${opts.listUrl}: ${(err as Error).message}`;

@@ -62,3 +62,13 @@ function validPort(host: string): boolean {
   const port = Number(host.slice(i + 1));
   return port >= 1 && port <= 65535;
 }
+
+/**
+ * True when `source`'s host is on the allow-list: an entry with a port must match host and port, an
+ * entry without one matches the host on any port.
+ */
+export function sourceAllowed(source: Source, hosts: readonly string[]): boolean {
+  const host = source.host.toLowerCase();
+  const name = host.startsWith("[") ? host.slice(0, host.indexOf("]") + 1) : host.split(":")[0];
+  return hosts.some((h) => h === host || h === name);
+}

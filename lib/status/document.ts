@@ -1,5 +1,5 @@
 /** The status document served at `GET /admin/backfill-collections`, built from rows and live run state. */
-import type { ProgressRow } from "../progress/mod.ts";
+import type { IndexRecord, ProgressRow } from "../progress/mod.ts";
 import type { RunState } from "../run/mod.ts";
 import type { LiveStatus } from "../stream/mod.ts";
 import { asNumber, asString, isRecord } from "../util/mod.ts";
@@ -14,15 +14,25 @@ export interface CollectionStatus {
   completed: boolean;
   active: boolean;
   attempts: number;
+  /** Entries the source listed that were not valid DIDs: skipped, never written. */
+  invalid: number;
   updated_at: string;
+  /** Present when `invalid` > 0 (the collection is flagged): what was lost and how to redo it. */
+  warning?: string;
   cursor?: string;
   error?: string;
   next_retry_at?: string;
   estimated_total?: number;
+  /** Present (true) while the collection waits to be imported again after the index was lost. */
+  reimport?: true;
 }
 
 /** The running backfill, in the status document. */
 export interface RunStatus {
+  /** The run's id, as the start request answered it. */
+  id: string;
+  /** "planning" while collections are discovered and seeded (counts are 0 until then). */
+  phase: "planning" | "running";
   source: string;
   mode: string;
   started_at: string;
@@ -38,6 +48,15 @@ export interface RunStatus {
   eta_seconds: number | null;
 }
 
+/** The index's identity, and what a startup that found it lost or replaced left to do. */
+export interface IndexStatus {
+  identity: string;
+  /** When a server last found the index missing or replaced and marked rows for re-import. */
+  replaced_at: string | null;
+  /** Collections still waiting for that re-import. */
+  reimport: number;
+}
+
 /** The whole status document; every count is a JSON number. */
 export interface StatusDocument {
   running: boolean;
@@ -48,6 +67,12 @@ export interface StatusDocument {
   failed: number;
   total_imported: number;
   total_new: number;
+  /** Entries skipped as invalid, over all collections. */
+  total_invalid: number;
+  /** Collections with invalid entries (each has a `warning`). */
+  flagged: number;
+  /** The index progress belongs to, or null when the caller does not know it. */
+  index: IndexStatus | null;
   collections: CollectionStatus[];
   /** The live stream (see lib/stream/consumer.ts), or null when none is configured or known. */
   live: LiveStatus | null;
@@ -60,10 +85,12 @@ export function buildStatus(
   running: boolean,
   now: number,
   live: LiveStatus | null = null,
+  index: IndexRecord | null = null,
 ): StatusDocument {
   const active = running && run ? run.active : new Map();
   // The ETA counts collections whose size the source reported; the rest are the tiny tail.
   let completed = 0, failed = 0, imported = 0, totalNew = 0, remaining = 0, known = false;
+  let reimport = 0, invalid = 0, flagged = 0;
   const collections = rows.map((r) => {
     const done = r.completedAt !== null;
     const c: CollectionStatus = {
@@ -74,12 +101,22 @@ export function buildStatus(
       completed: done,
       active: active.has(r.collection),
       attempts: r.attempts,
+      invalid: r.invalid,
       updated_at: r.updatedAt.toISOString(),
     };
+    if (r.invalid > 0) {
+      invalid += r.invalid;
+      flagged++;
+      c.warning = invalidWarning(r.invalid);
+    }
     if (!done) c.cursor = r.cursor;
     if (r.lastError !== null && !done) c.error = r.lastError;
     if (r.nextRetryAt !== null && !done) c.next_retry_at = r.nextRetryAt.toISOString();
     if (r.estimatedTotal !== null) c.estimated_total = r.estimatedTotal;
+    if (r.reimport) {
+      c.reimport = true;
+      reimport++;
+    }
     if (done) completed++;
     if (collectionState(c) === "failed") failed++;
     imported += r.imported;
@@ -94,6 +131,8 @@ export function buildStatus(
   if (running && run) {
     const { didsPerSec, pagesPerSec } = run.rates(now);
     runDoc = {
+      id: run.id,
+      phase: run.phase,
       source: run.source,
       mode: run.mode,
       started_at: new Date(run.startedAt).toISOString(),
@@ -118,6 +157,11 @@ export function buildStatus(
     failed,
     total_imported: imported,
     total_new: totalNew,
+    total_invalid: invalid,
+    flagged,
+    index: index
+      ? { identity: index.identity, replaced_at: index.replacedAt?.toISOString() ?? null, reimport }
+      : null,
     collections,
     live,
   };
@@ -139,6 +183,15 @@ export function parseStatusDocument(body: unknown): StatusDocument | undefined {
     failed: count(body.failed),
     total_imported: count(body.total_imported),
     total_new: count(body.total_new),
+    total_invalid: count(body.total_invalid),
+    flagged: count(body.flagged),
+    index: isRecord(body.index)
+      ? {
+        identity: asString(body.index.identity) ?? "",
+        replaced_at: asString(body.index.replaced_at) ?? null,
+        reimport: count(body.index.reimport),
+      }
+      : null,
     collections: body.collections.filter(isRecord).map(parseCollection),
     live: isRecord(body.live) ? parseLive(body.live) : null,
   };
@@ -197,6 +250,8 @@ function parseLive(l: Record<string, unknown>): LiveStatus {
 
 function parseRun(run: Record<string, unknown>): RunStatus {
   return {
+    id: asString(run.id) ?? "",
+    phase: run.phase === "planning" ? "planning" : "running",
     source: asString(run.source) ?? "?",
     mode: asString(run.mode) ?? "?",
     started_at: asString(run.started_at) ?? "",
@@ -222,6 +277,7 @@ function parseCollection(c: Record<string, unknown>): CollectionStatus {
     completed: c.completed === true,
     active: c.active === true,
     attempts: count(c.attempts),
+    invalid: count(c.invalid),
     updated_at: asString(c.updated_at) ?? "",
   };
   const cursor = asString(c.cursor),
@@ -232,7 +288,17 @@ function parseCollection(c: Record<string, unknown>): CollectionStatus {
   if (error !== undefined) out.error = error;
   if (nextRetry !== undefined) out.next_retry_at = nextRetry;
   if (estimate !== undefined) out.estimated_total = estimate;
+  const warning = asString(c.warning);
+  if (warning !== undefined) out.warning = warning;
+  if (c.reimport === true) out.reimport = true;
   return out;
+}
+
+/** What a flagged collection says: the loss, and the documented way to fetch it again. */
+export function invalidWarning(invalid: number): string {
+  return `${invalid} ${invalid === 1 ? "entry" : "entries"} from the source ${
+    invalid === 1 ? "was not a valid DID and was" : "were not valid DIDs and were"
+  } skipped; reset the collection to fetch it again`;
 }
 
 function count(v: unknown): number {

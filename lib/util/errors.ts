@@ -36,9 +36,30 @@ export class StuckError extends Error {
   }
 }
 
-/** Another backfill already holds the lock (in this process or another): maps to HTTP 409. */
+/**
+ * Something is held by another: a backfill holds the run lock (HTTP 409), or another process has
+ * the server's port.
+ */
 export class BusyError extends Error {
   override name = "BusyError";
+}
+
+/** The API parameter and CLI flag that confirm restarting completed collections on another source. */
+export const CONFIRM_SOURCE_SWITCH = "confirm-source-switch";
+
+/**
+ * A request that would undo finished work and lacks its explicit confirmation (`parameter`): HTTP
+ * 409, exit code 2. `details` says what it would undo.
+ */
+export class ConfirmationError extends Error {
+  override name = "ConfirmationError";
+  constructor(
+    message: string,
+    readonly parameter: string,
+    readonly details: Record<string, unknown>,
+  ) {
+    super(message);
+  }
 }
 
 /** Short text for an unknown thrown value, for logs and the progress row's `last_error`. */

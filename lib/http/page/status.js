@@ -117,6 +117,16 @@ function render(s) {
   count("failed", s.failed);
   count("total_imported", s.total_imported);
   count("total_new", s.total_new);
+  count("total_invalid", s.total_invalid);
+  put(
+    "index-warning",
+    s.index && s.index.reimport > 0
+      ? "The index was found missing or replaced at " +
+        new Date(s.index.replaced_at).toLocaleString() + ": " + s.index.reimport +
+        " collections wait to be imported again."
+      : "",
+    s.index ? s.index.reimport : "",
+  );
   const frac = s.total > 0 ? s.completed / s.total : 0;
   $("overall-bar").value = frac;
   put("percent", s.total > 0 ? formatPercent(frac) : "—", frac);
@@ -126,7 +136,10 @@ function render(s) {
     run ? (run.eta_seconds === null ? "unknown" : formatDuration(run.eta_seconds)) : "—",
     run ? run.eta_seconds : "",
   );
-  $("run-line").textContent = run
+  $("run-line").textContent = run && run.phase === "planning"
+    ? "run " + run.id + " is planning: discovering collections (started " +
+      new Date(run.started_at).toLocaleString() + ")"
+    : run
     ? "this run: " + formatCount(run.imported) + " imported (" + formatCount(run.new) + " new), " +
       formatCount(run.pages) + " pages, " + run.finished + "/" + run.queued +
       " collections done, " +
@@ -149,7 +162,8 @@ function render(s) {
     else if (est) bar.value = Math.min(1, c.imported / est);
     else bar.removeAttribute("value");
     cell(tr, "").append(bar);
-    cell(tr, STATE_LABELS[collectionState(c)]);
+    const state = c.reimport && !c.active ? "re-import" : STATE_LABELS[collectionState(c)];
+    cell(tr, c.invalid > 0 ? state + ", flagged" : state, "", c.warning);
     return tr;
   });
   $("top").replaceChildren(...rows);
@@ -170,6 +184,19 @@ function render(s) {
   $("failed-more").textContent = failed.length > MAX_FAILED
     ? "and " + (failed.length - MAX_FAILED) + " more"
     : "";
+  const flagged = s.collections.filter((c) => c.invalid > 0);
+  $("flagged-section").hidden = flagged.length === 0;
+  $("flagged-rows").replaceChildren(
+    ...flagged.slice(0, MAX_FAILED).map((c) => {
+      const tr = document.createElement("tr");
+      tr.dataset.collection = c.collection;
+      cell(tr, c.collection);
+      cell(tr, formatCount(c.invalid), "n", exact(c.invalid)).dataset.value = String(c.invalid);
+      cell(tr, formatCount(c.imported), "n", exact(c.imported));
+      cell(tr, c.warning || "", "err");
+      return tr;
+    }),
+  );
   $("server-error").textContent = "";
 }
 
