@@ -662,7 +662,10 @@ Deno.test("status: a planning run, a replaced index and flagged collections are 
   await withServer({ [`GET ${STATUS_PATH}`]: () => json(body) }, async (url) => {
     const { code, out } = await run(url, ["status"]);
     assert.equal(code, 0);
-    assert.match(out[0], /^backfill planning run ab12cd34: catch-up from relay\.example\.com/);
+    assert.match(
+      out[0],
+      /^backfill planning: catch-up from relay\.example\.com, started .* · run ab12cd34$/,
+    );
     const text = out.join("\n");
     assert.match(text, /47 invalid entries skipped/);
     assert.match(

@@ -497,7 +497,8 @@ Deno.test("cli and server agree on time: a start whose planning is slow is answe
     const id = /\(run ([0-9a-f]+)\)/.exec(started.out[0])?.[1];
     assert(started.out[0].startsWith(`planning catch-up from ${f.relay.url}`), started.out[0]);
     const status = await cli(["status"]);
-    assert(status.out[0].startsWith(`backfill planning run ${id}: catch-up`), status.out[0]);
+    assert(status.out[0].startsWith(`backfill planning: catch-up from ${f.relay.url}`));
+    assert(status.out[0].endsWith(` · run ${id}`), status.out[0]);
     release();
     while (f.backfiller.running) await new Promise((r) => setTimeout(r, 20));
     const s = await (await f.req("/admin/backfill-collections", { headers: f.auth })).json();

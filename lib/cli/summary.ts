@@ -50,8 +50,8 @@ function headline(s: StatusDocument, now: number): string {
     const since = Date.parse(r.started_at);
     const ago = Number.isNaN(since) ? "" : ` (${formatDuration((now - since) / 1000)} ago)`;
     const what = r.phase === "planning" ? "backfill planning" : "backfill running";
-    const id = r.id ? ` run ${r.id}` : "";
-    return `${what}${id}: ${r.mode} from ${r.source}, started ${formatTime(r.started_at)}${ago}`;
+    const id = r.id ? ` · run ${r.id}` : "";
+    return `${what}: ${r.mode} from ${r.source}, started ${formatTime(r.started_at)}${ago}${id}`;
   }
   if (s.running) return "backfill running";
   if (s.total > 0 && s.completed === s.total) return "backfill idle: all collections are done";
