@@ -154,6 +154,8 @@ Deno.test("Metrics.render: parses strictly as Prometheus text", () => {
     "backfill_collections",
     "backfill_index_size_bytes",
     "backfill_running",
+    "backfill_collection_invalid_entries",
+    "backfill_collections_reimport_pending",
     ...Object.values(LIVE_FIGURES).map(([name]) => name),
     "backfill_live_skipped_total",
     "backfill_live_pairs_total",
