@@ -141,6 +141,7 @@ Deno.test("migrate: later migrations only add columns after the design note's", 
     assertEquals(Object.keys(added).sort(), [
       "attempts",
       "estimated_total",
+      "invalid_count",
       "last_error",
       "new_count",
       "next_retry_at",
@@ -153,6 +154,10 @@ Deno.test("migrate: later migrations only add columns after the design note's", 
     assertEquals(added.last_error.is_nullable, "YES");
     assertEquals(added.next_retry_at.is_nullable, "YES");
     assertEquals([added.reimport.data_type, added.reimport.is_nullable], ["boolean", "NO"]);
+    assertEquals([added.invalid_count.data_type, added.invalid_count.is_nullable], [
+      "bigint",
+      "NO",
+    ]);
   });
 });
 
