@@ -207,13 +207,16 @@ Deno.test("cli: expected operational errors are one line naming the cause, witho
     ],
   ];
   try {
+    // Every case is run and every problem reported together.
+    const problems: string[] = [];
     for (const [name, args, env, code, line] of cases) {
       const r = await run(args, { ...base, ...env });
-      assertEquals(r.code, code, `${name}: ${r.stderr}`);
       const lines = r.stderr.trim().split("\n");
-      assertEquals(lines.length, 1, `${name}: ${r.stderr}`);
-      assert(line.test(lines[0]), `${name}: ${lines[0]}`);
+      if (r.code !== code || lines.length !== 1 || !line.test(lines[0])) {
+        problems.push(`${name}: exit ${r.code} (want ${code}): ${r.stderr.trim().slice(0, 300)}`);
+      }
     }
+    assertEquals(problems, []);
   } finally {
     held.close();
     await Deno.remove(file);
