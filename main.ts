@@ -77,7 +77,7 @@ async function main(args: string[], signal: AbortSignal): Promise<number> {
     }
     case "migrate": {
       const { openRuntime } = await import("./lib/app/runtime.ts");
-      const rt = await openRuntime({ config, log, signal });
+      const rt = await openRuntime({ config, log, signal, checkIndex: false });
       await rt.close();
       console.log("migrations are up to date");
       return 0;

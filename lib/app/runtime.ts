@@ -37,6 +37,8 @@ export interface RuntimeOptions {
   readonly log: Logger;
   /** Aborts waits on an unreachable database. */
   readonly signal?: AbortSignal;
+  /** Compare the index's identity with the one Postgres recorded (default true; not for migrate). */
+  readonly checkIndex?: boolean;
   /** Overrides the Postgres schema (tests). */
   readonly schema?: string;
 }
@@ -70,7 +72,10 @@ export async function openRuntime(opts: RuntimeOptions): Promise<Runtime> {
       () => migrate(sql!, migrations),
     );
     if (applied.length) log.info("migrations applied", { migrations: applied });
-    const indexCheck = await checkIndexIdentity({ index, progress, log });
+    // `migrate` only migrates: run elsewhere, with another DATA_DIR, it must not mark anything.
+    const indexCheck = opts.checkIndex === false
+      ? { identity: index.identity, replaced: false, marked: [] }
+      : await checkIndexIdentity({ index, progress, log });
     const metrics = new Metrics();
     const limiters = new Map<string, HostLimiter>();
     const clients = new Map<string, SourceClient>();
