@@ -55,8 +55,9 @@ function processesWith(marker: string): number[] {
 Deno.test({
   name: "quick start: SIGTERM to `npx -y deno@2 task backfill` stops the backfill too",
   async fn() {
-    const world = makeWorld({ seed: 89, largeSizes: [20_000], collections: 3 });
-    const relay = await startSimRelay({ world, latencyMs: 50 });
+    // 300 pages of 100 at 200 ms each: a minute of work, far longer than the wait below.
+    const world = makeWorld({ seed: 89, largeSizes: [30_000], collections: 3 });
+    const relay = await startSimRelay({ world, latencyMs: 200 });
     const db = await freshDatabase("npx");
     const dataDir = await Deno.makeTempDir({ prefix: "backfill-npx-" });
     const npx = new Deno.Command("npx", {
@@ -85,6 +86,8 @@ Deno.test({
         left = processesWith(`DATA_DIR=${dataDir}`);
       } while (left.length > 0 && performance.now() < deadline);
       assertEquals(left, [], "processes still running after npx was stopped");
+      const total = world.collections().reduce((n, c) => n + world.size(c), 0);
+      assert(relay.stats.didsServed < total, "it stopped early, not because it was done");
     } finally {
       for (const pid of left) {
         try {
