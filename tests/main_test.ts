@@ -6,22 +6,35 @@ import { TEST_DATABASE_URL } from "./_helpers.ts";
 
 const MAIN = new URL("../main.ts", import.meta.url).pathname;
 
-/** Runs `main.ts` in a child process with exactly the given environment (plus PATH/HOME). */
-async function run(args: string[], env: Record<string, string>, signal?: AbortSignal) {
-  const cmd = new Deno.Command(Deno.execPath(), {
+/**
+ * Runs `main.ts` in a child process with exactly the given environment (plus PATH/HOME). A child
+ * still running after `ms` is killed and the test fails saying so (a hang is a failure, not a wait).
+ */
+async function run(args: string[], env: Record<string, string>, ms = 120_000) {
+  const child = new Deno.Command(Deno.execPath(), {
     args: ["run", "-A", MAIN, ...args],
     env: { PATH: Deno.env.get("PATH") ?? "", HOME: Deno.env.get("HOME") ?? "", ...env },
     clearEnv: true,
+    stdin: "null",
     stdout: "piped",
     stderr: "piped",
-    signal,
-  });
-  const out = await cmd.output();
-  return {
-    code: out.code,
-    stdout: new TextDecoder().decode(out.stdout),
-    stderr: new TextDecoder().decode(out.stderr),
-  };
+  }).spawn();
+  let timedOut = false;
+  const timer = setTimeout(() => {
+    timedOut = true;
+    child.kill("SIGKILL");
+  }, ms);
+  try {
+    const out = await child.output();
+    if (timedOut) throw new Error(`main.ts ${args.join(" ")} did not exit within ${ms / 1000} s`);
+    return {
+      code: out.code,
+      stdout: new TextDecoder().decode(out.stdout),
+      stderr: new TextDecoder().decode(out.stderr),
+    };
+  } finally {
+    clearTimeout(timer);
+  }
 }
 
 Deno.test("cli: backfill exits 0 when all complete, non-zero naming the failed ones; migrate is idempotent", async () => {
@@ -122,7 +135,7 @@ Deno.test("cli: an unreachable Postgres fails after DATABASE_WAIT_MS with one li
       DATABASE_WAIT_MS: "1500",
       DATA_DIR: dataDir,
       LOG_LEVEL: "error",
-    });
+    }, 30_000);
     assertEquals(r.code, 1, r.stderr);
     const lines = r.stderr.trim().split("\n");
     assertEquals(lines.length, 1, r.stderr);
@@ -262,7 +275,7 @@ Deno.test("cli: a non-ASCII RELAY_ADMIN_PASSWORD is refused the same way by the 
         RELAY_ADMIN_PASSWORD: "pässwörd",
         DATA_DIR: dataDir,
         PORT: String(freePort()),
-      });
+      }, 30_000);
       assertEquals(r.code, 2, `${args.join(" ")}: ${r.stderr}`);
       const errs = r.stderr.trim().split("\n");
       assertEquals(errs.length, 1, r.stderr);
