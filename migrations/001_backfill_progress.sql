@@ -1,4 +1,4 @@
--- The design note's progress table, unchanged: later migrations only add columns.
+-- The original design's progress table (README, Design), unchanged: later migrations only add columns.
 CREATE TABLE IF NOT EXISTS backfill_progress (
     collection TEXT PRIMARY KEY,
     source TEXT NOT NULL,

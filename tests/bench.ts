@@ -1,5 +1,5 @@
 /**
- * `deno task bench`: seed mode (the design note) against default mode on a simulated relay with
+ * `deno task bench`: seed mode (the original design, README: Design) against default mode on a simulated relay with
  * latency, the floor for the world, ingest at zero latency, peak RSS, and this project's own
  * listReposByCollection latency. Each backfill runs in its own process (tests/bench_child.ts) with
  * a fresh Postgres database and a fresh LevelDB; the simulated relay stays in this process.

@@ -116,7 +116,7 @@ function populated(): Metrics {
   m.pages.inc({ source: "bsky.network" });
   m.pages.inc({ source: "bsky.network" }, 4);
   m.dids.inc({ source: "bsky.network" }, 5000);
-  m.newDids.inc({ source: "bsky.network" }, 12);
+  m.new.inc({ source: "bsky.network" }, 12);
   m.invalidDids.inc({ source: "bsky.network" }, 3);
   m.responses.inc({ source: "bsky.network", status: "200" }, 5);
   m.responses.inc({ status: "429", source: "bsky.network" });

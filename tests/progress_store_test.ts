@@ -36,7 +36,7 @@ async function columns(db: TestDb): Promise<ColumnInfo[]> {
   return rows.map((r) => ({ ...r }));
 }
 
-// The design note's table, column for column.
+// The original design's table (README, Design), column for column.
 const DESIGN_COLUMNS: ColumnInfo[] = [
   { column_name: "collection", data_type: "text", is_nullable: "NO", column_default: null },
   { column_name: "source", data_type: "text", is_nullable: "NO", column_default: null },
@@ -115,7 +115,7 @@ Deno.test("migrate: a failing migration rolls back and records nothing", async (
   }, { migrate: false });
 });
 
-Deno.test("migrate: 001 creates exactly the design note's table", async () => {
+Deno.test("migrate: 001 creates exactly the original design's table", async () => {
   await withDb(async (db) => {
     const [first] = await loadMigrations(MIGRATIONS_DIR);
     await migrate(db.sql, [first]);
@@ -131,7 +131,7 @@ Deno.test("migrate: 001 creates exactly the design note's table", async () => {
   }, { migrate: false });
 });
 
-Deno.test("migrate: later migrations only add columns after the design note's", async () => {
+Deno.test("migrate: later migrations only add columns after the original design's", async () => {
   await withDb(async (db) => {
     const cols = await columns(db);
     assertEquals(cols.slice(0, DESIGN_COLUMNS.length), DESIGN_COLUMNS);

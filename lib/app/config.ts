@@ -23,7 +23,7 @@ export interface Config {
   readonly concurrency: number;
   /** `limit` sent to the source, 1..2000. */
   readonly pageLimit: number;
-  /** Pause after each page of a collection (the design note's 100 ms); 0 by default. */
+  /** Pause after each page of a collection (the original design's 100 ms; README, Design); 0 by default. */
   readonly pagePauseMs: number;
   /** Request-rate cap per source host, requests per second. */
   readonly maxRps: number;

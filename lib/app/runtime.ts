@@ -123,10 +123,10 @@ export async function openRuntime(opts: RuntimeOptions): Promise<Runtime> {
       pagePauseMs: config.pagePauseMs,
       log,
       observer: {
-        page(source, _dids, imported, fresh, invalid) {
+        page(source, _dids, imported, newCount, invalid) {
           metrics.pages.inc({ source });
           metrics.dids.inc({ source }, imported);
-          metrics.newDids.inc({ source }, fresh);
+          metrics.new.inc({ source }, newCount);
           if (invalid) metrics.invalidDids.inc({ source }, invalid);
         },
       },

@@ -13,7 +13,7 @@ import {
 } from "../util/mod.ts";
 import type { IndexStore } from "../index/mod.ts";
 import type { Logger } from "../util/mod.ts";
-import type { ProgressStore } from "../progress/mod.ts";
+import { isRunMode, type ProgressStore } from "../progress/mod.ts";
 import { parseSource, type Source } from "../source/mod.ts";
 import { buildStatus } from "../status/mod.ts";
 import type { LiveStatus } from "../stream/mod.ts";
@@ -143,7 +143,7 @@ export function createApp(opts: AppOptions): Hono {
     onlyParams(q, ["source", "mode", "collection", CONFIRM_SOURCE_SWITCH]);
     const source = q.source ? parseSource(single(q.source, "source")) : opts.defaultSource;
     const mode = q.mode ? single(q.mode, "mode") : "full";
-    if (mode !== "full" && mode !== "catch-up") {
+    if (!isRunMode(mode)) {
       throw new InputError(`mode must be "full" or "catch-up", got ${show(mode)}`, "mode");
     }
     const collections = q.collection ?? [];

@@ -133,7 +133,7 @@ export class Metrics {
     "backfill_dids_imported_total",
     "DIDs imported (distinct per collection).",
   );
-  readonly newDids = new Counter(
+  readonly new = new Counter(
     "backfill_dids_new_total",
     "Imported DIDs the index did not hold before.",
   );
@@ -192,7 +192,7 @@ export class Metrics {
     const all: Metric[] = [
       this.pages,
       this.dids,
-      this.newDids,
+      this.new,
       this.invalidDids,
       this.responses,
       this.latency,

@@ -56,7 +56,7 @@ export interface Checkpoint {
 }
 
 /** A checkpoint that starts a collection over from the beginning, in the generation after `prevGen`. */
-export function freshCheckpoint(source: string, prevGen = 0): Checkpoint {
+export function initialCheckpoint(source: string, prevGen = 0): Checkpoint {
   return { source, gen: prevGen + 1, cursor: "", imported: 0, new: 0, pages: 0, done: false };
 }
 
@@ -195,7 +195,8 @@ export class IndexStore {
     return this.#db.status === "open";
   }
 
-  /** Records one DID in one collection, both directions, as live indexing does. */
+  /** Records one DID in one collection, both directions, outside any page; tests use it to stand in
+   * for live indexing (the live consumer writes in batches through applyLive). */
   async addCollection(did: string, collection: string): Promise<void> {
     await this.applyLive([{ kind: "add", collection, did }]);
   }
@@ -296,7 +297,7 @@ export class IndexStore {
       const prefix = rbcPrefix(id), suffix = "\x00" + id;
       // A chained batch marshals far cheaper than an array of operation objects.
       const batch = this.#db.batch();
-      let imported = 0, fresh = 0;
+      let imported = 0, newCount = 0;
       for (let i = 0; i < unique.length; i++) {
         const value = existing[i];
         const s = suppressed?.get(i);
@@ -329,7 +330,7 @@ export class IndexStore {
           continue;
         }
         imported++;
-        if (value === undefined || tomb !== undefined) fresh++;
+        if (value === undefined || tomb !== undefined) newCount++;
         batch.put(prefix + compact[i], mark);
         batch.put("c" + compact[i] + suffix, "");
       }
@@ -337,12 +338,12 @@ export class IndexStore {
       const checkpoint: Checkpoint = {
         ...next,
         imported: (sameGen ? prev.imported : 0) + imported,
-        new: (sameGen ? prev.new : 0) + fresh,
+        new: (sameGen ? prev.new : 0) + newCount,
         pages: (sameGen ? prev.pages : 0) + 1,
       };
       batch.put(CKPT + collection, JSON.stringify(checkpoint));
       await batch.write();
-      return { imported, new: fresh, checkpoint };
+      return { imported, new: newCount, checkpoint };
     });
   }
 

@@ -39,10 +39,19 @@ export interface RowCheckpoint {
   readonly invalid?: number;
 }
 
+/** How a run pages: `full` from each collection's checkpoint, `catch-up` also re-reading completed
+ * collections from their final cursor for what the source added since. */
+export type RunMode = "full" | "catch-up";
+
+/** Whether `s` names a {@link RunMode}. */
+export function isRunMode(s: string): s is RunMode {
+  return s === "full" || s === "catch-up";
+}
+
 /** What a run was asked to do, kept so that a restarted server can resume it. */
 export interface RunIntent {
   readonly source: string;
-  readonly mode: "full" | "catch-up";
+  readonly mode: RunMode;
   /** Named collections, or undefined for a discovered run. */
   readonly collections?: readonly string[];
 }
@@ -265,7 +274,7 @@ export class ProgressStore {
       if (!r) return undefined;
       return {
         source: r.source as string,
-        mode: r.mode === "catch-up" ? "catch-up" : "full",
+        mode: isRunMode(r.mode) ? r.mode : "full",
         collections: (r.collections as string[] | null) ?? undefined,
       };
     });

@@ -9,9 +9,9 @@ import {
   InputError,
   SourceError,
 } from "../util/mod.ts";
-import { freshCheckpoint, type IndexStore } from "../index/mod.ts";
+import { type IndexStore, initialCheckpoint } from "../index/mod.ts";
 import type { Logger } from "../util/mod.ts";
-import type { ProgressRow, ProgressStore, RunIntent } from "../progress/mod.ts";
+import type { ProgressRow, ProgressStore, RunIntent, RunMode } from "../progress/mod.ts";
 import type { RunLock } from "../progress/mod.ts";
 import { type FlaggedCollection, RunState } from "./state.ts";
 import { type Backoff, backoffDelay, type Clock, systemClock } from "../util/mod.ts";
@@ -61,7 +61,7 @@ export interface RunPlan {
 export interface BegunRun {
   readonly id: string;
   readonly source: string;
-  readonly mode: "full" | "catch-up";
+  readonly mode: RunMode;
   /** Resolves once planning is done; rejects when planning failed or a stop came first. */
   readonly planned: Promise<RunPlan>;
   /** Resolves when the run ends, stopped included; rejects only when planning failed. */
@@ -73,8 +73,8 @@ export interface StartedRun extends BegunRun, RunPlan {}
 
 /** Observer hooks, for metrics and logs. */
 export interface BackfillObserver {
-  page?(source: string, dids: number, imported: number, fresh: number, invalid: number): void;
-  collectionState?(collection: string, state: "started" | "completed" | "failed"): void;
+  page?(source: string, dids: number, imported: number, newCount: number, invalid: number): void;
+  collectionEvent?(collection: string, event: "started" | "completed" | "failed"): void;
 }
 
 /** Everything a Backfiller needs. */
@@ -131,13 +131,13 @@ const KNOWN_LARGE: Record<string, number> = {
 
 /** Runs one backfill at a time. */
 export class Backfiller {
-  readonly #o: BackfillerOptions;
+  readonly #opts: BackfillerOptions;
   readonly #clock: Clock;
   #run?: ActiveRun;
   #last?: RunState;
 
   constructor(opts: BackfillerOptions) {
-    this.#o = opts;
+    this.#opts = opts;
     this.#clock = opts.clock ?? systemClock;
   }
 
@@ -169,7 +169,7 @@ export class Backfiller {
         throw new InputError(`collection ${JSON.stringify(c)} is not a valid NSID`, "collection");
       }
     }
-    const hosts = this.#o.sourceHosts;
+    const hosts = this.#opts.sourceHosts;
     if (hosts && !sourceAllowed(req.source, hosts)) {
       throw new InputError(
         `source ${req.source.name} is not on the allow-list of source hosts ` +
@@ -177,7 +177,7 @@ export class Backfiller {
         "source",
       );
     }
-    const mode = req.catchUp ? "catch-up" : "full";
+    const mode: RunMode = req.catchUp ? "catch-up" : "full";
     const { run, lock } = await this.#claim("a backfill is already running");
     const state = new RunState({
       id: crypto.randomUUID().slice(0, 8),
@@ -193,7 +193,7 @@ export class Backfiller {
       await this.#release(run, lock);
       throw err;
     }
-    const { log, progress } = this.#o;
+    const { log, progress } = this.#opts;
     const planned = (async () => {
       signal.throwIfAborted();
       await progress.beginRun({ source: req.source.name, mode, collections: req.collections });
@@ -251,7 +251,7 @@ export class Backfiller {
   async #refuseUnconfirmedSwitch(req: RunRequest): Promise<void> {
     if (!req.catchUp || req.confirmSourceSwitch) return;
     const named = req.collections?.length ? new Set(req.collections) : undefined;
-    const switching = (await this.#o.progress.list()).filter((r) =>
+    const switching = (await this.#opts.progress.list()).filter((r) =>
       r.completedAt !== null && r.source !== req.source.name &&
       (named === undefined || named.has(r.collection))
     );
@@ -284,7 +284,7 @@ export class Backfiller {
 
   /** The run a previous process left in flight, if any (see `stop({ resumable })`). */
   async interrupted(): Promise<RunIntent | undefined> {
-    return await this.#o.progress.interruptedRun();
+    return await this.#opts.progress.interruptedRun();
   }
 
   /** Starts collections over from the beginning: new generation, zero counts, empty cursor. */
@@ -293,15 +293,15 @@ export class Backfiller {
     try {
       const reset: string[] = [], unknown: string[] = [];
       for (const c of collections) {
-        const row = await this.#o.progress.get(c);
-        const cp = await this.#o.index.getCheckpoint(c);
+        const row = await this.#opts.progress.get(c);
+        const cp = await this.#opts.index.getCheckpoint(c);
         if (!row && !cp) {
           unknown.push(c);
           continue;
         }
         const source = cp?.source ?? row!.source;
-        await this.#o.index.putCheckpoint(c, freshCheckpoint(source, cp?.gen));
-        if (row) await this.#o.progress.restart(c, source);
+        await this.#opts.index.putCheckpoint(c, initialCheckpoint(source, cp?.gen));
+        if (row) await this.#opts.progress.restart(c, source);
         reset.push(c);
       }
       return { reset, unknown };
@@ -319,9 +319,9 @@ export class Backfiller {
     const run: ActiveRun = { abort, settled, settle, resumable: false };
     this.#run = run;
     try {
-      if (!this.#o.lock) return { run };
-      const lock = await this.#o.lock((err) => {
-        this.#o.log.error("backfill stopped: run lock lost", { error: err.message });
+      if (!this.#opts.lock) return { run };
+      const lock = await this.#opts.lock((err) => {
+        this.#opts.log.error("backfill stopped: run lock lost", { error: err.message });
         abort.abort(err);
       });
       if (!lock) {
@@ -344,13 +344,13 @@ export class Backfiller {
     req: RunRequest,
     signal: AbortSignal,
   ): Promise<{ collections: number; queue: ProgressRow[]; listError?: string }> {
-    const { progress, log } = this.#o;
+    const { progress, log } = this.#opts;
     let names: string[];
     let listError: string | undefined;
     if (req.collections && req.collections.length > 0) {
       names = [...new Set(req.collections)];
     } else {
-      const found = await this.#o.discover(signal);
+      const found = await this.#opts.discover(signal);
       log.info("collections discovered", {
         total: found.collections.length,
         from_list: found.fromList,
@@ -360,9 +360,9 @@ export class Backfiller {
       listError = found.listError;
     }
     await progress.seed(names, req.source.name);
-    if (this.#o.sourceSizes) {
+    if (this.#opts.sourceSizes) {
       try {
-        const sizes = await this.#o.sourceSizes(this.#o.clientFor(req.source), signal);
+        const sizes = await this.#opts.sourceSizes(this.#opts.clientFor(req.source), signal);
         const wanted = new Set(names);
         await progress.setEstimates(new Map([...sizes].filter(([c]) => wanted.has(c))));
       } catch (err) {
@@ -383,16 +383,16 @@ export class Backfiller {
       if (wanted && !wanted.has(r.collection)) continue;
       if (req.catchUp || r.completedAt === null || !(await this.#indexHolds(r))) rows.push(r);
     }
-    rows.sort((a, b) => weight(b) - weight(a) || (a.collection < b.collection ? -1 : 1));
+    rows.sort((a, b) => priority(b) - priority(a) || (a.collection < b.collection ? -1 : 1));
     return { collections: names.length, queue: rows, listError };
   }
 
   /** A row marked complete is only trusted when the index's own checkpoint agrees (it may be new or restored). */
   async #indexHolds(r: ProgressRow): Promise<boolean> {
-    const cp = await this.#o.index.getCheckpoint(r.collection);
+    const cp = await this.#opts.index.getCheckpoint(r.collection);
     const ok = cp !== undefined && cp.done && cp.source === r.source;
     if (!ok) {
-      this.#o.log.warn("completed collection is not in the index; backfilling it again", {
+      this.#opts.log.warn("completed collection is not in the index; backfilling it again", {
         collection: r.collection,
       });
     }
@@ -401,14 +401,14 @@ export class Backfiller {
 
   #logSummary(state: RunState): void {
     const { didsPerSec, pagesPerSec } = state.rates(this.#clock.now());
-    this.#o.log.info("backfill progress", {
+    this.#opts.log.info("backfill progress", {
       source: state.source,
       finished: state.finished,
       queued: state.queued,
       active: [...state.active.keys()],
       failed: state.failed.length,
       imported: state.imported,
-      new: state.fresh,
+      new: state.new,
       dids_per_sec: Math.round(didsPerSec),
       pages_per_sec: Math.round(pagesPerSec * 10) / 10,
     });
@@ -420,15 +420,15 @@ export class Backfiller {
     state: RunState,
     signal: AbortSignal,
   ): Promise<RunSummary> {
-    const { log, progress, observer } = this.#o;
-    const client = this.#o.clientFor(req.source);
+    const { log, progress, observer } = this.#opts;
+    const client = this.#opts.clientFor(req.source);
     let next = 0, completed = 0;
     const worker = async () => {
       while (!signal.aborted && next < queue.length) {
         const row = queue[next++];
         const c = row.collection;
         state.active.set(c, { collection: c, startedAt: this.#clock.now(), imported: 0, pages: 0 });
-        observer?.collectionState?.(c, "started");
+        observer?.collectionEvent?.(c, "started");
         log.info("collection started", {
           collection: c,
           source: req.source.name,
@@ -439,12 +439,12 @@ export class Backfiller {
           const out = await runCollection({
             collection: c,
             client,
-            index: this.#o.index,
+            index: this.#opts.index,
             progress,
-            pageLimit: this.#o.pageLimit,
-            pagePauseMs: this.#o.pagePauseMs,
+            pageLimit: this.#opts.pageLimit,
+            pagePauseMs: this.#opts.pagePauseMs,
             catchUp: req.catchUp ?? false,
-            priority: weight(row),
+            priority: priority(row),
             clock: this.#clock,
             signal,
             onPage: (e) => {
@@ -461,7 +461,7 @@ export class Backfiller {
             state.flagged.push({ collection: c, invalid, imported: out.checkpoint.imported });
             log.warn("collection completed with invalid entries", { collection: c, invalid });
           }
-          observer?.collectionState?.(c, "completed");
+          observer?.collectionEvent?.(c, "completed");
           log.info("collection finished", {
             collection: c,
             imported: out.checkpoint.imported,
@@ -472,9 +472,9 @@ export class Backfiller {
           if (signal.aborted) break;
           const error = errorMessage(err);
           state.failed.push({ collection: c, error });
-          observer?.collectionState?.(c, "failed");
+          observer?.collectionEvent?.(c, "failed");
           log.warn("collection failed", { collection: c, error });
-          const delay = (this.#o.retryDelayMs ?? defaultRetryDelay)(row.attempts + 1);
+          const delay = (this.#opts.retryDelayMs ?? defaultRetryDelay)(row.attempts + 1);
           await progress.fail(c, error, new Date(this.#clock.now() + delay)).catch((e) =>
             log.error("cannot record failure", { collection: c, error: errorMessage(e) })
           );
@@ -484,11 +484,11 @@ export class Backfiller {
         }
       }
     };
-    const every = this.#o.summaryEveryMs ?? 30_000;
+    const every = this.#opts.summaryEveryMs ?? 30_000;
     const ticker = every > 0 ? setInterval(() => this.#logSummary(state), every) : undefined;
     try {
       await Promise.all(
-        Array.from({ length: Math.min(this.#o.concurrency, queue.length) }, worker),
+        Array.from({ length: Math.min(this.#opts.concurrency, queue.length) }, worker),
       );
     } finally {
       clearInterval(ticker);
@@ -528,7 +528,7 @@ export class Backfiller {
         ? errorMessage(signal.reason)
         : undefined,
       imported: state.imported,
-      new: state.fresh,
+      new: state.new,
       invalid: state.invalid,
       flagged: state.flagged,
       seconds: (this.#clock.now() - state.startedAt) / 1000,
@@ -536,7 +536,11 @@ export class Backfiller {
   }
 }
 
-function weight(r: ProgressRow): number {
+/**
+ * A collection's priority: its best-known size. The largest start first, and their requests go
+ * first in the host limiter, so the run is not left waiting on one huge collection at the end.
+ */
+function priority(r: ProgressRow): number {
   return Math.max(r.estimatedTotal ?? 0, r.imported, KNOWN_LARGE[r.collection] ?? 0);
 }
 

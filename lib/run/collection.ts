@@ -1,5 +1,5 @@
 /** Backfills one collection: resume from its checkpoint, page with one request in flight ahead of the writes. */
-import { type Checkpoint, freshCheckpoint, type IndexStore } from "../index/mod.ts";
+import { type Checkpoint, type IndexStore, initialCheckpoint } from "../index/mod.ts";
 import { Pager } from "../paging/mod.ts";
 import type { ProgressRow, ProgressStore, RowCheckpoint } from "../progress/mod.ts";
 import type { SourceClient } from "../source/mod.ts";
@@ -151,7 +151,7 @@ async function startingPoint(
   const row: ProgressRow | undefined = await progress.get(collection);
   const restart = cp !== undefined ||
     (row !== undefined && (row.source !== source || row.cursor !== "" || row.imported > 0));
-  return { checkpoint: freshCheckpoint(source, cp?.gen), restart };
+  return { checkpoint: initialCheckpoint(source, cp?.gen), restart };
 }
 
 function rowCheckpoint(cp: Checkpoint): RowCheckpoint {

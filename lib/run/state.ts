@@ -1,4 +1,5 @@
 /** Live, in-memory state of the running backfill: what is in flight, rates and totals. */
+import type { RunMode } from "../progress/mod.ts";
 
 /** A collection being paged right now. */
 export interface ActiveCollection {
@@ -29,7 +30,7 @@ export class RunState {
   /** Names this run in answers and status (random, so it stays unique across restarts). */
   readonly id: string;
   readonly source: string;
-  readonly mode: "full" | "catch-up";
+  readonly mode: RunMode;
   readonly startedAt: number;
   phase: RunPhase = "planning";
   /** Collections discovered or named; 0 until planning is done. */
@@ -42,7 +43,8 @@ export class RunState {
   finished = 0;
   pages = 0;
   imported = 0;
-  fresh = 0;
+  /** Of the imported DIDs, those the index did not hold before. */
+  new = 0;
   invalid = 0;
   endedAt?: number;
   /** Why the run could not start (planning failed), when it could not. */
@@ -50,7 +52,7 @@ export class RunState {
   // Samples of (time, imported, pages) for a rate over the last minute; bounded.
   readonly #samples: [number, number, number][] = [];
 
-  constructor(init: { id: string; source: string; mode: "full" | "catch-up"; startedAt: number }) {
+  constructor(init: { id: string; source: string; mode: RunMode; startedAt: number }) {
     this.id = init.id;
     this.source = init.source;
     this.mode = init.mode;
@@ -65,10 +67,10 @@ export class RunState {
   }
 
   /** Records a durable page. */
-  page(now: number, collection: string, imported: number, fresh: number, invalid: number): void {
+  page(now: number, collection: string, imported: number, newCount: number, invalid: number): void {
     this.pages++;
     this.imported += imported;
-    this.fresh += fresh;
+    this.new += newCount;
     this.invalid += invalid;
     const a = this.active.get(collection);
     if (a) {

@@ -141,7 +141,7 @@ export function buildStatus(
       finished: run.finished,
       pages: run.pages,
       imported: run.imported,
-      new: run.fresh,
+      new: run.new,
       invalid_dids: run.invalid,
       dids_per_sec: round(didsPerSec),
       pages_per_sec: round(pagesPerSec),

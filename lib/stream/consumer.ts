@@ -5,7 +5,16 @@
  * the stream resends what followed it, and every write is idempotent, so each event counts once.
  */
 import type { IndexStore, LiveCounts, LiveStep } from "../index/mod.ts";
-import { backoffDelay, type Clock, errorMessage, type Logger, systemClock } from "../util/mod.ts";
+import {
+  type Backoff,
+  type Clock,
+  errorMessage,
+  type Logger,
+  retry,
+  type RetryAttempt,
+  sleep,
+  systemClock,
+} from "../util/mod.ts";
 import { type LiveEvent, SKIP_KINDS, type SkipKind } from "./event.ts";
 import { decodeFirehoseFrame } from "./firehose.ts";
 import { decodeJetstreamMessage } from "./jetstream.ts";
@@ -157,7 +166,7 @@ const LAG_SAMPLES = 10_000;
 
 /** Runs one live stream into the index until its signal aborts. */
 export class LiveConsumer {
-  readonly #o: LiveConsumerOptions;
+  readonly #opts: LiveConsumerOptions;
   readonly #clock: Clock;
   readonly #counts: PlanCounts = newPlanCounts();
   readonly #skipped = Object.fromEntries(SKIP_KINDS.map((k) => [k, 0])) as Record<SkipKind, number>;
@@ -185,7 +194,7 @@ export class LiveConsumer {
   #socket?: WebSocket;
 
   private constructor(opts: LiveConsumerOptions, checkpoint: LiveCheckpoint) {
-    this.#o = opts;
+    this.#opts = opts;
     this.#clock = opts.clock ?? systemClock;
     this.#checkpoint = checkpoint;
     this.#seen = checkpoint.cursor;
@@ -217,39 +226,23 @@ export class LiveConsumer {
 
   /** Reads and indexes until `signal` aborts; the last batch is written before it returns. */
   async run(signal: AbortSignal): Promise<void> {
-    const log = this.#o.log;
-    const mirrorTimer = setInterval(() => this.#mirror(), this.#o.mirrorEveryMs ?? 2_000);
-    let attempt = 0;
+    const mirrorTimer = setInterval(() => this.#mirror(), this.#opts.mirrorEveryMs ?? 2_000);
+    const backoff: Backoff = {
+      minTimeout: this.#opts.reconnectBaseMs ?? 1_000,
+      maxTimeout: this.#opts.reconnectMaxMs ?? 60_000,
+      jitter: 1,
+    };
     try {
       while (!signal.aborted) {
-        const cursor = this.#resumeCursor();
-        const url = connectUrl(this.#o.endpoint, cursor);
-        log.info("live stream connecting", { url, cursor: cursor ?? null });
-        const started = this.#clock.now();
-        const eventsBefore = this.#events;
-        const how = await this.#session(url, signal).catch((err) => {
-          this.#lastError = errorMessage(err);
-          return "error" as const;
-        });
-        this.#connected = false;
-        await this.#settle();
-        if (signal.aborted) break;
-        // A connection that worked for a while starts the back-off over.
-        const healthy = this.#events > eventsBefore && this.#clock.now() - started > 30_000;
-        attempt = how === "overflow" ? 0 : healthy ? 1 : attempt + 1;
-        this.#reconnects++;
-        const delay = how === "overflow" ? 0 : backoffDelay(attempt, {
-          minTimeout: this.#o.reconnectBaseMs ?? 1_000,
-          maxTimeout: this.#o.reconnectMaxMs ?? 60_000,
-          jitter: 1,
-        });
-        log.warn("live stream disconnected; reconnecting", {
-          url: this.#o.endpoint.url,
-          reason: how,
-          error: this.#lastError,
-          delay_ms: Math.round(delay),
-        });
-        await this.#clock.sleep(delay, signal).catch(() => {});
+        // Each retry() lasts until an overflow, which reconnects at once with the back-off reset.
+        await retry((attempt) => this.#connectOnce(signal, attempt), {
+          signal,
+          maxAttempts: Infinity,
+          ...backoff,
+          sleep: (ms, s) => this.#clock.sleep(ms, s),
+          onRetry: (err, _failures, ms) => this.#reconnecting(errorMessage(err), ms),
+        }).catch(() => {/* only an abort ends it */});
+        if (!signal.aborted) this.#reconnecting("overflow", 0);
       }
     } finally {
       clearInterval(mirrorTimer);
@@ -260,6 +253,38 @@ export class LiveConsumer {
     }
   }
 
+  /**
+   * One connection, to its end. Resolves only after an overflow (the queue outgrew its bound: the
+   * socket is dropped and resumed from the cursor at once); otherwise it throws why it ended. A
+   * connection that worked for a while resets the back-off.
+   */
+  async #connectOnce(signal: AbortSignal, attempt: RetryAttempt): Promise<void> {
+    const cursor = this.#resumeCursor();
+    const url = connectUrl(this.#opts.endpoint, cursor);
+    this.#opts.log.info("live stream connecting", { url, cursor: cursor ?? null });
+    const started = this.#clock.now();
+    const eventsBefore = this.#events;
+    const how = await this.#session(url, signal).catch((err) => {
+      this.#lastError = errorMessage(err);
+      return "error" as const;
+    });
+    this.#connected = false;
+    await this.#settle();
+    if (how === "overflow") return;
+    if (this.#events > eventsBefore && this.#clock.now() - started > 30_000) attempt.reset();
+    throw new Error(how);
+  }
+
+  #reconnecting(reason: string, delayMs: number): void {
+    this.#reconnects++;
+    this.#opts.log.warn("live stream disconnected; reconnecting", {
+      url: this.#opts.endpoint.url,
+      reason,
+      error: this.#lastError,
+      delay_ms: Math.round(delayMs),
+    });
+  }
+
   /** Marks that a catch-up run starting at `startedAt` (ms) covered the gap, if it started after it. */
   async catchUpDone(startedAt: number): Promise<void> {
     const since = this.#checkpoint.catchUpSince;
@@ -267,23 +292,23 @@ export class LiveConsumer {
     this.#checkpoint = { ...this.#checkpoint, catchUpSince: null, catchUpReason: null };
     // After any batch in flight, which carries the mark.
     const write = this.#writing.then(() =>
-      this.#o.index.applyLive([], { stream: this.#o.endpoint.url, value: this.#checkpoint })
+      this.#opts.index.applyLive([], { stream: this.#opts.endpoint.url, value: this.#checkpoint })
     ).then(() => {});
     this.#writing = write.catch(() => {});
     await write;
-    this.#o.log.info("live stream: catch-up done, the index has no known gap");
+    this.#opts.log.info("live stream: catch-up done, the index has no known gap");
   }
 
   /** The status object (see LiveStatus). */
   status(): LiveStatus {
     const now = this.#clock.now();
     const cp = this.#checkpoint;
-    const totals = collectionCounts(this.#o.index.liveCounts());
+    const totals = collectionCounts(this.#opts.index.liveCounts());
     const first = this.#rate[0];
     const secs = first ? (now - first[0]) / 1000 : 0;
     return {
-      url: this.#o.endpoint.url,
-      kind: this.#o.endpoint.kind,
+      url: this.#opts.endpoint.url,
+      kind: this.#opts.endpoint.kind,
       connected: this.#connected,
       cursor: cp.cursor >= 0 ? cp.cursor : null,
       event_time: cp.eventTime === null ? null : new Date(cp.eventTime).toISOString(),
@@ -317,15 +342,15 @@ export class LiveConsumer {
   #resumeCursor(): number | undefined {
     if (this.#dropCursor || this.#checkpoint.cursor < 0) return undefined;
     const c = this.#checkpoint.cursor;
-    if (this.#o.endpoint.kind === "firehose") return c;
-    return Math.max(0, c - (this.#o.jetstreamRewindUs ?? 2_000_000));
+    if (this.#opts.endpoint.kind === "firehose") return c;
+    return Math.max(0, c - (this.#opts.jetstreamRewindUs ?? 2_000_000));
   }
 
   /** One connection: resolves with why it ended, after every message it delivered is handled. */
   #session(url: string, signal: AbortSignal): Promise<"closed" | "idle" | "overflow" | "error"> {
-    const idleMs = this.#o.idleTimeoutMs ?? 60_000;
-    const maxQueue = this.#o.maxQueue ?? 20_000;
-    const firehose = this.#o.endpoint.kind === "firehose";
+    const idleMs = this.#opts.idleTimeoutMs ?? 60_000;
+    const maxQueue = this.#opts.maxQueue ?? 20_000;
+    const firehose = this.#opts.endpoint.kind === "firehose";
     return new Promise((resolve) => {
       const queue: (ArrayBuffer | string)[] = [];
       let how: "closed" | "idle" | "overflow" | "error" = "closed";
@@ -352,7 +377,7 @@ export class LiveConsumer {
       ws.onopen = () => {
         this.#connected = true;
         lastMessage = this.#clock.now();
-        this.#o.log.info("live stream connected", { url });
+        this.#opts.log.info("live stream connected", { url });
       };
       ws.onmessage = (e) => {
         lastMessage = this.#clock.now();
@@ -402,12 +427,15 @@ export class LiveConsumer {
             }
             if (!open) break;
             const waitMs = this.#pending.times.length > 0
-              ? Math.max(0, this.#pending.startedAt + (this.#o.flushMs ?? 100) - this.#clock.now())
+              ? Math.max(
+                0,
+                this.#pending.startedAt + (this.#opts.flushMs ?? 100) - this.#clock.now(),
+              )
               : 1_000;
-            await new Promise<void>((r) => {
-              wake = r;
-              setTimeout(r, waitMs);
-            });
+            // Until the flush is due, or a message or the end of the connection wakes it.
+            const woken = new AbortController();
+            wake = () => woken.abort();
+            await sleep(waitMs, woken.signal).catch(() => {});
             wake = undefined;
             if (this.#pending.times.length > 0 && queue.length === 0) {
               if (this.#inflight > 0) await this.#writing;
@@ -436,13 +464,13 @@ export class LiveConsumer {
 
   /** Applies one decoded event to the pending batch; returns a reason to close the connection. */
   async #handle(ev: LiveEvent): Promise<string | undefined> {
-    const log = this.#o.log;
+    const log = this.#opts.log;
     this.#events++;
     switch (ev.type) {
       case "commit": {
-        const decision = this.#o.decide
-          ? await this.#o.decide(ev)
-          : await decideCommit(ev, (c, did) => this.#o.index.holds(c, did));
+        const decision = this.#opts.decide
+          ? await this.#opts.decide(ev)
+          : await decideCommit(ev, (c, did) => this.#opts.index.holds(c, did));
         planEvent(ev, this.#pending.steps, this.#counts, decision);
         this.#advance(ev.cursor, ev.timeMs);
         return;
@@ -486,7 +514,7 @@ export class LiveConsumer {
             `the relay no longer held cursor ${this.#checkpoint.cursor} (OutdatedCursor)`,
           );
           // Deletes proven before the gap may be undone by creates we missed: listings may re-add.
-          await this.#o.index.markLiveGap(this.#clock.now());
+          await this.#opts.index.markLiveGap(this.#clock.now());
         } else log.info("live stream: info", { name: ev.name, message: ev.message ?? null });
         return;
       case "error":
@@ -495,7 +523,7 @@ export class LiveConsumer {
           // The relay has not reached our cursor (restored from a backup, or reset): start from now.
           this.#dropCursor = true;
           this.#needCatchUp(`the relay refused cursor ${this.#checkpoint.cursor} (FutureCursor)`);
-          await this.#o.index.markLiveGap(this.#clock.now());
+          await this.#opts.index.markLiveGap(this.#clock.now());
         }
         return `stream error ${ev.error}${ev.message ? `: ${ev.message}` : ""}`;
     }
@@ -521,13 +549,13 @@ export class LiveConsumer {
         catchUpReason: reason,
       };
     }
-    this.#o.onCatchUpNeeded?.(reason);
+    this.#opts.onCatchUpNeeded?.(reason);
   }
 
   #shouldFlush(): boolean {
     const p = this.#pending;
-    return p.steps.length >= (this.#o.maxBatch ?? 4_000) ||
-      (p.times.length > 0 && this.#clock.now() - p.startedAt >= (this.#o.flushMs ?? 100));
+    return p.steps.length >= (this.#opts.maxBatch ?? 4_000) ||
+      (p.times.length > 0 && this.#clock.now() - p.startedAt >= (this.#opts.flushMs ?? 100));
   }
 
   #fresh(): Pending {
@@ -548,7 +576,7 @@ export class LiveConsumer {
     const p = this.#pending;
     if (p.times.length === 0) return;
     this.#pending = this.#fresh();
-    const url = this.#o.endpoint.url;
+    const url = this.#opts.endpoint.url;
     const cursor = p.cursor, eventTime = p.eventTime, deleted = this.#accountsDeleted;
     const ops = p.steps.length;
     this.#inflight++;
@@ -560,7 +588,7 @@ export class LiveConsumer {
         eventTime: cursor === undefined ? this.#checkpoint.eventTime : eventTime,
         accountsDeleted: deleted,
       };
-      await this.#o.index.applyLive(p.steps, { stream: url, value: cp });
+      await this.#opts.index.applyLive(p.steps, { stream: url, value: cp });
       this.#checkpoint = {
         ...this.#checkpoint,
         cursor: cp.cursor,
@@ -588,7 +616,7 @@ export class LiveConsumer {
   async #settle(): Promise<void> {
     await this.#writing;
     if (this.#writeFailed !== undefined) {
-      this.#o.log.error("live stream: a batch was not written; resuming from the saved cursor", {
+      this.#opts.log.error("live stream: a batch was not written; resuming from the saved cursor", {
         error: errorMessage(this.#writeFailed),
         cursor: this.#checkpoint.cursor,
       });
@@ -608,15 +636,17 @@ export class LiveConsumer {
   }
 
   async #mirror(): Promise<void> {
-    const m = this.#o.mirror;
+    const m = this.#opts.mirror;
     if (!m) return;
     const key = JSON.stringify(this.#checkpoint);
     if (key === this.#mirrored) return;
     try {
-      await m.save(this.#o.endpoint.url, this.#checkpoint, this.#o.index.liveCounts());
+      await m.save(this.#opts.endpoint.url, this.#checkpoint, this.#opts.index.liveCounts());
       this.#mirrored = key;
     } catch (err) {
-      this.#o.log.debug("live stream: Postgres mirror not updated", { error: errorMessage(err) });
+      this.#opts.log.debug("live stream: Postgres mirror not updated", {
+        error: errorMessage(err),
+      });
     }
   }
 }
