@@ -59,15 +59,6 @@ export function spawnMain(args: string[], env: Record<string, string>): Child {
   return child;
 }
 
-/** Resolves once `cond()` holds; throws after `ms`. */
-export async function until(cond: () => boolean, ms: number, what: string): Promise<void> {
-  const deadline = performance.now() + ms;
-  while (!cond()) {
-    if (performance.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 5));
-  }
-}
-
 /** A new database on the test server (a child process takes a URL, not a schema). */
 export async function freshDatabase(
   label: string,

@@ -1,5 +1,8 @@
 /** Shared test fixtures: a Postgres schema per suite, LevelDB in a temp directory, quiet loggers. */
 import type { Sql } from "postgres";
+import { type SimRelay, type SimRelayOptions, startSimRelay } from "../lib/sim/relay.ts";
+import { parseSource, type Source } from "../lib/source/source.ts";
+import { sleep } from "../lib/util/async.js";
 import { Backfiller } from "../lib/run/backfill.ts";
 import { discoverCollections } from "../lib/source/discovery.ts";
 import { IndexStore } from "../lib/index/store.ts";
@@ -125,4 +128,79 @@ export async function indexDids(index: IndexStore, collection: string): Promise<
     if (page.last === undefined) return out;
     after = page.last;
   }
+}
+
+/**
+ * Resolves once `cond()` holds (it may be async), checking every `everyMs` (default 10); rejects
+ * after `timeoutMs` (default 10 s) with an error saying what it waited for. Every wait in a test
+ * goes through here, so none can hang.
+ */
+export async function until(
+  cond: () => unknown,
+  opts: { timeoutMs?: number; what: string; everyMs?: number },
+): Promise<void> {
+  const timeoutMs = opts.timeoutMs ?? 10_000;
+  const deadline = performance.now() + timeoutMs;
+  while (!(await cond())) {
+    if (performance.now() > deadline) {
+      throw new Error(`timed out after ${timeoutMs} ms waiting for ${opts.what}`);
+    }
+    await sleep(opts.everyMs ?? 10);
+  }
+}
+
+/** Options for {@link backfillFixture}. */
+export interface BackfillFixtureOptions {
+  /** Names the Postgres schema (default "t"). */
+  readonly label?: string;
+  readonly relay?: SimRelayOptions;
+  /** For the fixture's backfiller; `makeBackfiller` takes its own. */
+  readonly backfiller?: Partial<Parameters<typeof testBackfiller>[0]>;
+}
+
+/** A sim relay, a test schema, a temp index and a backfiller on them; disposing closes them all. */
+export interface BackfillFixture extends AsyncDisposable {
+  readonly relay: SimRelay;
+  readonly db: TestDb;
+  readonly index: IndexStore;
+  readonly source: Source;
+  readonly listUrl: string;
+  readonly backfiller: Backfiller;
+  /** Another backfiller on the same relay, schema and index; stopped on dispose. */
+  makeBackfiller(opts?: Partial<Parameters<typeof testBackfiller>[0]>): Backfiller;
+  /** Runs `close` on dispose, before the fixture's own parts close (last added, first run). */
+  defer(close: () => unknown): void;
+}
+
+/** The one fixture for end-to-end tests: `await using f = await backfillFixture({ … })`. */
+export async function backfillFixture(opts: BackfillFixtureOptions = {}): Promise<BackfillFixture> {
+  const relay = await startSimRelay(opts.relay);
+  const db = await testDb(opts.label);
+  const idx = await testIndex();
+  const listUrl = `${relay.url}/llms.txt`;
+  const made: Backfiller[] = [];
+  const deferred: (() => unknown)[] = [];
+  const makeBackfiller = (o: Partial<Parameters<typeof testBackfiller>[0]> = {}) => {
+    const b = testBackfiller({ index: idx.index, db, listUrl, ...opts.backfiller, ...o });
+    made.push(b);
+    return b;
+  };
+  const backfiller = makeBackfiller();
+  return {
+    relay,
+    db,
+    index: idx.index,
+    source: parseSource(relay.url),
+    listUrl,
+    backfiller,
+    makeBackfiller,
+    defer: (close) => void deferred.push(close),
+    async [Symbol.asyncDispose]() {
+      for (const close of deferred.reverse()) await close();
+      for (const b of made) await b.stop();
+      await relay.close();
+      await idx.cleanup();
+      await db.drop();
+    },
+  };
 }

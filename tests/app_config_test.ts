@@ -1,9 +1,5 @@
 /** Table tests for lib/app/config.ts: the environment parser and the `backfill` flag parser. */
-import {
-  deepStrictEqual as assertEquals,
-  ok as assert,
-  throws as assertThrows,
-} from "node:assert/strict";
+import { assert, assertEquals, assertThrows } from "./_assert.ts";
 import { type Config, DEFAULTS, parseBackfillArgs, parseConfig } from "../lib/app/config.ts";
 import { InputError } from "../lib/util/errors.ts";
 import { isNsid } from "../lib/util/syntax.ts";

@@ -2,7 +2,8 @@ import { assert, assertEquals } from "./_assert.ts";
 import { chainAlive, launcherChain, parseStat, type StatReader } from "../lib/app/launcher.ts";
 import { makeWorld } from "../lib/sim/world.ts";
 import { startSimRelay } from "../lib/sim/relay.ts";
-import { freshDatabase, until } from "./_child.ts";
+import { freshDatabase } from "./_child.ts";
+import { until } from "./_helpers.ts";
 
 const stat = (pid: number, comm: string, ppid: number, start = "100") =>
   `${pid} (${comm}) S ${ppid} 1 1 0 -1 4194304 0 0 0 0 0 0 0 0 20 0 1 0 ${start} 0 0`;
@@ -77,7 +78,7 @@ Deno.test({
     }).spawn();
     let left: number[] = [];
     try {
-      await until(() => relay.stats.pages > 0, 60_000, "the backfill to page");
+      await until(() => relay.stats.pages > 0, { timeoutMs: 60_000, what: "the backfill to page" });
       npx.kill("SIGTERM");
       await npx.status;
       const deadline = performance.now() + 15_000;

@@ -6,8 +6,8 @@ import { createLogger } from "../lib/util/log.ts";
 import { makeWorld } from "../lib/sim/world.ts";
 import { startSimRelay } from "../lib/sim/relay.ts";
 import { createSql } from "../lib/progress/store.ts";
-import { TEST_DATABASE_URL } from "./_helpers.ts";
-import { freePort, until } from "./_child.ts";
+import { TEST_DATABASE_URL, until } from "./_helpers.ts";
+import { freePort } from "./_child.ts";
 
 Deno.test("server: a deleted index is detected at startup, logged, shown in status and /readyz, and imported again", async () => {
   const world = makeWorld({ seed: 83, largeSizes: [1500, 900], collections: 5 });
@@ -77,7 +77,7 @@ Deno.test("server: a deleted index is detected at startup, logged, shown in stat
       signal: ac.signal,
       onListen: () => ready++,
     });
-    await until(() => ready > 0, 10_000, "the server to listen");
+    await until(() => ready > 0, { timeoutMs: 10_000, what: "the server to listen" });
     // 15 pages at 20 ms each at the least: the re-import is still going.
     const early = await fetch(`${base}/readyz`);
     const body = await early.json();

@@ -1,5 +1,5 @@
 // The benchmark's own parsers: flags and the V8 flags it reads from deno.json.
-import assert from "node:assert/strict";
+import { assertMatch, assertNotStrictEquals, assertStrictEquals, assertThrows } from "./_assert.ts";
 import { parseBenchFlags } from "./bench.ts";
 import { shippedV8Flags } from "./_child.ts";
 
@@ -14,9 +14,9 @@ Deno.test("parseBenchFlags", async (t) => {
   for (const [args, want] of ok) {
     await t.step(args.join(" ") || "(none)", () => {
       const got = parseBenchFlags(args);
-      assert.notEqual(got, "help");
+      assertNotStrictEquals(got, "help");
       for (const [k, v] of Object.entries(want)) {
-        assert.equal((got as unknown as Record<string, unknown>)[k], v, k);
+        assertStrictEquals((got as unknown as Record<string, unknown>)[k], v, k);
       }
     });
   }
@@ -27,9 +27,9 @@ Deno.test("parseBenchFlags", async (t) => {
     [["--bogus"], /bogus/],
   ];
   for (const [args, re] of bad) {
-    await t.step(`rejects ${args.join(" ")}`, () => assert.throws(() => parseBenchFlags(args), re));
+    await t.step(`rejects ${args.join(" ")}`, () => assertThrows(() => parseBenchFlags(args), re));
   }
-  assert.equal(parseBenchFlags(["-h"]), "help");
+  assertStrictEquals(parseBenchFlags(["-h"]), "help");
 });
 
 Deno.test("shippedV8Flags", async (t) => {
@@ -37,18 +37,18 @@ Deno.test("shippedV8Flags", async (t) => {
     const json = JSON.stringify({
       tasks: { backfill: "deno run -A --v8-flags=--a=1,--b main.ts backfill" },
     });
-    assert.equal(shippedV8Flags(json), "--a=1,--b");
+    assertStrictEquals(shippedV8Flags(json), "--a=1,--b");
   });
   await t.step("a task without --v8-flags is an error naming the task", () => {
     const json = JSON.stringify({ tasks: { backfill: "deno run -A main.ts backfill" } });
-    assert.throws(() => shippedV8Flags(json), /no --v8-flags \(task: deno run -A main\.ts/);
-    assert.throws(() => shippedV8Flags("{}"), /no --v8-flags/);
+    assertThrows(() => shippedV8Flags(json), /no --v8-flags \(task: deno run -A main\.ts/);
+    assertThrows(() => shippedV8Flags("{}"), /no --v8-flags/);
   });
   await t.step("this repository's deno.json caps both V8 generations", async () => {
     const flags = shippedV8Flags(
       await Deno.readTextFile(new URL("../deno.json", import.meta.url)),
     );
-    assert.match(flags, /--max-semi-space-size=\d+/);
-    assert.match(flags, /--max-old-space-size=\d+/);
+    assertMatch(flags, /--max-semi-space-size=\d+/);
+    assertMatch(flags, /--max-old-space-size=\d+/);
   });
 });

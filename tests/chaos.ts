@@ -16,8 +16,8 @@ import {
   readRows,
   readRowsAt,
   spawnMain,
-  until,
 } from "./_child.ts";
+import { until } from "./_helpers.ts";
 
 /** How a chaos run is set up. */
 export interface ChaosOptions {
@@ -156,7 +156,10 @@ export async function runChaos(opts: ChaosOptions): Promise<ChaosReport> {
       let afterMs: number;
       if (aim === "pg-init") {
         // The cluster takes seconds to create; its directory appears as creation begins.
-        await until(() => exists(`${dataDir}/pg`) || child.exited !== undefined, 60_000, "pg dir");
+        await until(() => exists(`${dataDir}/pg`) || child.exited !== undefined, {
+          timeoutMs: 60_000,
+          what: "pg dir",
+        });
         await child.waitFor(rand() * 2000);
       } else if (aim === "startup") {
         await child.waitFor(rand() * startupMs);

@@ -11,8 +11,8 @@ import {
   readIndex,
   readRows,
   spawnMain,
-  until,
 } from "./_child.ts";
+import { until } from "./_helpers.ts";
 
 const LOG = Deno.env.get("CHAOS_LOG") ? (l: string) => console.log(l) : undefined;
 
@@ -114,7 +114,7 @@ Deno.test({
     try {
       const child = spawnMain(["backfill"], f.env);
       // llms.txt is the first request of planning; listCollections then takes 300 ms.
-      await until(() => f.relay.stats.requests > 0, 30_000, "discovery");
+      await until(() => f.relay.stats.requests > 0, { timeoutMs: 30_000, what: "discovery" });
       child.kill("SIGTERM");
       const status = await child.waitFor(10_000);
       if (!status) {
@@ -143,18 +143,14 @@ Deno.test("server mode: SIGTERM mid-run exits 0 within 10 s; a restarted server 
       RELAY_ADMIN_PASSWORD: password,
     });
     const base = `http://127.0.0.1:${port}`;
-    const deadline = performance.now() + 30_000;
-    for (;;) {
+    await until(async () => {
       if (child.exited) throw new Error(`server exited: ${await child.stderr}`);
       // Ready, not just alive: /healthz answers while startup still waits for Postgres.
-      const ok = await fetch(`${base}/readyz`).then(async (r) => {
+      return await fetch(`${base}/readyz`).then(async (r) => {
         await r.body?.cancel();
         return r.ok;
       }, () => false);
-      if (ok) break;
-      if (performance.now() > deadline) throw new Error("server did not come up");
-      await new Promise((r) => setTimeout(r, 50));
-    }
+    }, { timeoutMs: 30_000, what: "the server to come up", everyMs: 50 });
     const call = async (method: string, path: string) => {
       const res = await fetch(base + path, { method, headers: auth });
       return { status: res.status, body: await res.json() };
@@ -177,25 +173,27 @@ Deno.test("server mode: SIGTERM mid-run exits 0 within 10 s; a restarted server 
     const started = await one.call("POST", "/admin/backfill-collections");
     assertEquals(started.status, 200, JSON.stringify(started.body));
     assertEquals(started.body.status, "started");
-    await until(() => f.relay.stats.pages >= 15, 30_000, "pages");
+    await until(() => f.relay.stats.pages >= 15, { timeoutMs: 30_000, what: "pages" });
     const ms = await stop(one.child);
     console.log(`server stopped ${Math.round(ms)} ms after SIGTERM, ${f.relay.stats.pages} pages`);
     await f.assertStoppedCleanly();
 
     const two = await serve();
-    const deadline = performance.now() + 60_000;
-    for (;;) {
+    let last: unknown;
+    await until(async () => {
       const s = await two.call("GET", "/admin/backfill-collections");
       assertEquals(s.status, 200);
-      if (s.body.completed === s.body.total && s.body.total > 0 && !s.body.running) break;
+      last = s.body;
+      if (s.body.completed === s.body.total && s.body.total > 0 && !s.body.running) return true;
       if (!s.body.running) {
         // Collections the first server never reached are not "interrupted": start them by hand.
         const r = await two.call("POST", "/admin/backfill-collections");
         assert(r.status === 200 || r.status === 409, JSON.stringify(r.body));
       }
-      if (performance.now() > deadline) throw new Error(`not done: ${JSON.stringify(s.body)}`);
-      await new Promise((r) => setTimeout(r, 100));
-    }
+      return false;
+    }, { timeoutMs: 60_000, what: "every collection done", everyMs: 100 }).catch((err) => {
+      throw new Error(`${err.message}: ${JSON.stringify(last)}`);
+    });
     await stop(two.child);
     await f.assertExact();
   } finally {

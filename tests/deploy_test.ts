@@ -1,5 +1,12 @@
 // Static checks of deploy/: every manifest, unit and the Dockerfile, against each other and deno.json.
-import assert from "node:assert/strict";
+import {
+  assert,
+  assertEquals,
+  assertMatch,
+  assertNotStrictEquals,
+  assertStrictEquals,
+  assertThrows,
+} from "./_assert.ts";
 import { parseAllDocuments } from "yaml";
 import { shippedV8Flags } from "./_child.ts";
 import { parseConfig } from "../lib/app/config.ts";
@@ -19,7 +26,7 @@ const read = (url: URL) => Deno.readTextFileSync(url);
 function yamlDocs(url: URL): Obj[] {
   const docs = parseAllDocuments(read(url));
   return docs.map((d) => {
-    assert.equal(d.errors.length, 0, `${url.pathname}: ${d.errors.join("; ")}`);
+    assertStrictEquals(d.errors.length, 0, `${url.pathname}: ${d.errors.join("; ")}`);
     return d.toJS() as Obj;
   }).filter((d) => d !== null);
 }
@@ -35,8 +42,8 @@ function loadK8s(dir: URL = K8S): Map<string, Obj> {
   const out = new Map<string, Obj>();
   for (const name of yamlFiles(dir)) {
     const docs = yamlDocs(new URL(name, dir));
-    assert.equal(docs.length, 1, `${name}: expected one document`);
-    assert.ok(docs[0].apiVersion && docs[0].kind, `${name}: apiVersion and kind`);
+    assertStrictEquals(docs.length, 1, `${name}: expected one document`);
+    assert(docs[0].apiVersion && docs[0].kind, `${name}: apiVersion and kind`);
     out.set(name, docs[0]);
   }
   return out;
@@ -54,24 +61,24 @@ function taskMode(task: string): string | undefined {
 /** Resolves a command line to the main.ts mode and the arguments after it; checks the mode is real. */
 function modeOf(argv: string[]): { mode: string; rest: string[] } {
   const deno = argv.findIndex((a) => a === "deno" || a.endsWith("/deno"));
-  assert.ok(deno >= 0, `no deno binary in ${JSON.stringify(argv)}`);
+  assert(deno >= 0, `no deno binary in ${JSON.stringify(argv)}`);
   const sub = argv[deno + 1];
   let mode: string | undefined;
   let rest: string[];
   if (sub === "task") {
     const task = argv[deno + 2];
-    assert.ok(task in TASKS, `deno task ${task} is not in deno.json`);
+    assert(task in TASKS, `deno task ${task} is not in deno.json`);
     mode = taskMode(task);
     rest = argv.slice(deno + 3);
   } else {
-    assert.equal(sub, "run", `expected deno run/task in ${JSON.stringify(argv)}`);
+    assertStrictEquals(sub, "run", `expected deno run/task in ${JSON.stringify(argv)}`);
     const main = argv.indexOf("main.ts");
-    assert.ok(main > deno, `main.ts missing in ${JSON.stringify(argv)}`);
+    assert(main > deno, `main.ts missing in ${JSON.stringify(argv)}`);
     mode = argv[main + 1];
     rest = argv.slice(main + 2);
   }
-  assert.ok(mode, `no mode in ${JSON.stringify(argv)}`);
-  assert.ok(
+  assert(mode, `no mode in ${JSON.stringify(argv)}`);
+  assert(
     Object.keys(TASKS).some((t) => taskMode(t) === mode),
     `mode ${mode} is not run by any deno.json task`,
   );
@@ -81,16 +88,16 @@ function modeOf(argv: string[]): { mode: string; rest: string[] } {
 /** The `--v8-flags` the start and backfill tasks run with; deploy/ must use the same. */
 const TASK_V8_FLAGS = (() => {
   const flags = shippedV8Flags(read(new URL("deno.json", ROOT)));
-  assert.ok(TASKS.start?.includes(`--v8-flags=${flags} `), "start runs with backfill's V8 flags");
+  assert(TASKS.start?.includes(`--v8-flags=${flags} `), "start runs with backfill's V8 flags");
   return flags;
 })();
 
 Deno.test("deno.json has the tasks deploy/ runs", () => {
-  assert.equal(taskMode("start"), "start");
-  assert.equal(taskMode("backfill"), "backfill");
-  assert.equal(taskMode("status"), "status");
-  assert.throws(() => modeOf(["deno", "run", "-A", "main.ts", "no-such-mode"]));
-  assert.throws(() => modeOf(["deno", "task", "no-such-task"]));
+  assertStrictEquals(taskMode("start"), "start");
+  assertStrictEquals(taskMode("backfill"), "backfill");
+  assertStrictEquals(taskMode("status"), "status");
+  assertThrows(() => modeOf(["deno", "run", "-A", "main.ts", "no-such-mode"]));
+  assertThrows(() => modeOf(["deno", "task", "no-such-task"]));
 });
 
 // --- Kubernetes ---------------------------------------------------------------------------------
@@ -112,7 +119,7 @@ function envOf(container: Obj, configMaps: Map<string, Obj>): Map<string, string
   for (const src of container.envFrom ?? []) {
     if (src.configMapRef) {
       const cm = configMaps.get(src.configMapRef.name);
-      assert.ok(cm, `unknown ConfigMap ${src.configMapRef.name}`);
+      assert(cm, `unknown ConfigMap ${src.configMapRef.name}`);
       for (const [k, v] of Object.entries(cm.data ?? {})) env.set(k, String(v));
     }
   }
@@ -122,15 +129,15 @@ function envOf(container: Obj, configMaps: Map<string, Obj>): Map<string, string
 
 /** The URL a `status` pod talks to must be the Service: its name (optionally namespace-qualified) and port. */
 function assertServiceUrl(value: unknown, service: Obj, ns: string): URL {
-  assert.equal(typeof value, "string", "RELAY_URL set literally");
+  assertStrictEquals(typeof value, "string", "RELAY_URL set literally");
   const url = new URL(value as string);
-  assert.equal(url.protocol, "http:");
+  assertStrictEquals(url.protocol, "http:");
   const name = service.metadata.name;
   const hosts = [name, `${name}.${ns}`, `${name}.${ns}.svc`, `${name}.${ns}.svc.cluster.local`];
-  assert.ok(hosts.includes(url.hostname), `RELAY_URL host ${url.hostname} is not the Service`);
+  assert(hosts.includes(url.hostname), `RELAY_URL host ${url.hostname} is not the Service`);
   const port = Number(url.port || 80);
-  assert.ok(service.spec.ports.some((p: Obj) => p.port === port), "RELAY_URL port = Service port");
-  assert.ok(url.pathname === "/" && !url.search && !url.username, "bare origin");
+  assert(service.spec.ports.some((p: Obj) => p.port === port), "RELAY_URL port = Service port");
+  assert(url.pathname === "/" && !url.search && !url.username, "bare origin");
   return url;
 }
 
@@ -140,7 +147,7 @@ Deno.test("kubernetes manifests", async (t) => {
   const byKind = (kind: string, from = files) => [...from.values()].filter((d) => d.kind === kind);
   const one = (kind: string, from = files) => {
     const found = byKind(kind, from);
-    assert.equal(found.length, 1, `expected exactly one ${kind}`);
+    assertStrictEquals(found.length, 1, `expected exactly one ${kind}`);
     return found[0];
   };
   const configMaps = new Map(byKind("ConfigMap").map((c) => [c.metadata.name, c]));
@@ -171,15 +178,19 @@ Deno.test("kubernetes manifests", async (t) => {
     ];
     for (const [dir, docs] of [["k8s", files], ["k8s-batch", batchFiles]] as const) {
       for (const [name, doc] of docs) {
-        assert.ok(known.includes(doc.kind), `${dir}/${name}: unexpected kind ${doc.kind}`);
+        assert(known.includes(doc.kind), `${dir}/${name}: unexpected kind ${doc.kind}`);
         if (!["Namespace", "Kustomization"].includes(doc.kind)) {
-          assert.equal(doc.metadata?.namespace, ns, `${dir}/${name}: namespace`);
+          assertStrictEquals(doc.metadata?.namespace, ns, `${dir}/${name}: namespace`);
         }
       }
     }
-    assert.equal(kustomization.namespace, ns);
-    assert.equal(overlay.namespace ?? ns, ns);
-    assert.notEqual(cronJob.metadata.name, batchCronJob.metadata.name, "distinct CronJob names");
+    assertStrictEquals(kustomization.namespace, ns);
+    assertStrictEquals(overlay.namespace ?? ns, ns);
+    assertNotStrictEquals(
+      cronJob.metadata.name,
+      batchCronJob.metadata.name,
+      "distinct CronJob names",
+    );
   });
 
   // Workloads that open the index: PVC at DATA_DIR.
@@ -192,37 +203,37 @@ Deno.test("kubernetes manifests", async (t) => {
   /** Checks every pod here shares: one container, non-root, no service links, secrets by reference. */
   const commonPodChecks = (label: string, doc: Obj) => {
     const pod = podSpecOf(doc);
-    assert.equal(pod.containers.length, 1, "one container");
+    assertStrictEquals(pod.containers.length, 1, "one container");
     const c = pod.containers[0];
     const env = envOf(c, configMaps);
     const argv = [...(c.command ?? []), ...(c.args ?? [])];
-    assert.ok(argv.includes("--cached-only"), "image caches deps; run without network");
+    assert(argv.includes("--cached-only"), "image caches deps; run without network");
 
-    assert.ok(pod.terminationGracePeriodSeconds >= 15, "grace period >= 15 s");
-    assert.equal(pod.securityContext?.runAsNonRoot, true);
-    assert.ok(pod.securityContext?.runAsUser > 0, "numeric non-root runAsUser");
-    assert.ok(Number.isInteger(pod.securityContext?.fsGroup), "fsGroup");
-    assert.equal(c.securityContext?.allowPrivilegeEscalation, false);
+    assert(pod.terminationGracePeriodSeconds >= 15, "grace period >= 15 s");
+    assertStrictEquals(pod.securityContext?.runAsNonRoot, true);
+    assert(pod.securityContext?.runAsUser > 0, "numeric non-root runAsUser");
+    assert(Number.isInteger(pod.securityContext?.fsGroup), "fsGroup");
+    assertStrictEquals(c.securityContext?.allowPrivilegeEscalation, false);
     if (c.securityContext?.readOnlyRootFilesystem) {
       const tmp = (c.volumeMounts ?? []).find((m: Obj) => m.mountPath === "/tmp");
-      assert.ok(tmp, "read-only root needs a writable /tmp");
+      assert(tmp, "read-only root needs a writable /tmp");
     }
-    assert.equal(pod.enableServiceLinks, false, "no BACKFILL_* service-link variables");
-    assert.ok(c.resources?.requests?.memory && c.resources?.limits?.memory, "resources");
+    assertStrictEquals(pod.enableServiceLinks, false, "no BACKFILL_* service-link variables");
+    assert(c.resources?.requests?.memory && c.resources?.limits?.memory, "resources");
     const image = podSpecOf(deployment).containers[0].image;
-    assert.equal(c.image, image, `${label}: same image as the Deployment`);
+    assertStrictEquals(c.image, image, `${label}: same image as the Deployment`);
 
     for (const [k, v] of env) {
       if (k === "RELAY_ADMIN_PASSWORD" || k === "DATABASE_URL") {
-        assert.equal(typeof v, "object", `${k} must not be literal`);
+        assertStrictEquals(typeof v, "object", `${k} must not be literal`);
         const ref = (v as Obj).secretKeyRef;
-        assert.ok(ref, `${k} from a secretKeyRef`);
-        assert.equal(ref.name, secret.metadata.name);
-        assert.ok(ref.key in secret.stringData, `${k}: key ${ref.key} in the example Secret`);
+        assert(ref, `${k} from a secretKeyRef`);
+        assertStrictEquals(ref.name, secret.metadata.name);
+        assert(ref.key in secret.stringData, `${k}: key ${ref.key} in the example Secret`);
       }
     }
     if (doc.kind !== "Deployment") {
-      assert.ok(["OnFailure", "Never"].includes(pod.restartPolicy), "batch restartPolicy");
+      assert(["OnFailure", "Never"].includes(pod.restartPolicy), "batch restartPolicy");
     }
     return { pod, c, env, argv };
   };
@@ -231,66 +242,66 @@ Deno.test("kubernetes manifests", async (t) => {
     await t.step(`${label}: pod spec`, () => {
       const { pod, c, env, argv } = commonPodChecks(label, doc);
       const { mode, rest } = modeOf(argv);
-      assert.equal(mode, wantMode);
-      for (const f of wantFlags) assert.ok(rest.includes(f), `${label}: ${f} missing`);
-      if (wantFlags.length === 0) assert.ok(!rest.includes("--catch-up"));
+      assertStrictEquals(mode, wantMode);
+      for (const f of wantFlags) assert(rest.includes(f), `${label}: ${f} missing`);
+      if (wantFlags.length === 0) assert(!rest.includes("--catch-up"));
 
       const dataDir = env.get("DATA_DIR");
-      assert.equal(typeof dataDir, "string", "DATA_DIR set literally");
-      assert.ok((dataDir as string).startsWith("/"), "DATA_DIR absolute");
+      assertStrictEquals(typeof dataDir, "string", "DATA_DIR set literally");
+      assert((dataDir as string).startsWith("/"), "DATA_DIR absolute");
       const claimVolumes = (pod.volumes ?? []).filter((v: Obj) => v.persistentVolumeClaim);
-      assert.equal(claimVolumes.length, 1, "one PVC volume");
-      assert.equal(claimVolumes[0].persistentVolumeClaim.claimName, pvc.metadata.name);
+      assertStrictEquals(claimVolumes.length, 1, "one PVC volume");
+      assertStrictEquals(claimVolumes[0].persistentVolumeClaim.claimName, pvc.metadata.name);
       const mount = (c.volumeMounts ?? []).find((m: Obj) => m.name === claimVolumes[0].name);
-      assert.ok(mount, "PVC volume mounted");
-      assert.equal(mount.mountPath, dataDir, "PVC mounted at DATA_DIR");
-      assert.ok(!mount.readOnly && !mount.subPath);
+      assert(mount, "PVC volume mounted");
+      assertStrictEquals(mount.mountPath, dataDir, "PVC mounted at DATA_DIR");
+      assert(!mount.readOnly && !mount.subPath);
     });
   }
 
   await t.step("trigger CronJob: pod spec", () => {
     const { pod, env, argv } = commonPodChecks("trigger CronJob", cronJob);
     const { mode, rest } = modeOf(argv);
-    assert.equal(mode, "status", "runs the status CLI against the server");
-    assert.deepEqual(rest, ["catch-up"], "status catch-up (the server's default source)");
-    for (const p of ["--allow-net", "--allow-env"]) assert.ok(argv.includes(p), `${p} missing`);
+    assertStrictEquals(mode, "status", "runs the status CLI against the server");
+    assertEquals(rest, ["catch-up"], "status catch-up (the server's default source)");
+    for (const p of ["--allow-net", "--allow-env"]) assert(argv.includes(p), `${p} missing`);
     for (const p of ["-A", "--allow-all", "--allow-write", "--allow-ffi", "--allow-run"]) {
-      assert.ok(!argv.includes(p), `${p}: the CLI needs only net and env`);
+      assert(!argv.includes(p), `${p}: the CLI needs only net and env`);
     }
 
     assertServiceUrl(env.get("RELAY_URL"), service, ns);
     const admin = env.get("RELAY_ADMIN_PASSWORD") as Obj;
-    assert.ok(admin?.secretKeyRef, "RELAY_ADMIN_PASSWORD from secretKeyRef");
-    assert.notEqual(admin.secretKeyRef.optional, true, "admin token required");
+    assert(admin?.secretKeyRef, "RELAY_ADMIN_PASSWORD from secretKeyRef");
+    assertNotStrictEquals(admin.secretKeyRef.optional, true, "admin token required");
 
     // Never touches the index: no PVC, no DATA_DIR, nothing from the ConfigMap it does not need.
-    assert.ok(!(pod.volumes ?? []).some((v: Obj) => v.persistentVolumeClaim), "no PVC volume");
-    assert.ok(!env.has("DATA_DIR"), "no DATA_DIR");
-    assert.ok(!env.has("DATABASE_URL"), "no DATABASE_URL");
+    assert(!(pod.volumes ?? []).some((v: Obj) => v.persistentVolumeClaim), "no PVC volume");
+    assert(!env.has("DATA_DIR"), "no DATA_DIR");
+    assert(!env.has("DATABASE_URL"), "no DATABASE_URL");
   });
 
   await t.step("Deployment: replicas, strategy, probes, admin token", () => {
-    assert.equal(deployment.spec.replicas, 1);
-    assert.equal(deployment.spec.strategy?.type, "Recreate");
+    assertStrictEquals(deployment.spec.replicas, 1);
+    assertStrictEquals(deployment.spec.strategy?.type, "Recreate");
     const pod = podSpecOf(deployment);
-    assert.ok(pod.terminationGracePeriodSeconds >= 30);
+    assert(pod.terminationGracePeriodSeconds >= 30);
     const c = pod.containers[0];
     const env = envOf(c, configMaps);
     const port = Number(env.get("PORT") ?? 8080);
     const resolve = (p: number | string) =>
       typeof p === "number" ? p : c.ports.find((x: Obj) => x.name === p)?.containerPort;
-    assert.ok(c.ports.some((p: Obj) => p.containerPort === port), "containerPort = PORT");
-    assert.equal(c.livenessProbe.httpGet.path, "/healthz");
-    assert.equal(resolve(c.livenessProbe.httpGet.port), port);
-    assert.equal(c.readinessProbe.httpGet.path, "/readyz");
-    assert.equal(resolve(c.readinessProbe.httpGet.port), port);
-    if (c.startupProbe) assert.equal(c.startupProbe.httpGet.path, "/healthz");
+    assert(c.ports.some((p: Obj) => p.containerPort === port), "containerPort = PORT");
+    assertStrictEquals(c.livenessProbe.httpGet.path, "/healthz");
+    assertStrictEquals(resolve(c.livenessProbe.httpGet.port), port);
+    assertStrictEquals(c.readinessProbe.httpGet.path, "/readyz");
+    assertStrictEquals(resolve(c.readinessProbe.httpGet.port), port);
+    if (c.startupProbe) assertStrictEquals(c.startupProbe.httpGet.path, "/healthz");
     const admin = env.get("RELAY_ADMIN_PASSWORD") as Obj;
-    assert.ok(admin?.secretKeyRef, "RELAY_ADMIN_PASSWORD from secretKeyRef");
-    assert.notEqual(admin.secretKeyRef.optional, true, "admin token required");
+    assert(admin?.secretKeyRef, "RELAY_ADMIN_PASSWORD from secretKeyRef");
+    assertNotStrictEquals(admin.secretKeyRef.optional, true, "admin token required");
     const triggerAdmin = envOf(podSpecOf(cronJob).containers[0], configMaps)
       .get("RELAY_ADMIN_PASSWORD") as Obj;
-    assert.deepEqual(
+    assertEquals(
       triggerAdmin.secretKeyRef,
       admin.secretKeyRef,
       "trigger sends the server's token",
@@ -298,50 +309,50 @@ Deno.test("kubernetes manifests", async (t) => {
 
     const labels = deployment.spec.template.metadata.labels;
     for (const [k, v] of Object.entries(deployment.spec.selector.matchLabels)) {
-      assert.equal(labels[k], v, `selector ${k}`);
+      assertStrictEquals(labels[k], v, `selector ${k}`);
     }
   });
 
   await t.step("Service: ClusterIP 8080 onto the server pods only", () => {
-    assert.equal(service.spec.type ?? "ClusterIP", "ClusterIP");
+    assertStrictEquals(service.spec.type ?? "ClusterIP", "ClusterIP");
     const c = podSpecOf(deployment).containers[0];
     const [p] = service.spec.ports;
-    assert.equal(p.port, 8080);
+    assertStrictEquals(p.port, 8080);
     const target = typeof p.targetPort === "number"
       ? p.targetPort
       : c.ports.find((x: Obj) => x.name === p.targetPort)?.containerPort;
-    assert.equal(target, Number(envOf(c, configMaps).get("PORT") ?? 8080));
+    assertStrictEquals(target, Number(envOf(c, configMaps).get("PORT") ?? 8080));
     const selects = (labels: Obj) =>
       Object.entries(service.spec.selector).every(([k, v]) => labels?.[k] === v);
-    assert.ok(selects(deployment.spec.template.metadata.labels));
-    assert.ok(!selects(job.spec.template.metadata.labels), "Job pods are not endpoints");
-    assert.ok(!selects(cronJob.spec.jobTemplate.spec.template.metadata.labels));
-    assert.ok(!selects(batchCronJob.spec.jobTemplate.spec.template.metadata.labels));
+    assert(selects(deployment.spec.template.metadata.labels));
+    assert(!selects(job.spec.template.metadata.labels), "Job pods are not endpoints");
+    assert(!selects(cronJob.spec.jobTemplate.spec.template.metadata.labels));
+    assert(!selects(batchCronJob.spec.jobTemplate.spec.template.metadata.labels));
   });
 
   await t.step("Job and CronJobs", () => {
-    assert.ok(Number.isInteger(job.spec.backoffLimit), "Job backoffLimit");
-    assert.equal(job.spec.template.spec.restartPolicy, "OnFailure");
+    assert(Number.isInteger(job.spec.backoffLimit), "Job backoffLimit");
+    assertStrictEquals(job.spec.template.spec.restartPolicy, "OnFailure");
     for (const cj of [cronJob, batchCronJob]) {
       const name = cj.metadata.name;
-      assert.equal(cj.spec.concurrencyPolicy, "Forbid", `${name}: Forbid`);
-      assert.equal(cj.spec.schedule.trim().split(/\s+/).length, 5, `${name}: cron schedule`);
-      assert.equal(cj.spec.jobTemplate.spec.template.spec.restartPolicy, "OnFailure");
-      assert.ok(Number.isInteger(cj.spec.jobTemplate.spec.backoffLimit), `${name}: backoffLimit`);
-      assert.notEqual(cj.spec.suspend, true, `${name}: active in its topology`);
+      assertStrictEquals(cj.spec.concurrencyPolicy, "Forbid", `${name}: Forbid`);
+      assertStrictEquals(cj.spec.schedule.trim().split(/\s+/).length, 5, `${name}: cron schedule`);
+      assertStrictEquals(cj.spec.jobTemplate.spec.template.spec.restartPolicy, "OnFailure");
+      assert(Number.isInteger(cj.spec.jobTemplate.spec.backoffLimit), `${name}: backoffLimit`);
+      assertNotStrictEquals(cj.spec.suspend, true, `${name}: active in its topology`);
     }
     const deadline = (cj: Obj) => cj.spec.jobTemplate.spec.activeDeadlineSeconds;
-    assert.ok(deadline(cronJob) > 0 && deadline(cronJob) <= 3600, "trigger: short deadline");
-    assert.ok(deadline(batchCronJob) > 0 && deadline(batchCronJob) < 86400, "batch: ends in a day");
+    assert(deadline(cronJob) > 0 && deadline(cronJob) <= 3600, "trigger: short deadline");
+    assert(deadline(batchCronJob) > 0 && deadline(batchCronJob) < 86400, "batch: ends in a day");
   });
 
   await t.step("ConfigMap and Secret", () => {
     for (const cm of configMaps.values()) {
       for (const k of ["RELAY_ADMIN_PASSWORD", "DATABASE_URL"]) {
-        assert.ok(!(k in (cm.data ?? {})), `${k} must not be in a ConfigMap`);
+        assert(!(k in (cm.data ?? {})), `${k} must not be in a ConfigMap`);
       }
     }
-    assert.deepEqual(Object.keys(secret.stringData).sort(), [
+    assertEquals(Object.keys(secret.stringData).sort(), [
       "DATABASE_URL",
       "RELAY_ADMIN_PASSWORD",
     ]);
@@ -358,13 +369,13 @@ Deno.test("kubernetes manifests", async (t) => {
     for (const [label, doc] of workloads) {
       const env = literalEnv(doc);
       const cfg = parseConfig(env);
-      assert.equal(cfg.dataDir, env.DATA_DIR, `${label}: dataDir`);
-      if (env.PORT) assert.equal(cfg.port, Number(env.PORT), `${label}: port`);
+      assertStrictEquals(cfg.dataDir, env.DATA_DIR, `${label}: dataDir`);
+      if (env.PORT) assertStrictEquals(cfg.port, Number(env.PORT), `${label}: port`);
     }
     const env = literalEnv(cronJob);
     const cfg = parseConfig({ ...env, RELAY_ADMIN_PASSWORD: "t0ken" });
-    assert.equal(cfg.relayUrl, env.RELAY_URL.replace(/\/+$/, ""), "trigger: relayUrl");
-    assert.equal(cfg.adminPassword, "t0ken", "trigger: admin token");
+    assertStrictEquals(cfg.relayUrl, env.RELAY_URL.replace(/\/+$/, ""), "trigger: relayUrl");
+    assertStrictEquals(cfg.adminPassword, "t0ken", "trigger: admin token");
   });
 
   await t.step("trigger command drives lib/cli/status.ts", async () => {
@@ -394,37 +405,37 @@ Deno.test("kubernetes manifests", async (t) => {
       return { code, seen, lines };
     };
     const ok = await call(202, { source: "bsky.network", collections: 3 });
-    assert.equal(ok.code, 0, ok.lines.join("\n"));
-    assert.equal(ok.seen.length, 1, "one request");
-    assert.equal(ok.seen[0].method, "POST");
+    assertStrictEquals(ok.code, 0, ok.lines.join("\n"));
+    assertStrictEquals(ok.seen.length, 1, "one request");
+    assertStrictEquals(ok.seen[0].method, "POST");
     const sent = new URL(ok.seen[0].url);
-    assert.equal(sent.origin, new URL(relayUrl).origin, "to the Service");
-    assert.equal(sent.pathname, "/admin/backfill-collections");
-    assert.equal(sent.searchParams.get("mode"), "catch-up");
-    assert.ok(!sent.searchParams.has("source"), "the server's default source");
-    assert.equal(ok.seen[0].auth, "Bearer t0ken");
+    assertStrictEquals(sent.origin, new URL(relayUrl).origin, "to the Service");
+    assertStrictEquals(sent.pathname, "/admin/backfill-collections");
+    assertStrictEquals(sent.searchParams.get("mode"), "catch-up");
+    assert(!sent.searchParams.has("source"), "the server's default source");
+    assertStrictEquals(ok.seen[0].auth, "Bearer t0ken");
     // A run already in progress fails the Job (documented in README and the manifest).
     const busy = await call(409, { error: "Conflict", message: "already running" });
-    assert.equal(busy.code, 1);
+    assertStrictEquals(busy.code, 1);
   });
 
   await t.step("kustomizations: base lists every manifest but the hand-applied ones", () => {
     const listed: string[] = kustomization.resources;
-    for (const r of listed) assert.ok(files.has(r), `listed resource ${r} exists`);
+    for (const r of listed) assert(files.has(r), `listed resource ${r} exists`);
     const handApplied = ["secret.example.yaml", "job.yaml"];
     for (const name of files.keys()) {
       if (name === "kustomization.yaml") continue;
-      assert.equal(listed.includes(name), !handApplied.includes(name), `${name} listing`);
+      assertStrictEquals(listed.includes(name), !handApplied.includes(name), `${name} listing`);
     }
 
     // The overlay: the base plus every file of its own, the trigger suspended, the server at 0.
-    assert.equal(overlay.resources[0], "../k8s");
+    assertStrictEquals(overlay.resources[0], "../k8s");
     const own = [...batchFiles.keys()].filter((n) => n !== "kustomization.yaml").sort();
-    assert.deepEqual(overlay.resources.slice(1).sort(), own);
+    assertEquals(overlay.resources.slice(1).sort(), own);
     const patchFor = (kind: string, name: string) =>
       (overlay.patches ?? []).find((p: Obj) => p.target?.kind === kind && p.target?.name === name);
-    assert.ok(patchFor("Deployment", deployment.metadata.name), "overlay patches the Deployment");
-    assert.ok(patchFor("CronJob", cronJob.metadata.name), "overlay suspends/removes the trigger");
+    assert(patchFor("Deployment", deployment.metadata.name), "overlay patches the Deployment");
+    assert(patchFor("CronJob", cronJob.metadata.name), "overlay suspends/removes the trigger");
   });
 
   // Reported as ignored, not passed, where kubectl is not installed.
@@ -434,32 +445,36 @@ Deno.test("kubernetes manifests", async (t) => {
     fn: async () => {
       const render = async (dir: string) => {
         const out = await run("kubectl", ["kustomize", dir]);
-        assert.equal(out.code, 0, out.stderr);
+        assertStrictEquals(out.code, 0, out.stderr);
         return parseAllDocuments(out.stdout).map((d) => d.toJS() as Obj);
       };
       const find = (docs: Obj[], kind: string, name?: string) =>
         docs.find((d) => d.kind === kind && (name === undefined || d.metadata.name === name));
       const image = (doc: Obj) => podSpecOf(doc).containers[0].image;
       const base = await render(K8S.pathname);
-      assert.equal(base.length, kustomization.resources.length);
-      assert.equal(find(base, "Deployment")!.spec.replicas, 1);
+      assertStrictEquals(base.length, kustomization.resources.length);
+      assertStrictEquals(find(base, "Deployment")!.spec.replicas, 1);
       const baseCronJobs = base.filter((d) => d.kind === "CronJob");
-      assert.deepEqual(baseCronJobs.map((d) => d.metadata.name), [cronJob.metadata.name]);
-      assert.notEqual(baseCronJobs[0].spec.suspend, true, "the server topology catches up");
+      assertEquals(baseCronJobs.map((d) => d.metadata.name), [cronJob.metadata.name]);
+      assertNotStrictEquals(baseCronJobs[0].spec.suspend, true, "the server topology catches up");
 
       const batch = await render(K8S_BATCH.pathname);
-      assert.equal(batch.length, base.length + overlay.resources.length - 1);
+      assertStrictEquals(batch.length, base.length + overlay.resources.length - 1);
       for (const d of batch) {
-        if (d.kind !== "Namespace") assert.equal(d.metadata.namespace, ns, d.metadata.name);
-        assert.equal(d.metadata.labels?.["app.kubernetes.io/part-of"], "backfill", d.metadata.name);
+        if (d.kind !== "Namespace") assertStrictEquals(d.metadata.namespace, ns, d.metadata.name);
+        assertStrictEquals(
+          d.metadata.labels?.["app.kubernetes.io/part-of"],
+          "backfill",
+          d.metadata.name,
+        );
       }
-      assert.equal(find(batch, "Deployment")!.spec.replicas, 0);
+      assertStrictEquals(find(batch, "Deployment")!.spec.replicas, 0);
       const trigger = find(batch, "CronJob", cronJob.metadata.name);
-      assert.ok(!trigger || trigger.spec.suspend === true, "no trigger without a server");
+      assert(!trigger || trigger.spec.suspend === true, "no trigger without a server");
       const batchJob = find(batch, "CronJob", batchCronJob.metadata.name);
-      assert.ok(batchJob, "batch CronJob rendered");
-      assert.notEqual(batchJob.spec.suspend, true);
-      assert.equal(image(batchJob), image(find(batch, "Deployment")!));
+      assert(batchJob, "batch CronJob rendered");
+      assertNotStrictEquals(batchJob.spec.suspend, true);
+      assertStrictEquals(image(batchJob), image(find(batch, "Deployment")!));
 
       // An image set in the base (kustomize edit set image) reaches the overlay's own CronJob too.
       const tmp = await Deno.makeTempDir({ prefix: "kustomize-" });
@@ -479,9 +494,9 @@ Deno.test("kubernetes manifests", async (t) => {
         }
         const pinned = await render(`${tmp}/k8s-batch`);
         const pods = pinned.filter((d) => ["Deployment", "CronJob"].includes(d.kind));
-        assert.equal(pods.length, 3);
+        assertStrictEquals(pods.length, 3);
         for (const d of pods) {
-          assert.equal(image(d), "registry.example/backfill:t1", d.metadata.name);
+          assertStrictEquals(image(d), "registry.example/backfill:t1", d.metadata.name);
         }
       } finally {
         await Deno.remove(tmp, { recursive: true });
@@ -510,7 +525,7 @@ function parseDockerfile(text: string): Instr[] {
     }
     buf += line;
     const m = buf.trim().match(/^(\w+)\s+([\s\S]*)$/);
-    assert.ok(m, `bad Dockerfile line: ${buf}`);
+    assert(m, `bad Dockerfile line: ${buf}`);
     out.push({ op: m[1].toUpperCase(), args: m[2].trim() });
     buf = "";
   }
@@ -537,21 +552,21 @@ Deno.test("Dockerfile", async (t) => {
     const args: Record<string, string> = {};
     for (const i of ins.filter((i) => i.op === "ARG")) Object.assign(args, pairs(i.args));
     const from = ins.filter((i) => i.op === "FROM");
-    assert.equal(from.length, 1);
+    assertStrictEquals(from.length, 1);
     const image = from[0].args.replace(/\$\{(\w+)\}/g, (_, k) => args[k] ?? "");
-    assert.match(image, /^denoland\/deno:debian-2\.\d+\.\d+$/);
+    assertMatch(image, /^denoland\/deno:debian-2\.\d+\.\d+$/);
   });
 
   await t.step("non-root user owns the cache and the data volume", () => {
     const users = ins.filter((i) => i.op === "USER");
-    assert.ok(users.length > 0, "USER set");
+    assert(users.length > 0, "USER set");
     const user = users.at(-1)!.args.split(":")[0];
-    assert.ok(!["root", "0"].includes(user), "last USER is not root");
+    assert(!["root", "0"].includes(user), "last USER is not root");
     const k8sUid = podSpecOf(loadK8s().get("deployment.yaml")!).securityContext.runAsUser;
-    if (/^\d+$/.test(user)) assert.equal(Number(user), k8sUid, "USER = k8s runAsUser");
+    if (/^\d+$/.test(user)) assertStrictEquals(Number(user), k8sUid, "USER = k8s runAsUser");
     const userAt = idx((i) => i.op === "USER");
     const cacheAt = idx((i) => i.op === "RUN" && /\bdeno (install|cache)\b/.test(i.args));
-    assert.ok(cacheAt > userAt, "deps cached as the runtime user");
+    assert(cacheAt > userAt, "deps cached as the runtime user");
   });
 
   await t.step("dependencies cached in their own layer, then the entrypoint", () => {
@@ -559,52 +574,52 @@ Deno.test("Dockerfile", async (t) => {
     const installDeps = idx((i) => i.op === "RUN" && /\bdeno install\s*$/.test(i.args));
     // Sources are named one by one: `COPY . .` would take .env and data/ into the image with a
     // builder that ignores Dockerfile.dockerignore (the classic one).
-    assert.ok(!ins.some((i) => i.op === "COPY" && /(^|\s)\.\s/.test(i.args)), "no COPY . .");
+    assert(!ins.some((i) => i.op === "COPY" && /(^|\s)\.\s/.test(i.args)), "no COPY . .");
     const copyMain = idx((i) => i.op === "COPY" && /\bmain\.ts\b/.test(i.args));
     const cacheMain = idx((i) =>
       i.op === "RUN" && /\bdeno (install --entrypoint|cache)\b.*\bmain\.ts\b/.test(i.args)
     );
-    assert.ok(copyManifest >= 0 && installDeps > copyManifest, "COPY deno.json; RUN deno install");
-    assert.ok(copyMain > installDeps, "sources copied after the dependency layer");
-    assert.ok(cacheMain > copyMain, "main.ts graph cached");
+    assert(copyManifest >= 0 && installDeps > copyManifest, "COPY deno.json; RUN deno install");
+    assert(copyMain > installDeps, "sources copied after the dependency layer");
+    assert(cacheMain > copyMain, "main.ts graph cached");
   });
 
   await t.step("DATA_DIR volume, port, command", () => {
-    assert.equal(env.DATA_DIR, "/data");
+    assertStrictEquals(env.DATA_DIR, "/data");
     const vol = ins.find((i) => i.op === "VOLUME");
-    assert.ok(vol);
+    assert(vol);
     const vols = vol.args.startsWith("[") ? JSON.parse(vol.args) : vol.args.split(/\s+/);
-    assert.ok(vols.includes(env.DATA_DIR), "VOLUME = DATA_DIR");
+    assert(vols.includes(env.DATA_DIR), "VOLUME = DATA_DIR");
     const k8sDataDir = podSpecOf(loadK8s().get("deployment.yaml")!).containers[0].env
       .find((e: Obj) => e.name === "DATA_DIR")?.value;
-    assert.equal(k8sDataDir, env.DATA_DIR, "image and k8s agree on DATA_DIR");
+    assertStrictEquals(k8sDataDir, env.DATA_DIR, "image and k8s agree on DATA_DIR");
     const expose = ins.find((i) => i.op === "EXPOSE");
-    assert.equal(Number(expose?.args.split("/")[0]), Number(env.PORT ?? 8080));
+    assertStrictEquals(Number(expose?.args.split("/")[0]), Number(env.PORT ?? 8080));
     const cmd = ins.filter((i) => i.op === "CMD").at(-1);
-    assert.ok(cmd);
-    assert.equal(modeOf(JSON.parse(cmd.args)).mode, "start");
-    assert.ok(!ins.some((i) => i.op === "ENTRYPOINT"), "keep the base image's tini entrypoint");
+    assert(cmd);
+    assertStrictEquals(modeOf(JSON.parse(cmd.args)).mode, "start");
+    assert(!ins.some((i) => i.op === "ENTRYPOINT"), "keep the base image's tini entrypoint");
   });
 
   await t.step("same V8 flags as the tasks; jemalloc preloaded from a path a RUN created", () => {
-    assert.equal(env.DENO_V8_FLAGS, TASK_V8_FLAGS);
-    assert.ok(env.LD_PRELOAD, "LD_PRELOAD");
+    assertStrictEquals(env.DENO_V8_FLAGS, TASK_V8_FLAGS);
+    assert(env.LD_PRELOAD, "LD_PRELOAD");
     const envAt = idx((i) => i.op === "ENV" && /\bLD_PRELOAD=/.test(i.args));
     const runAt = idx((i) =>
       i.op === "RUN" && /\blibjemalloc2\b/.test(i.args) && i.args.includes(env.LD_PRELOAD)
     );
-    assert.ok(runAt >= 0 && runAt < envAt, "libjemalloc2 installed and linked before LD_PRELOAD");
+    assert(runAt >= 0 && runAt < envAt, "libjemalloc2 installed and linked before LD_PRELOAD");
   });
 
   await t.step("dockerignore", () => {
     const ignore = read(new URL("Dockerfile.dockerignore", DEPLOY));
-    assert.equal(read(new URL("dockerignore", DEPLOY)), ignore);
+    assertStrictEquals(read(new URL("dockerignore", DEPLOY)), ignore);
     const lines = ignore.split("\n").map((l) => l.trim());
     for (const p of [".git", ".env", "data", "node_modules"]) {
-      assert.ok(lines.includes(p), `${p} excluded from the build context`);
+      assert(lines.includes(p), `${p} excluded from the build context`);
     }
     for (const p of ["deno.json", "deno.lock", "main.ts", "lib"]) {
-      assert.ok(!lines.includes(p), `${p} must stay in the build context`);
+      assert(!lines.includes(p), `${p} must stay in the build context`);
     }
   });
 });
@@ -650,7 +665,7 @@ function seconds(v: string): number {
   let total = 0;
   for (const [, n, u] of v.matchAll(/(\d+(?:\.\d+)?)\s*([a-z]*)/g)) {
     const mult: Record<string, number> = { "": 1, s: 1, sec: 1, min: 60, m: 60, h: 3600, hr: 3600 };
-    assert.ok(u in mult, `unit ${u}`);
+    assert(u in mult, `unit ${u}`);
     total += Number(n) * mult[u];
   }
   return total;
@@ -658,17 +673,17 @@ function seconds(v: string): number {
 
 Deno.test("unit parser", () => {
   const u = parseUnit("# c\n[A]\nK=1\nK=2\n; c\nL=a \\\n  b\n[B]\nK=\n");
-  assert.deepEqual(u.get("A")?.get("K"), ["1", "2"]);
-  assert.deepEqual(u.get("A")?.get("L"), ["a b"]);
-  assert.deepEqual(u.get("B")?.get("K"), [""]);
-  assert.throws(() => parseUnit("K=1\n"));
-  assert.deepEqual(words(`a 'b c' "d"`), ["a", "b c", "d"]);
-  assert.equal(seconds("1min 30s"), 90);
+  assertEquals(u.get("A")?.get("K"), ["1", "2"]);
+  assertEquals(u.get("A")?.get("L"), ["a b"]);
+  assertEquals(u.get("B")?.get("K"), [""]);
+  assertThrows(() => parseUnit("K=1\n"));
+  assertEquals(words(`a 'b c' "d"`), ["a", "b c", "d"]);
+  assertStrictEquals(seconds("1min 30s"), 90);
 });
 
 Deno.test("systemd units", async (t) => {
   const names = [...Deno.readDirSync(SYSTEMD)].map((e) => e.name).sort();
-  assert.deepEqual(names, [
+  assertEquals(names, [
     "backfill-catchup-trigger.service",
     "backfill-catchup.service",
     "backfill-catchup.timer",
@@ -699,44 +714,44 @@ Deno.test("systemd units", async (t) => {
 
   for (const [name, wantMode, flags, type] of services) {
     await t.step(name, () => {
-      assert.equal(last(name, "Service", "Type"), type);
+      assertStrictEquals(last(name, "Service", "Type"), type);
       const exec = get(name, "Service", "ExecStart");
-      assert.equal(exec.length, 1, "one ExecStart");
+      assertStrictEquals(exec.length, 1, "one ExecStart");
       const argv = words(exec[0]);
-      assert.ok(argv[0].startsWith("/") && argv[0].endsWith("/deno"), "absolute deno path");
+      assert(argv[0].startsWith("/") && argv[0].endsWith("/deno"), "absolute deno path");
       const { mode, rest } = modeOf(argv);
-      assert.equal(mode, wantMode);
-      for (const f of flags) assert.ok(rest.includes(f), `${f} missing`);
-      if (flags.length === 0) assert.ok(!rest.includes("--catch-up"));
+      assertStrictEquals(mode, wantMode);
+      for (const f of flags) assert(rest.includes(f), `${f} missing`);
+      if (flags.length === 0) assert(!rest.includes("--catch-up"));
 
       const wd = last(name, "Service", "WorkingDirectory");
-      assert.ok(wd?.startsWith("/"), "WorkingDirectory absolute");
+      assert(wd?.startsWith("/"), "WorkingDirectory absolute");
       const env = envOfUnit(name);
       const state = last(name, "Service", "StateDirectory");
       if (indexUnits.includes(name)) {
-        assert.equal(env.DENO_V8_FLAGS, TASK_V8_FLAGS, "same V8 flags as the tasks");
-        assert.match(env.LD_PRELOAD ?? "", /\/libjemalloc\.so\.2$/, "jemalloc preloaded");
-        assert.ok(state, "StateDirectory");
-        assert.equal(env.DATA_DIR, `/var/lib/${state}`, "DATA_DIR = StateDirectory");
+        assertStrictEquals(env.DENO_V8_FLAGS, TASK_V8_FLAGS, "same V8 flags as the tasks");
+        assertMatch(env.LD_PRELOAD ?? "", /\/libjemalloc\.so\.2$/, "jemalloc preloaded");
+        assert(state, "StateDirectory");
+        assertStrictEquals(env.DATA_DIR, `/var/lib/${state}`, "DATA_DIR = StateDirectory");
       } else {
-        assert.ok(!state && !("DATA_DIR" in env), "no index: no StateDirectory, no DATA_DIR");
+        assert(!state && !("DATA_DIR" in env), "no index: no StateDirectory, no DATA_DIR");
       }
-      assert.ok(!("RELAY_ADMIN_PASSWORD" in env), "admin token only in /etc/backfill/env");
+      assert(!("RELAY_ADMIN_PASSWORD" in env), "admin token only in /etc/backfill/env");
       const cache = last(name, "Service", "CacheDirectory");
-      assert.ok(cache && env.DENO_DIR?.startsWith(`/var/cache/${cache}`), "DENO_DIR in cache dir");
-      assert.ok(get(name, "Service", "EnvironmentFile").includes("-/etc/backfill/env"));
+      assert(cache && env.DENO_DIR?.startsWith(`/var/cache/${cache}`), "DENO_DIR in cache dir");
+      assert(get(name, "Service", "EnvironmentFile").includes("-/etc/backfill/env"));
 
-      const yes = (k: string) => assert.equal(last(name, "Service", k), "yes", k);
-      assert.equal(last(name, "Service", "ProtectSystem"), "strict");
-      assert.ok(["yes", "read-only", "tmpfs"].includes(last(name, "Service", "ProtectHome")!));
+      const yes = (k: string) => assertStrictEquals(last(name, "Service", k), "yes", k);
+      assertStrictEquals(last(name, "Service", "ProtectSystem"), "strict");
+      assert(["yes", "read-only", "tmpfs"].includes(last(name, "Service", "ProtectHome")!));
       yes("PrivateTmp");
       yes("NoNewPrivileges");
       const families = words(get(name, "Service", "RestrictAddressFamilies").join(" "));
-      assert.deepEqual(families.sort(), ["AF_INET", "AF_INET6", "AF_UNIX"]);
-      assert.notEqual(last(name, "Service", "MemoryDenyWriteExecute"), "yes", "V8 JIT");
-      assert.equal(last(name, "Service", "KillSignal") ?? "SIGTERM", "SIGTERM");
-      assert.ok(seconds(last(name, "Service", "TimeoutStopSec") ?? "0") >= 15, "TimeoutStopSec");
-      assert.ok(
+      assertEquals(families.sort(), ["AF_INET", "AF_INET6", "AF_UNIX"]);
+      assertNotStrictEquals(last(name, "Service", "MemoryDenyWriteExecute"), "yes", "V8 JIT");
+      assertStrictEquals(last(name, "Service", "KillSignal") ?? "SIGTERM", "SIGTERM");
+      assert(seconds(last(name, "Service", "TimeoutStopSec") ?? "0") >= 15, "TimeoutStopSec");
+      assert(
         last(name, "Service", "DynamicUser") === "yes" || last(name, "Service", "User"),
         "unprivileged user",
       );
@@ -747,64 +762,68 @@ Deno.test("systemd units", async (t) => {
     for (const key of ["User", "StateDirectory", "CacheDirectory", "WorkingDirectory"]) {
       const units = key === "StateDirectory" ? indexUnits : services.map(([n]) => n);
       const values = new Set(units.map((n) => last(n, "Service", key)));
-      assert.equal(values.size, 1, `${key} differs between units`);
+      assertStrictEquals(values.size, 1, `${key} differs between units`);
     }
   });
 
   await t.step("server unit", () => {
-    assert.equal(last("backfill.service", "Service", "Restart"), "on-failure");
-    assert.ok(get("backfill.service", "Install", "WantedBy").includes("multi-user.target"));
+    assertStrictEquals(last("backfill.service", "Service", "Restart"), "on-failure");
+    assert(get("backfill.service", "Install", "WantedBy").includes("multi-user.target"));
   });
 
   await t.step("no two units on one DATA_DIR", () => {
     const conflicts = (u: string) => words(get(u, "Unit", "Conflicts").join(" "));
-    assert.ok(
+    assert(
       conflicts("backfill-oneshot.service").includes("backfill.service") ||
         conflicts("backfill.service").includes("backfill-oneshot.service"),
       "oneshot and server conflict",
     );
     // Conflicts= is symmetric: the timer-driven unit must not be able to stop the server.
     for (const u of ["backfill-catchup.service", TRIGGER]) {
-      assert.ok(!conflicts(u).includes("backfill.service"), `${u} conflicts with the server`);
-      assert.ok(!conflicts("backfill.service").includes(u), `server conflicts with ${u}`);
+      assert(!conflicts(u).includes("backfill.service"), `${u} conflicts with the server`);
+      assert(!conflicts("backfill.service").includes(u), `server conflicts with ${u}`);
     }
     const cond = get("backfill-catchup.service", "Service", "ExecCondition").join(" ");
-    assert.match(cond, /\bbackfill\.service\b/);
-    assert.match(cond, /\bbackfill-oneshot\.service\b/);
-    assert.match(cond, /activating/, "a running oneshot is 'activating'");
+    assertMatch(cond, /\bbackfill\.service\b/);
+    assertMatch(cond, /\bbackfill-oneshot\.service\b/);
+    assertMatch(cond, /activating/, "a running oneshot is 'activating'");
   });
 
   await t.step("catch-up on a server host goes through the server's admin API", () => {
     // The timer's unit pulls the trigger in; the trigger runs only while the server is up.
     const wants = words(get("backfill-catchup.service", "Unit", "Wants").join(" "));
-    assert.ok(wants.includes(TRIGGER), "backfill-catchup.service Wants= the trigger");
+    assert(wants.includes(TRIGGER), "backfill-catchup.service Wants= the trigger");
     const cond = get(TRIGGER, "Service", "ExecCondition");
-    assert.equal(cond.length, 1, "one ExecCondition");
-    assert.match(
+    assertStrictEquals(cond.length, 1, "one ExecCondition");
+    assertMatch(
       cond[0],
       /\bis-active\b.*\bbackfill\.service\b/,
       "skipped unless the server is up",
     );
     const argv = words(get(TRIGGER, "Service", "ExecStart")[0]);
-    for (const p of ["--allow-net", "--allow-env"]) assert.ok(argv.includes(p), `${p} missing`);
+    for (const p of ["--allow-net", "--allow-env"]) assert(argv.includes(p), `${p} missing`);
     for (const p of ["-A", "--allow-all", "--allow-write", "--allow-ffi", "--allow-run"]) {
-      assert.ok(!argv.includes(p), `${p}: the CLI needs only net and env`);
+      assert(!argv.includes(p), `${p}: the CLI needs only net and env`);
     }
-    assert.ok(argv.includes("--frozen"), "deno.lock is read-only to the service");
+    assert(argv.includes("--frozen"), "deno.lock is read-only to the service");
     // Restarts must stay bounded: a 409 (a run in progress) would otherwise retry forever.
     if (last(TRIGGER, "Service", "Restart") === "on-failure") {
-      assert.ok(Number(last(TRIGGER, "Unit", "StartLimitBurst")) > 0, "StartLimitBurst");
-      assert.ok(seconds(last(TRIGGER, "Unit", "StartLimitIntervalSec") ?? "0") > 0);
+      assert(Number(last(TRIGGER, "Unit", "StartLimitBurst")) > 0, "StartLimitBurst");
+      assert(seconds(last(TRIGGER, "Unit", "StartLimitIntervalSec") ?? "0") > 0);
     }
 
     // RELAY_URL points at the server unit's listener.
     const server = envOfUnit("backfill.service");
     const relay = new URL(envOfUnit(TRIGGER).RELAY_URL ?? `http://localhost:${server.PORT}`);
-    assert.equal(relay.protocol, "http:");
-    assert.equal(Number(relay.port || 80), Number(server.PORT ?? 8080), "RELAY_URL port = PORT");
+    assertStrictEquals(relay.protocol, "http:");
+    assertStrictEquals(
+      Number(relay.port || 80),
+      Number(server.PORT ?? 8080),
+      "RELAY_URL port = PORT",
+    );
     const host = server.HOST ?? "0.0.0.0";
     const loopback = ["127.0.0.1", "localhost", "[::1]"];
-    assert.ok(
+    assert(
       ["0.0.0.0", "::"].includes(host)
         ? loopback.includes(relay.hostname)
         : relay.hostname === host,
@@ -812,19 +831,19 @@ Deno.test("systemd units", async (t) => {
     );
     for (const u of ["backfill-catchup.service", TRIGGER]) {
       const after = words(get(u, "Unit", "After").join(" "));
-      assert.ok(after.includes("backfill.service"), `${u}: decide after the server's start job`);
+      assert(after.includes("backfill.service"), `${u}: decide after the server's start job`);
     }
   });
 
   await t.step("catch-up timer", () => {
     const timer = "backfill-catchup.timer";
-    assert.ok(last(timer, "Timer", "OnCalendar"), "OnCalendar");
-    assert.equal(last(timer, "Timer", "Persistent"), "true");
-    assert.ok(seconds(last(timer, "Timer", "RandomizedDelaySec") ?? "0") > 0);
+    assert(last(timer, "Timer", "OnCalendar"), "OnCalendar");
+    assertStrictEquals(last(timer, "Timer", "Persistent"), "true");
+    assert(seconds(last(timer, "Timer", "RandomizedDelaySec") ?? "0") > 0);
     const target = last(timer, "Timer", "Unit");
-    assert.equal(target, "backfill-catchup.service");
-    assert.ok(units.has(target!));
-    assert.ok(get(timer, "Install", "WantedBy").includes("timers.target"));
+    assertStrictEquals(target, "backfill-catchup.service");
+    assert(units.has(target!));
+    assert(get(timer, "Install", "WantedBy").includes("timers.target"));
   });
 
   // Reported as ignored, not passed, where systemd-analyze is not installed.
@@ -851,13 +870,13 @@ Deno.test("systemd units", async (t) => {
       };
       const texts = Object.fromEntries(names.map((n) => [n, read(new URL(n, SYSTEMD))]));
       const ok = await verify(texts);
-      assert.equal(ok.code, 0, ok.stderr);
-      assert.equal(ok.stderr.trim(), "", "systemd-analyze warnings");
+      assertStrictEquals(ok.code, 0, ok.stderr);
+      assertStrictEquals(ok.stderr.trim(), "", "systemd-analyze warnings");
       const broken = await verify({
         ...texts,
         "backfill.service": texts["backfill.service"].replace("Type=simple", "Type=bogus"),
       });
-      assert.ok(broken.code !== 0 || broken.stderr.trim() !== "", "verify catches a bad unit");
+      assert(broken.code !== 0 || broken.stderr.trim() !== "", "verify catches a bad unit");
     },
   });
 });

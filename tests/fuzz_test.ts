@@ -13,7 +13,7 @@ import { SourceClient } from "../lib/source/client.ts";
 import { parseSource, type Source } from "../lib/source/source.ts";
 import { isDid, isNsid } from "../lib/util/syntax.ts";
 import { freePort } from "./_child.ts";
-import { TEST_DATABASE_URL, testDb, testIndex } from "./_helpers.ts";
+import { TEST_DATABASE_URL, testDb, testIndex, until } from "./_helpers.ts";
 
 const RUNS = Number(Deno.env.get("FUZZ_RUNS") ?? 2000);
 const SEED = Deno.env.get("FUZZ_SEED") ? Number(Deno.env.get("FUZZ_SEED")) : undefined;
@@ -479,7 +479,7 @@ Deno.test("fuzz HTTP routes: random methods, paths, queries and Authorization ne
           started++;
           if (!r.settle) await backfiller.stop();
           else {
-            while (backfiller.running) await new Promise((r) => setTimeout(r, 1));
+            await until(() => !backfiller.running, { what: "the started run to end", everyMs: 1 });
           }
         }
         assert(res.status !== 500, `500 for ${r.method} ${req.url}: ${body}`);

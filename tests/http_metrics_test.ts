@@ -1,5 +1,5 @@
 /** Tests for lib/http/metrics.ts: the rendered text parses as Prometheus exposition format 0.0.4. */
-import { deepStrictEqual as assertEquals, ok as assert } from "node:assert/strict";
+import { assert, assertEquals } from "./_assert.ts";
 import { Counter, Gauge, Histogram, LIVE_FIGURES, Metrics } from "../lib/http/metrics.ts";
 
 const NAME = "[a-zA-Z_:][a-zA-Z0-9_:]*";

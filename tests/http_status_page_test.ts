@@ -4,7 +4,6 @@ import { formatCount, formatPercent, formatRate } from "../lib/status/format.js"
 import { createApp } from "../lib/http/app.ts";
 import { silentLogger } from "../lib/util/log.ts";
 import { makeWorld } from "../lib/sim/world.ts";
-import { startSimRelay } from "../lib/sim/relay.ts";
 import { parseSource } from "../lib/source/source.ts";
 import {
   inlineModule,
@@ -12,7 +11,7 @@ import {
   statusPageRoutes,
   TOKEN_STORAGE_KEY,
 } from "../lib/http/status_page.ts";
-import { testBackfiller, testDb, testIndex } from "./_helpers.ts";
+import { backfillFixture, until } from "./_helpers.ts";
 
 const PASSWORD = "page-s3cret-token";
 const CHROMIUM = Deno.env.get("CHROMIUM_PATH") ?? "/usr/bin/chromium";
@@ -29,54 +28,38 @@ async function fixture(opts: {
 } = {}) {
   const world = makeWorld({ seed: 47, largeSizes: [2500, 700] });
   const bySize = [...world.collections()].sort((a, b) => world.size(b) - world.size(a));
-  const relay = await startSimRelay({
-    world,
-    latencyMs: opts.latencyMs,
-    malformed: opts.malformedCollection === undefined
-      ? undefined
-      : { [bySize[opts.malformedCollection]]: "non-object-entries" },
-  });
-  const db = await testDb("page");
-  const idx = await testIndex();
-  const backfiller = testBackfiller({
-    index: idx.index,
-    db,
-    listUrl: `${relay.url}/llms.txt`,
-    pageLimit: opts.pageLimit,
+  const base = await backfillFixture({
+    label: "page",
+    relay: {
+      world,
+      latencyMs: opts.latencyMs,
+      malformed: opts.malformedCollection === undefined
+        ? undefined
+        : { [bySize[opts.malformedCollection]]: "non-object-entries" },
+    },
+    backfiller: { pageLimit: opts.pageLimit },
   });
   const adminPassword = "password" in opts ? opts.password : PASSWORD;
   const shutdown = new AbortController();
+  base.defer(() => shutdown.abort());
   const app = createApp({
-    backfiller,
-    index: idx.index,
-    progress: db.progress,
+    backfiller: base.backfiller,
+    index: base.index,
+    progress: base.db.progress,
     adminPassword,
-    defaultSource: parseSource(relay.url),
+    defaultSource: base.source,
     log: silentLogger,
     now: opts.now,
     extend: statusPageRoutes({
-      backfiller,
-      progress: db.progress,
+      backfiller: base.backfiller,
+      progress: base.db.progress,
       adminPassword,
       intervalMs: opts.intervalMs ?? 20,
       now: opts.now,
       signal: shutdown.signal,
     }),
   });
-  return {
-    relay,
-    backfiller,
-    app,
-    shutdown,
-    auth: { authorization: `Bearer ${PASSWORD}` },
-    async close() {
-      shutdown.abort();
-      await backfiller.stop();
-      await relay.close();
-      await idx.cleanup();
-      await db.drop();
-    },
-  };
+  return { ...base, app, shutdown, auth: { authorization: `Bearer ${PASSWORD}` } };
 }
 
 /** SSE frames from a response body, split on blank lines. */
@@ -111,81 +94,60 @@ function parseFrame(frame: string): { event?: string; data: string; comment?: st
   return out;
 }
 
-/** Polls `cond` every 25 ms until it holds; throws naming `what` after `ms`. */
-async function until(cond: () => Promise<unknown>, what: string, ms = 10_000): Promise<void> {
-  const deadline = Date.now() + ms;
-  while (!(await cond())) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for: ${what}`);
-    await new Promise((r) => setTimeout(r, 25));
-  }
-}
-
 async function sha256(text: string): Promise<string> {
   const d = await crypto.subtle.digest("SHA-256", new TextEncoder().encode(text));
   return btoa(String.fromCharCode(...new Uint8Array(d)));
 }
 
 Deno.test("status page: public HTML with a strict, hash-based CSP, no data and no token", async () => {
-  const f = await fixture({ password: undefined });
-  try {
-    const res = await f.app.request("/");
-    assertEquals(res.status, 200);
-    assert(res.headers.get("content-type")?.startsWith("text/html"));
-    const csp = res.headers.get("content-security-policy") ?? "";
-    const html = await res.text();
-    const directives = new Map(
-      csp.split(";").map((d) => d.trim().split(/\s+/)).map(([k, ...v]) => [k, v]),
-    );
-    assertEquals(directives.get("default-src"), ["'self'"]);
-    assertEquals(directives.get("connect-src"), ["'self'"]);
-    assertEquals(directives.get("frame-ancestors"), ["'none'"]);
-    assert(!csp.includes("unsafe-inline") && !csp.includes("unsafe-eval"), csp);
-    const script = /<script>([\s\S]*?)<\/script>/.exec(html)?.[1] ?? "";
-    const style = /<style>([\s\S]*?)<\/style>/.exec(html)?.[1] ?? "";
-    assert(script.length > 1000 && style.length > 100);
-    assertEquals(directives.get("script-src"), [`'sha256-${await sha256(script)}'`]);
-    assertEquals(directives.get("style-src"), [`'sha256-${await sha256(style)}'`]);
-    assertEquals(html.match(/<script/g)?.length, 1, "one inline script, nothing loaded");
-    assert(!/\b(src|href)\s*=\s*["']?(https?:)?\/\//i.test(html), "no external assets");
-    assert(!html.includes("innerHTML"), "server data goes through textContent");
-    for (const id of ["total", "completed", "in_progress", "failed", "total_imported", "running"]) {
-      assert(html.includes(`data-testid="${id}"`), id);
-    }
-    assert(html.includes(TOKEN_STORAGE_KEY));
-    assertEquals(res.headers.get("x-content-type-options"), "nosniff");
-    assertEquals(res.headers.get("referrer-policy"), "no-referrer");
-  } finally {
-    await f.close();
+  await using f = await fixture({ password: undefined });
+  const res = await f.app.request("/");
+  assertEquals(res.status, 200);
+  assert(res.headers.get("content-type")?.startsWith("text/html"));
+  const csp = res.headers.get("content-security-policy") ?? "";
+  const html = await res.text();
+  const directives = new Map(
+    csp.split(";").map((d) => d.trim().split(/\s+/)).map(([k, ...v]) => [k, v]),
+  );
+  assertEquals(directives.get("default-src"), ["'self'"]);
+  assertEquals(directives.get("connect-src"), ["'self'"]);
+  assertEquals(directives.get("frame-ancestors"), ["'none'"]);
+  assert(!csp.includes("unsafe-inline") && !csp.includes("unsafe-eval"), csp);
+  const script = /<script>([\s\S]*?)<\/script>/.exec(html)?.[1] ?? "";
+  const style = /<style>([\s\S]*?)<\/style>/.exec(html)?.[1] ?? "";
+  assert(script.length > 1000 && style.length > 100);
+  assertEquals(directives.get("script-src"), [`'sha256-${await sha256(script)}'`]);
+  assertEquals(directives.get("style-src"), [`'sha256-${await sha256(style)}'`]);
+  assertEquals(html.match(/<script/g)?.length, 1, "one inline script, nothing loaded");
+  assert(!/\b(src|href)\s*=\s*["']?(https?:)?\/\//i.test(html), "no external assets");
+  assert(!html.includes("innerHTML"), "server data goes through textContent");
+  for (const id of ["total", "completed", "in_progress", "failed", "total_imported", "running"]) {
+    assert(html.includes(`data-testid="${id}"`), id);
   }
-  const withPassword = await fixture();
-  try {
-    const res = await withPassword.app.request("/");
-    assertEquals(res.status, 200, "the page itself needs no token");
-    assert(!(await res.text()).includes(PASSWORD));
-  } finally {
-    await withPassword.close();
-  }
+  assert(html.includes(TOKEN_STORAGE_KEY));
+  assertEquals(res.headers.get("x-content-type-options"), "nosniff");
+  assertEquals(res.headers.get("referrer-policy"), "no-referrer");
+  await using withPassword = await fixture();
+  const page = await withPassword.app.request("/");
+  assertEquals(page.status, 200, "the page itself needs no token");
+  assert(!(await page.text()).includes(PASSWORD));
 });
 
 Deno.test("status page: the script carries the shared modules, not copies of their rules", async () => {
-  const f = await fixture({ password: undefined });
-  try {
-    const html = await (await f.app.request("/")).text();
-    const script = /<script>([\s\S]*?)<\/script>/.exec(html)?.[1] ?? "";
-    for (
-      const path of ["../lib/status/format.js", "../lib/status/state.js", "../lib/util/async.js"]
-    ) {
-      const url = new URL(path, import.meta.url);
-      const body = (await Deno.readTextFile(url)).replace(/^export /gm, "");
-      assert(script.includes(body), `${path} is in the page as it is on disk`);
-    }
-    // Nothing in the page's own file redefines what the shared modules define.
-    const own = await Deno.readTextFile(new URL("../lib/http/page/status.js", import.meta.url));
-    for (const name of ["formatCount", "formatRate", "formatDuration", "formatPercent", "retry"]) {
-      assert(!new RegExp(`function ${name}\\b`).test(own), `the page defines ${name} again`);
-    }
-  } finally {
-    await f.close();
+  await using f = await fixture({ password: undefined });
+  const html = await (await f.app.request("/")).text();
+  const script = /<script>([\s\S]*?)<\/script>/.exec(html)?.[1] ?? "";
+  for (
+    const path of ["../lib/status/format.js", "../lib/status/state.js", "../lib/util/async.js"]
+  ) {
+    const url = new URL(path, import.meta.url);
+    const body = (await Deno.readTextFile(url)).replace(/^export /gm, "");
+    assert(script.includes(body), `${path} is in the page as it is on disk`);
+  }
+  // Nothing in the page's own file redefines what the shared modules define.
+  const own = await Deno.readTextFile(new URL("../lib/http/page/status.js", import.meta.url));
+  for (const name of ["formatCount", "formatRate", "formatDuration", "formatPercent", "retry"]) {
+    assert(!new RegExp(`function ${name}\\b`).test(own), `the page defines ${name} again`);
   }
 });
 
@@ -199,88 +161,72 @@ Deno.test("inlineModule: the inlined module declares the same functions", () => 
 });
 
 Deno.test("status events: 403 without a configured password, 401 for a missing or wrong token", async () => {
-  const unset = await fixture({ password: undefined });
-  try {
-    const res = await unset.app.request(STATUS_EVENTS_PATH, { headers: unset.auth });
-    assertEquals(res.status, 403);
-    assertEquals(await res.json(), { error: "admin endpoint not configured" });
-  } finally {
-    await unset.close();
+  await using unset = await fixture({ password: undefined });
+  const res = await unset.app.request(STATUS_EVENTS_PATH, { headers: unset.auth });
+  assertEquals(res.status, 403);
+  assertEquals(await res.json(), { error: "admin endpoint not configured" });
+  await using f = await fixture();
+  for (
+    const headers of [
+      {},
+      { authorization: "Bearer nope" },
+      { authorization: `Bearer ${PASSWORD}x` },
+      { authorization: `Basic ${btoa(`admin:${PASSWORD}`)}` },
+    ] as Record<string, string>[]
+  ) {
+    const res = await f.app.request(STATUS_EVENTS_PATH, { headers });
+    assertEquals(res.status, 401, JSON.stringify(headers));
+    assertEquals(res.headers.get("www-authenticate"), 'Bearer realm="backfill admin"');
+    assertEquals((await res.json()).error, "AuthRequired");
   }
-  const f = await fixture();
-  try {
-    for (
-      const headers of [
-        {},
-        { authorization: "Bearer nope" },
-        { authorization: `Bearer ${PASSWORD}x` },
-        { authorization: `Basic ${btoa(`admin:${PASSWORD}`)}` },
-      ] as Record<string, string>[]
-    ) {
-      const res = await f.app.request(STATUS_EVENTS_PATH, { headers });
-      assertEquals(res.status, 401, JSON.stringify(headers));
-      assertEquals(res.headers.get("www-authenticate"), 'Bearer realm="backfill admin"');
-      assertEquals((await res.json()).error, "AuthRequired");
-    }
-    const q = await f.app.request(`${STATUS_EVENTS_PATH}?token=${PASSWORD}`);
-    assertEquals(q.status, 401, "a token in the URL is not accepted");
-    await q.body?.cancel();
-  } finally {
-    await f.close();
-  }
+  const q = await f.app.request(`${STATUS_EVENTS_PATH}?token=${PASSWORD}`);
+  assertEquals(q.status, 401, "a token in the URL is not accepted");
+  await q.body?.cancel();
 });
 
 Deno.test("status events: first frame is the status document, then keepalives while nothing changes", async () => {
   const fixed = Date.parse("2025-06-01T12:00:00Z");
-  const f = await fixture({ now: () => fixed, intervalMs: 20 });
-  try {
-    await (await f.backfiller.start({ source: parseSource(f.relay.url) })).done;
-    const json = await (await f.app.request(STATUS_PATH, { headers: f.auth })).json();
-    assertEquals(json.total, f.relay.world.collections().length);
+  await using f = await fixture({ now: () => fixed, intervalMs: 20 });
+  await (await f.backfiller.start({ source: parseSource(f.relay.url) })).done;
+  const json = await (await f.app.request(STATUS_PATH, { headers: f.auth })).json();
+  assertEquals(json.total, f.relay.world.collections().length);
 
-    const res = await f.app.request(STATUS_EVENTS_PATH, { headers: f.auth });
-    assertEquals(res.status, 200);
-    assertEquals(res.headers.get("content-type"), "text/event-stream");
-    const frames = sseFrames(res.body!);
-    const first = parseFrame((await frames.next()).value!);
-    assertEquals(first.event, "status");
-    assertEquals(JSON.parse(first.data), json);
-    const second = parseFrame((await frames.next()).value!);
-    assertEquals(second.comment, "keepalive", "an unchanged document is not resent");
-    await frames.return(undefined); // cancels the body, as a closing tab does
-  } finally {
-    await f.close();
-  }
+  const res = await f.app.request(STATUS_EVENTS_PATH, { headers: f.auth });
+  assertEquals(res.status, 200);
+  assertEquals(res.headers.get("content-type"), "text/event-stream");
+  const frames = sseFrames(res.body!);
+  const first = parseFrame((await frames.next()).value!);
+  assertEquals(first.event, "status");
+  assertEquals(JSON.parse(first.data), json);
+  const second = parseFrame((await frames.next()).value!);
+  assertEquals(second.comment, "keepalive", "an unchanged document is not resent");
+  await frames.return(undefined); // cancels the body, as a closing tab does
 });
 
 Deno.test("status events: a new document every interval while a run progresses", async () => {
-  const f = await fixture({ latencyMs: 30, intervalMs: 50 });
-  try {
-    const res = await f.app.request(STATUS_EVENTS_PATH, { headers: f.auth });
-    const frames = sseFrames(res.body!);
-    const idle = JSON.parse(parseFrame((await frames.next()).value!).data);
-    assertEquals(idle.running, false);
-    assertEquals(idle.total, 0);
-    const started = await f.backfiller.start({ source: parseSource(f.relay.url) });
-    const seen: number[] = [];
-    for await (const frame of frames) {
-      const { event, data } = parseFrame(frame);
-      if (event !== "status") continue;
-      const doc = JSON.parse(data);
-      if (doc.running) seen.push(doc.total_imported);
-      if (new Set(seen).size >= 3) break;
-    }
-    assert(seen.every((n, i) => i === 0 || n >= seen[i - 1]), `monotonic: ${seen}`);
-    await frames.return(undefined);
-    await f.backfiller.stop();
-    await started.done;
-  } finally {
-    await f.close();
+  await using f = await fixture({ latencyMs: 30, intervalMs: 50 });
+  const res = await f.app.request(STATUS_EVENTS_PATH, { headers: f.auth });
+  const frames = sseFrames(res.body!);
+  const idle = JSON.parse(parseFrame((await frames.next()).value!).data);
+  assertEquals(idle.running, false);
+  assertEquals(idle.total, 0);
+  const started = await f.backfiller.start({ source: parseSource(f.relay.url) });
+  const seen: number[] = [];
+  for await (const frame of frames) {
+    const { event, data } = parseFrame(frame);
+    if (event !== "status") continue;
+    const doc = JSON.parse(data);
+    if (doc.running) seen.push(doc.total_imported);
+    if (new Set(seen).size >= 3) break;
   }
+  assert(seen.every((n, i) => i === 0 || n >= seen[i - 1]), `monotonic: ${seen}`);
+  await frames.return(undefined);
+  await f.backfiller.stop();
+  await started.done;
 });
 
 Deno.test("status events: the shutdown signal ends open streams, so a graceful shutdown completes", async () => {
-  const f = await fixture({ intervalMs: 30 });
+  await using f = await fixture({ intervalMs: 30 });
   // No `signal` here: Deno.serve would cut connections itself; shutdown() waits for responses.
   const server = Deno.serve({ port: 0, hostname: "127.0.0.1", onListen() {} }, f.app.fetch);
   try {
@@ -301,7 +247,6 @@ Deno.test("status events: the shutdown signal ends open streams, so a graceful s
   } finally {
     f.shutdown.abort();
     await server.shutdown();
-    await f.close();
   }
 });
 
@@ -316,7 +261,7 @@ Deno.test({
       );
     }
     // 50 DIDs a page and 60 ms a request: the largest collection takes about 3 s.
-    const f = await fixture({ latencyMs: 60, intervalMs: 150, pageLimit: 50 });
+    await using f = await fixture({ latencyMs: 60, intervalMs: 150, pageLimit: 50 });
     const server = Deno.serve(
       { port: 0, hostname: "127.0.0.1", signal: f.shutdown.signal, onListen() {} },
       f.app.fetch,
@@ -366,7 +311,10 @@ Deno.test({
       // A wrong token is refused and forgotten.
       await page.fill("#token", "wrong-token");
       await page.click('button[type="submit"]');
-      await until(async () => (await text("login-msg"))?.includes("did not accept"), "refused");
+      await until(async () => (await text("login-msg"))?.includes("did not accept"), {
+        what: "refused",
+        everyMs: 25,
+      });
       assertEquals(await storedToken(), null);
 
       // The right token connects; the idle server shows an empty index.
@@ -375,7 +323,7 @@ Deno.test({
       await page.waitForSelector("#main", { state: "visible" });
       await until(
         async () => (await text("conn")) === "live" && (await value("total")) === "0",
-        "live",
+        { what: "live", everyMs: 25 },
       );
       assertEquals(await value("running"), "false");
       assertEquals(await storedToken(), PASSWORD);
@@ -387,20 +335,27 @@ Deno.test({
       await until(
         async () =>
           (await value("running")) === "true" && Number(await value("total_imported")) > 0,
-        "the page shows the run",
+        { what: "the page shows the run", everyMs: 25 },
       );
       const first = Number(await value("total_imported"));
-      await until(async () => Number(await value("total_imported")) > first, "imported grows");
+      await until(async () => Number(await value("total_imported")) > first, {
+        what: "imported grows",
+        everyMs: 25,
+      });
       const second = Number(await value("total_imported"));
       const during = await adminJson();
       assertEquals(during.running, true, "the run was still going while the page updated");
       assert(second <= during.total_imported, "the page never runs ahead of the server");
       await page.waitForSelector('[data-testid="top"] tr.active', { timeout: 5000 });
-      await until(async () => Number(await value("rate")) > 0, "a rate");
+      await until(async () => Number(await value("rate")) > 0, { what: "a rate", everyMs: 25 });
       assertEquals(await text("rate"), `${formatRate(Number(await value("rate")))} DIDs/s`);
 
       // After the run: every number on the page equals the JSON.
-      while (f.backfiller.running) await new Promise((r) => setTimeout(r, 50));
+      await until(() => !f.backfiller.running, {
+        timeoutMs: 120_000,
+        what: "the run to end",
+        everyMs: 50,
+      });
       const json = await adminJson();
       assertEquals(json.running, false);
       assertEquals(json.completed, json.total);
@@ -416,7 +371,7 @@ Deno.test({
       };
       await until(
         async () => JSON.stringify(await shown()) === JSON.stringify(expectedShown),
-        "the page catches up with the finished run",
+        { what: "the page catches up with the finished run", everyMs: 25 },
       ).catch(() => {}); // the assertion below reports the difference
       assertEquals(await shown(), expectedShown);
       assertEquals(await text("running"), "idle");
@@ -455,7 +410,7 @@ Deno.test({
       await page.reload();
       await until(
         async () => (await text("conn")) === "live" && (await value("total")) !== "",
-        "reconnected",
+        { what: "reconnected", everyMs: 25 },
       );
       assert(!(await page.isVisible('[data-testid="login"]')));
 
@@ -474,7 +429,6 @@ Deno.test({
       await browser.close();
       f.shutdown.abort();
       await server.finished;
-      await f.close();
     }
   },
 });
@@ -485,7 +439,7 @@ Deno.test("status page in headless Chromium: invalid entries are counted and the
   } catch {
     throw new Error(`${CHROMIUM} not found: install Chromium (apt-get install -y chromium)`);
   }
-  const f = await fixture({ malformedCollection: 1 });
+  await using f = await fixture({ malformedCollection: 1 });
   const server = Deno.serve(
     { port: 0, hostname: "127.0.0.1", signal: f.shutdown.signal, onListen() {} },
     f.app.fetch,
@@ -520,6 +474,5 @@ Deno.test("status page in headless Chromium: invalid entries are counted and the
     await browser.close();
     f.shutdown.abort();
     await server.finished;
-    await f.close();
   }
 });

@@ -1,5 +1,11 @@
 /** Table tests for lib/index/keys.ts: ids, compacted DIDs and version 1 keys. */
-import assert from "node:assert/strict";
+import {
+  assert,
+  assertEquals,
+  assertNotStrictEquals,
+  assertStrictEquals,
+  assertThrows,
+} from "./_assert.ts";
 import {
   compactDid,
   decodeId,
@@ -15,19 +21,19 @@ Deno.test("encodeId/decodeId round-trip, stay fixed-width, keep order and avoid 
   let prev = "";
   for (const n of ns) {
     const id = encodeId(n);
-    assert.equal(id.length, 3, `${n}`);
-    assert.ok(!id.includes("\x00"), `${n}: no NUL`);
-    assert.ok([...id].every((c) => c.charCodeAt(0) < 0x80), `${n}: one UTF-8 byte per char`);
-    assert.equal(decodeId(id), n);
-    assert.ok(id > prev, `${n}: ids sort like their numbers`);
-    assert.ok(id < END);
+    assertStrictEquals(id.length, 3, `${n}`);
+    assert(!id.includes("\x00"), `${n}: no NUL`);
+    assert([...id].every((c) => c.charCodeAt(0) < 0x80), `${n}: one UTF-8 byte per char`);
+    assertStrictEquals(decodeId(id), n);
+    assert(id > prev, `${n}: ids sort like their numbers`);
+    assert(id < END);
     prev = id;
   }
   for (const bad of [-1, MAX_COLLECTIONS, 1.5, NaN]) {
-    assert.throws(() => encodeId(bad), /collection number out of range/);
+    assertThrows(() => encodeId(bad), /collection number out of range/);
   }
   for (const bad of ["", "ab", "abcd", "\x00\x01\x01", "\x80\x01\x01"]) {
-    assert.equal(decodeId(bad), undefined, JSON.stringify(bad));
+    assertStrictEquals(decodeId(bad), undefined, JSON.stringify(bad));
   }
 });
 
@@ -39,15 +45,17 @@ Deno.test("compactDid keeps atproto DIDs in order, shortens plc, round-trips", (
     "did:web:example.com",
     "did:web:example.com%3A8080",
   ];
-  for (const d of [...dids, "did:key:z6Mk", "did:ion:x"]) assert.equal(expandDid(compactDid(d)), d);
+  for (const d of [...dids, "did:key:z6Mk", "did:ion:x"]) {
+    assertStrictEquals(expandDid(compactDid(d)), d);
+  }
   const stored = dids.map(compactDid);
-  assert.deepEqual([...stored].sort(), stored, "same order as the DIDs");
-  assert.equal(compactDid("did:plc:aaaa"), "\x01aaaa");
-  assert.equal(compactDid("did:web:example.com"), "web:example.com");
-  assert.ok(compactDid("did:key:z6Mk") > compactDid("did:plc:zzzz"), "other methods after plc");
+  assertEquals([...stored].sort(), stored, "same order as the DIDs");
+  assertStrictEquals(compactDid("did:plc:aaaa"), "\x01aaaa");
+  assertStrictEquals(compactDid("did:web:example.com"), "web:example.com");
+  assert(compactDid("did:key:z6Mk") > compactDid("did:plc:zzzz"), "other methods after plc");
   // Not a DID: cannot collide with a stored DID.
-  assert.equal(compactDid("plc:aaaa"), "\x00plc:aaaa");
-  assert.notEqual(compactDid("plc:aaaa"), compactDid("did:plc:aaaa"));
+  assertStrictEquals(compactDid("plc:aaaa"), "\x00plc:aaaa");
+  assertNotStrictEquals(compactDid("plc:aaaa"), compactDid("did:plc:aaaa"));
 });
 
 Deno.test("parseV1Rbc", () => {
@@ -61,5 +69,5 @@ Deno.test("parseV1Rbc", () => {
     ["c\x00did:plc:a\x00a.b", undefined],
     ["rabc", undefined],
   ];
-  for (const [key, want] of cases) assert.deepEqual(parseV1Rbc(key), want, JSON.stringify(key));
+  for (const [key, want] of cases) assertEquals(parseV1Rbc(key), want, JSON.stringify(key));
 });

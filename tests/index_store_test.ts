@@ -1,9 +1,5 @@
 /** Tests for lib/index/store.ts on a real LevelDB in a temp directory. */
-import {
-  deepStrictEqual as assertEquals,
-  ok as assert,
-  rejects as assertRejects,
-} from "node:assert/strict";
+import { assert, assertEquals, assertRejects } from "./_assert.ts";
 import { type Checkpoint, IndexStore } from "../lib/index/store.ts";
 import { InputError, StoreError } from "../lib/util/errors.ts";
 import { ClassicLevel } from "classic-level";

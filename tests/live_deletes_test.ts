@@ -1,11 +1,11 @@
 /** Issue 13 in the live consumer: doubt keeps pairs (counted by reason), and a Jetstream's deletes change nothing. */
 import { assert, assertEquals } from "./_assert.ts";
-import { indexDids, testIndex } from "./_helpers.ts";
+import { indexDids, testIndex, until } from "./_helpers.ts";
 import { makeWorld, type SimRelay, startSimRelay } from "../lib/sim/mod.ts";
 import { LiveConsumer, parseStreamUrl } from "../lib/stream/mod.ts";
 import type { IndexStore } from "../lib/index/mod.ts";
 import { silentLogger } from "../lib/util/mod.ts";
-import { until } from "./_child.ts";
+import {} from "./_child.ts";
 
 /** Runs a consumer over the whole backlog of `path` and returns its status at the end. */
 async function consumeAll(relay: SimRelay, index: IndexStore, path: string) {
@@ -18,7 +18,10 @@ async function consumeAll(relay: SimRelay, index: IndexStore, path: string) {
   const running = live.run(ac.signal);
   try {
     const last = path === "/subscribe" ? relay.stream.lastTimeUs : relay.stream.lastSeq;
-    await until(() => live.checkpoint.cursor >= last, 60_000, "the consumer to reach the end");
+    await until(() => live.checkpoint.cursor >= last, {
+      timeoutMs: 60_000,
+      what: "the consumer to reach the end",
+    });
     return live.status();
   } finally {
     ac.abort();

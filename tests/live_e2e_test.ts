@@ -5,20 +5,11 @@
  */
 import { assert, assertEquals } from "./_assert.ts";
 import { type Child, freePort, freshDatabase, spawnMain } from "./_child.ts";
-import { indexDids } from "./_helpers.ts";
+import { indexDids, until } from "./_helpers.ts";
 import { IndexStore } from "../lib/index/mod.ts";
 import { makeWorld, startSimRelay } from "../lib/sim/mod.ts";
 
 const PASSWORD = "e2e-live";
-
-/** Waits for `cond` (async), polling; fails after `ms` naming what it waited for. */
-async function waitFor(cond: () => Promise<boolean>, ms: number, what: string): Promise<void> {
-  const deadline = performance.now() + ms;
-  while (!(await cond().catch(() => false))) {
-    if (performance.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
-}
 
 Deno.test({
   name: "live e2e: stream + backfill into one index, kill -9 three times, index equals the truth",
@@ -57,14 +48,14 @@ Deno.test({
     let child: Child | undefined;
     const start = async () => {
       child = spawnMain(["start"], env);
-      await waitFor(
-        async () => {
+      await until(() =>
+        (async () => {
           if (child!.exited) throw new Error(`server exited: ${await child!.stderr}`);
           return (await status()).live?.connected === true;
-        },
-        60_000,
-        "the server's live stream to connect",
-      );
+        })().catch(() => false), {
+        timeoutMs: 60_000,
+        what: "the server's live stream to connect",
+      });
     };
     try {
       await start();
@@ -87,33 +78,29 @@ Deno.test({
       // Settle: the stream drained to the last seq, the backfill done, then a catch-up for what
       // the source appended while it ran.
       const last = relay.stream.lastSeq;
-      await waitFor(async () => (await status()).live.cursor >= last, 120_000, "the stream");
-      await waitFor(
-        async () => {
+      await until(() => (async () => (await status()).live.cursor >= last)().catch(() => false), {
+        timeoutMs: 120_000,
+        what: "the stream",
+      });
+      await until(() =>
+        (async () => {
           const s = await status();
           return !s.running && s.completed === s.total && s.total > 0;
-        },
-        180_000,
-        "the backfill to finish",
-      );
+        })().catch(() => false), { timeoutMs: 180_000, what: "the backfill to finish" });
       const c = await fetch(`${base}/admin/backfill-collections?mode=catch-up`, {
         method: "POST",
         headers: auth,
       });
       assertEquals(c.status, 200, await c.text());
-      await waitFor(
-        async () => {
+      await until(() =>
+        (async () => {
           const s = await status();
           return !s.running && s.completed === s.total;
-        },
-        180_000,
-        "the catch-up to finish",
-      );
-      await waitFor(
-        async () => !(await status()).live.catch_up_needed,
-        30_000,
-        "the mark to clear",
-      );
+        })().catch(() => false), { timeoutMs: 180_000, what: "the catch-up to finish" });
+      await until(() => (async () => !(await status()).live.catch_up_needed)().catch(() => false), {
+        timeoutMs: 30_000,
+        what: "the mark to clear",
+      });
       const final = await status();
       child!.kill("SIGTERM");
       await child!.status;

@@ -2,7 +2,7 @@ import { assert, assertEquals } from "./_assert.ts";
 import { makeWorld } from "../lib/sim/world.ts";
 import { startSimRelay } from "../lib/sim/relay.ts";
 import { freePort, freshDatabase, spawnMain } from "./_child.ts";
-import { TEST_DATABASE_URL } from "./_helpers.ts";
+import { TEST_DATABASE_URL, until } from "./_helpers.ts";
 
 const MAIN = new URL("../main.ts", import.meta.url).pathname;
 
@@ -87,9 +87,10 @@ Deno.test("cli: embedded Postgres needs no setup; a second process on the same d
   try {
     const first = run(["backfill"], env);
     // Wait until the first process holds the index, then start a second one.
-    for (let i = 0; i < 200 && (relay.stats.requests === 0); i++) {
-      await new Promise((r) => setTimeout(r, 50));
-    }
+    await until(() => relay.stats.requests > 0, {
+      what: "the first process to start paging",
+      everyMs: 50,
+    });
     const second = await run(["backfill"], env);
     assertEquals(second.code, 1);
     const lines = second.stderr.trim().split("\n");

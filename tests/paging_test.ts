@@ -1,5 +1,5 @@
 /** Tests for the Pager (lib/paging/pager.ts): only a missing cursor ends paging, plus the loop guards. */
-import { deepStrictEqual as assertEquals, ok as assert } from "node:assert/strict";
+import { assert, assertEquals } from "./_assert.ts";
 import { DEFAULT_PAGER_LIMITS, Pager, type PageStep } from "../lib/paging/pager.ts";
 
 /** Feeds (count, cursor) pairs and returns every step. */

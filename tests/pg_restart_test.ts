@@ -15,9 +15,10 @@ import {
   type TestDb,
   testDb,
   testIndex,
+  until,
 } from "./_helpers.ts";
 import { startPgProxy } from "./_pg_proxy.ts";
-import { checkExact, freshDatabase, readIndex, readRows, spawnMain, until } from "./_child.ts";
+import { checkExact, freshDatabase, readIndex, readRows, spawnMain } from "./_child.ts";
 
 /** A backfiller whose progress database sits behind a restartable proxy. */
 async function fixture(seed: number, opts: { lockThroughProxy?: boolean } = {}) {
@@ -75,12 +76,11 @@ async function assertExact(relay: SimRelay, index: IndexStore, db: TestDb) {
 }
 
 async function pagesReach(b: Backfiller, n: number, ms = 60_000) {
-  const deadline = performance.now() + ms;
-  while ((b.state?.pages ?? 0) < n) {
-    if (!b.running) throw new Error(`run ended before ${n} pages`);
-    if (performance.now() > deadline) throw new Error(`no ${n} pages in ${ms} ms`);
-    await new Promise((r) => setTimeout(r, 5));
-  }
+  await until(() => {
+    const pages = b.state?.pages ?? 0;
+    if (pages < n && !b.running) throw new Error(`run ended before ${n} pages`);
+    return pages >= n;
+  }, { timeoutMs: ms, what: `${n} pages`, everyMs: 5 });
 }
 
 Deno.test("Postgres restarts mid-run (FATAL 57P01 + refused, then 57P03 while starting): no failures, exact sets and counts", async () => {
@@ -193,7 +193,7 @@ Deno.test({
         BACKFILL_MAX_RPS: "1000",
         LOG_LEVEL: "warn",
       });
-      await until(() => relay.stats.pages > 20, 30_000, "pages");
+      await until(() => relay.stats.pages > 20, { timeoutMs: 30_000, what: "pages" });
       await proxy.restart(1000);
       let last = relay.stats.pages, lastAt = performance.now();
       const watch = setInterval(() => {
@@ -244,7 +244,9 @@ Deno.test("stopping a run while Postgres is unreachable returns promptly; the in
     const started = await f.backfiller.start({ source: f.source });
     await pagesReach(f.backfiller, 10);
     const outage = f.proxy.restart(8000, { mode: "refuse" });
-    await new Promise((r) => setTimeout(r, 300));
+    await until(() => f.warnings.some((l) => l.includes("postgres unreachable")), {
+      what: "the run to meet the outage",
+    });
     const t0 = performance.now();
     await f.backfiller.stop();
     const ms = performance.now() - t0;

@@ -1,9 +1,5 @@
 /** Tests for lib/progress/store.ts and lib/progress/migrate.ts against the real Postgres, one schema per test. */
-import {
-  deepStrictEqual as assertEquals,
-  ok as assert,
-  rejects as assertRejects,
-} from "node:assert/strict";
+import { assert, assertEquals, assertRejects } from "./_assert.ts";
 import { loadMigrations, migrate, MIGRATIONS_DIR } from "../lib/progress/migrate.ts";
 import { createSql, isConnectionError, ProgressStore } from "../lib/progress/store.ts";
 import { TEST_DATABASE_URL, type TestDb, testDb } from "./_helpers.ts";

@@ -7,7 +7,7 @@ import { makeWorld, worldFromLists } from "../lib/sim/world.ts";
 import { startSimRelay } from "../lib/sim/relay.ts";
 import { parseSource } from "../lib/source/source.ts";
 import { startRetryLoop } from "../lib/run/retry_loop.ts";
-import { indexDids, testBackfiller, testDb } from "./_helpers.ts";
+import { indexDids, testBackfiller, testDb, until } from "./_helpers.ts";
 
 Deno.test("a collection marked complete in Postgres but missing from a new index is backfilled again", async () => {
   const world = makeWorld({ seed: 71, largeSizes: [300], collections: 3 });
@@ -134,10 +134,11 @@ Deno.test("server's retry loop runs failed collections again once they are due",
       signal: ac.signal,
       everyMs: 20,
     });
-    for (let i = 0; i < 200 && (await db.progress.get(bad))?.completedAt == null; i++) {
-      await new Promise((r) => setTimeout(r, 20));
-    }
-    while (b.running) await new Promise((r) => setTimeout(r, 10));
+    await until(async () => (await db.progress.get(bad))?.completedAt != null, {
+      what: "the retry loop to complete the failed collection",
+      everyMs: 20,
+    });
+    await until(() => !b.running, { what: "the retry run to end" });
     const row = await db.progress.get(bad);
     assert(row?.completedAt, "retried and completed");
     assertEquals(row?.imported, world.size(bad));

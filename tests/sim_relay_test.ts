@@ -1,19 +1,13 @@
-import {
-  deepStrictEqual as assertEquals,
-  match as assertMatch,
-  notDeepStrictEqual as assertNotEquals,
-  ok as assert,
-  rejects as assertRejects,
-} from "node:assert/strict";
+import { assert, assertEquals, assertMatch, assertNotEquals, assertRejects } from "./_assert.ts";
 import { isDid, isNsid } from "../lib/util/syntax.ts";
 import { InputError } from "../lib/util/errors.ts";
 import { formatDid, makeWorld, SimWorld, worldFromLists } from "../lib/sim/world.ts";
 import { type SimRelay, type SimRelayOptions, startSimRelay } from "../lib/sim/relay.ts";
 import { decodeSimCursor } from "../lib/sim/cursor.ts";
 import { runSimRelayCli, simRelayOptionsFromArgs } from "../lib/sim/cli.ts";
+import { until } from "./_helpers.ts";
 
 const LIST = "/xrpc/com.atproto.sync.listReposByCollection";
-const delay = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 interface Answer {
   status: number;
@@ -259,8 +253,12 @@ Deno.test("faults: maxRps is a token bucket; successes carry RateLimit headers",
     }
     assertEquals(statuses.filter((s) => s === 200).length, 5);
     assertEquals(statuses.slice(5), [429, 429, 429]);
-    await delay(450);
-    assertEquals((await page(relay, "com.example.one")).status, 200);
+    // The bucket refills at 5 per second: a request gets through again within a second.
+    await until(async () => (await page(relay, "com.example.one")).status === 200, {
+      timeoutMs: 1000,
+      what: "the bucket to refill",
+      everyMs: 50,
+    });
     relay.setFaults({ maxRps: undefined });
     assertEquals((await page(relay, "com.example.one")).headers.get("ratelimit-limit"), null);
     // A bucket that only shows itself on a 429.
@@ -290,7 +288,7 @@ Deno.test("faults: 5xx HTML, connection resets, hangs, forbidden, disabled endpo
       (r) => r.body?.cancel(),
       () => "gone",
     );
-    while ((relay.stats.byStatus.hang ?? 0) < 2) await delay(5);
+    await until(() => (relay.stats.byStatus.hang ?? 0) >= 2, { what: "two hung requests" });
     relay.setFaults({ hangRate: 0, forbidden: ["com.example.two"] });
     const f = await page(relay, "com.example.two");
     assertEquals([f.status, f.text], [403, "Request forbidden by administrative rules"]);
@@ -443,7 +441,7 @@ Deno.test("health, 404s and stats", async () => {
     assertEquals((await get(relay, "/nope")).status, 404);
     await Promise.all(Array.from({ length: 6 }, () => page(relay, "com.example.one")));
     const s = relay.stats;
-    for (let i = 0; i < 100 && s.inFlight > 0; i++) await delay(5);
+    await until(() => s.inFlight === 0, { what: "the relay to see every request end" });
     assertEquals(s.requests, 8);
     assertEquals(s.byStatus["200"], 7);
     assertEquals(s.byCollection["com.example.one"], 6);
@@ -478,7 +476,7 @@ Deno.test("cli: prints the URL and world, serves until aborted, rejects bad flag
     signal: ac.signal,
     out: (l) => lines.push(l),
   });
-  while (lines.length < 3) await delay(10);
+  await until(() => lines.length >= 3, { what: "the CLI's first three lines" });
   const url = lines[0].match(/http:\/\/127\.0\.0\.1:\d+/)![0];
   assertMatch(lines[1], /seed 12, 9 collections/);
   const res = await fetch(`${url}${LIST}?collection=app.bsky.feed.like&limit=3`);

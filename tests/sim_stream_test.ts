@@ -5,6 +5,7 @@ import { makeWorld, startSimRelay } from "../lib/sim/mod.ts";
 import { decodeFirehoseFrame } from "../lib/stream/firehose.ts";
 import { decodeJetstreamMessage } from "../lib/stream/jetstream.ts";
 import type { LiveEvent } from "../lib/stream/event.ts";
+import { until } from "./_helpers.ts";
 
 /** Reads messages until `stop` says so; fails after `ms`. */
 function collect(
@@ -111,7 +112,7 @@ Deno.test("sim streams: live growth reaches connected firehose and Jetstream sub
     const before = relay.world.totals().entries;
     const fh = collect(`${base}/xrpc/com.atproto.sync.subscribeRepos`, (e) => e.length >= 200);
     const js = collect(`${base}/subscribe`, (e) => e.length >= 200);
-    await new Promise((r) => setTimeout(r, 100));
+    await until(() => relay.stream.stats.connections >= 2, { what: "both subscribers connected" });
     relay.stream.setRate(2000);
     relay.stream.start();
     const [f, j] = await Promise.all([fh, js]);

@@ -1,10 +1,5 @@
 /** Tests for lib/source/client.ts: parsePage as a table, and SourceClient against a scripted server. */
-import {
-  deepStrictEqual as assertEquals,
-  ok as assert,
-  rejects as assertRejects,
-  throws as assertThrows,
-} from "node:assert/strict";
+import { assert, assertEquals, assertRejects, assertThrows } from "./_assert.ts";
 import {
   errorBodyText,
   parsePage,
@@ -15,6 +10,7 @@ import { SourceError } from "../lib/util/errors.ts";
 import { HostLimiter } from "../lib/source/rate_limiter.ts";
 import { FakeClock } from "./_fake_clock.ts";
 import { parseSource } from "../lib/source/source.ts";
+import { until } from "./_helpers.ts";
 
 // ---------------------------------------------------------------------------------------------
 // parsePage
@@ -485,7 +481,7 @@ Deno.test("SourceClient: an oversized streamed body is cut off at maxBodyBytes, 
     assertEquals(err.context.retryable, false);
     assert(err.message.includes("larger than 1048576 bytes"), err.message);
     // Give the server a moment to notice the client went away.
-    for (let i = 0; i < 50 && !cancelled; i++) await new Promise((r) => setTimeout(r, 20));
+    await until(() => cancelled, { timeoutMs: 1000, what: "the server to see the body cancelled" });
     assert(produced < TOTAL / 2, `server produced ${produced} bytes before the client stopped`);
   }, { maxBodyBytes: 1024 * 1024 });
 });

@@ -1,5 +1,5 @@
 /** Table tests for parseLlmsTxt (lib/source/discovery.ts) against noisy lexicon.garden-style markdown. */
-import { deepStrictEqual as assertEquals } from "node:assert/strict";
+import { assertEquals } from "./_assert.ts";
 import { parseLlmsTxt } from "../lib/source/discovery.ts";
 
 const G = "https://lexicon.garden/lexicon";

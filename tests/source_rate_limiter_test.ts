@@ -1,9 +1,5 @@
 /** Tests for lib/source/rate_limiter.ts on a fake clock: pacing, priority, 429 back-off, recovery, headers. */
-import {
-  deepStrictEqual as assertEquals,
-  ok as assert,
-  rejects as assertRejects,
-} from "node:assert/strict";
+import { assert, assertEquals, assertRejects } from "./_assert.ts";
 import { HostLimiter, resetDelayMs, retryDelayMs } from "../lib/source/rate_limiter.ts";
 import type { Clock } from "../lib/util/clock.ts";
 import { FakeClock } from "./_fake_clock.ts";

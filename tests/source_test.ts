@@ -1,9 +1,5 @@
 /** Table tests for lib/source/source.ts: bare hosts and http(s) URLs as source relays. */
-import {
-  deepStrictEqual as assertEquals,
-  ok as assert,
-  throws as assertThrows,
-} from "node:assert/strict";
+import { assert, assertEquals, assertThrows } from "./_assert.ts";
 import { parseSource, type Source } from "../lib/source/source.ts";
 import { InputError } from "../lib/util/errors.ts";
 

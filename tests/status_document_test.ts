@@ -1,5 +1,5 @@
 /** Tests for buildStatus (lib/status/document.ts): the document's shape, and that every count is a number. */
-import { deepStrictEqual as assertEquals, ok as assert } from "node:assert/strict";
+import { assert, assertEquals } from "./_assert.ts";
 import { buildStatus, type StatusDocument } from "../lib/status/document.ts";
 import type { ProgressRow } from "../lib/progress/store.ts";
 import { RunState } from "../lib/run/state.ts";

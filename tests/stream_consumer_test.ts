@@ -1,12 +1,12 @@
 /** The live consumer against the simulated firehose and Jetstream, into a real LevelDB index. */
 import { assert, assertEquals } from "./_assert.ts";
-import { indexDids, testBackfiller, testDb, testIndex } from "./_helpers.ts";
+import { indexDids, testBackfiller, testDb, testIndex, until } from "./_helpers.ts";
 import { makeWorld, type SimRelay, startSimRelay } from "../lib/sim/mod.ts";
 import { LiveConsumer, parseStreamUrl } from "../lib/stream/mod.ts";
 import type { IndexStore } from "../lib/index/mod.ts";
 import { parseSource } from "../lib/source/mod.ts";
 import { silentLogger } from "../lib/util/mod.ts";
-import { until } from "./_child.ts";
+import {} from "./_child.ts";
 
 /** Every collection of the world, index vs the stream's truth. */
 async function assertIndexIsTruth(index: IndexStore, relay: SimRelay): Promise<void> {
@@ -44,7 +44,10 @@ for (const kind of ["firehose", "jetstream"] as const) {
       const live = await LiveConsumer.open({ endpoint, index, log: silentLogger, flushMs: 20 });
       const running = live.run(ac.signal);
       const last = kind === "firehose" ? relay.stream.lastSeq : relay.stream.lastTimeUs;
-      await until(() => live.checkpoint.cursor >= last, 30_000, "the consumer to reach the end");
+      await until(() => live.checkpoint.cursor >= last, {
+        timeoutMs: 30_000,
+        what: "the consumer to reach the end",
+      });
       await assertIndexIsTruth(index, relay);
       const s = live.status();
       assert(s.connected, "connected");
@@ -110,16 +113,25 @@ Deno.test("live consumer: reconnects after drops and a silent socket, resuming f
       idleTimeoutMs: 1_000,
     });
     const running = live.run(ac.signal);
-    await until(() => live.checkpoint.cursor >= relay.stream.lastSeq, 30_000, "all events");
+    await until(() => live.checkpoint.cursor >= relay.stream.lastSeq, {
+      timeoutMs: 30_000,
+      what: "all events",
+    });
     assert(live.status().reconnects >= 3, `reconnects: ${live.status().reconnects}`);
     // A socket that stays open but says nothing is dead after the idle timeout.
     relay.stream.setFaults({ dropAfter: undefined, hang: true });
     const r = live.status().reconnects;
-    await until(() => live.status().reconnects > r, 10_000, "an idle reconnect");
+    await until(() => live.status().reconnects > r, {
+      timeoutMs: 10_000,
+      what: "an idle reconnect",
+    });
     assert(/no message/.test(live.status().last_error ?? ""), live.status().last_error ?? "");
     relay.stream.setFaults({ hang: false });
     await relay.stream.generate(200);
-    await until(() => live.checkpoint.cursor >= relay.stream.lastSeq, 30_000, "the new events");
+    await until(() => live.checkpoint.cursor >= relay.stream.lastSeq, {
+      timeoutMs: 30_000,
+      what: "the new events",
+    });
     ac.abort();
     await running;
   } finally {
@@ -156,7 +168,10 @@ Deno.test("live consumer: OutdatedCursor is counted and marks a catch-up as need
     const live = await LiveConsumer.open({ endpoint, index, log: silentLogger, flushMs: 10 });
     assert(!live.status().catch_up_needed);
     const running = live.run(ac.signal);
-    await until(() => live.checkpoint.cursor >= relay.stream.lastSeq, 30_000, "all events");
+    await until(() => live.checkpoint.cursor >= relay.stream.lastSeq, {
+      timeoutMs: 30_000,
+      what: "all events",
+    });
     const s = live.status();
     assertEquals(s.outdated_cursor, 1);
     assert(s.catch_up_needed && /OutdatedCursor/.test(s.catch_up_reason ?? ""));

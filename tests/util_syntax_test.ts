@@ -1,5 +1,5 @@
 /** Table tests for lib/util/syntax.ts: NSID and DID syntax per the atproto specs. */
-import { deepStrictEqual as assertEquals } from "node:assert/strict";
+import { assertEquals } from "./_assert.ts";
 import { isDid, isNsid } from "../lib/util/syntax.ts";
 
 const seg = (n: number, c = "a") => c.repeat(n);
