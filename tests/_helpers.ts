@@ -18,7 +18,7 @@ export const TEST_DATABASE_URL = Deno.env.get("TEST_DATABASE_URL") ??
   "postgres://postgres@127.0.0.1:5432/test";
 
 /** A fresh schema (migrated) and a client bound to it; `drop()` removes both. */
-export interface TestDb {
+export interface TestDb extends AsyncDisposable {
   readonly sql: Sql;
   readonly schema: string;
   readonly progress: ProgressStore;
@@ -35,33 +35,26 @@ export async function testDb(label = "t", opts: { migrate?: boolean } = {}): Pro
   await admin.end();
   const sql = createSql(TEST_DATABASE_URL, { max: 4, schema });
   if (opts.migrate ?? true) await migrate(sql, await loadMigrations(MIGRATIONS_DIR));
-  return {
-    sql,
-    schema,
-    progress: new ProgressStore({ sql }),
-    async drop() {
-      await sql.end({ timeout: 1 });
-      const a = createSql(TEST_DATABASE_URL, { max: 1 });
-      await a.unsafe(`DROP SCHEMA IF EXISTS ${schema} CASCADE`);
-      await a.end();
-    },
+  const drop = async () => {
+    await sql.end({ timeout: 1 });
+    const a = createSql(TEST_DATABASE_URL, { max: 1 });
+    await a.unsafe(`DROP SCHEMA IF EXISTS ${schema} CASCADE`);
+    await a.end();
   };
+  return { sql, schema, progress: new ProgressStore({ sql }), drop, [Symbol.asyncDispose]: drop };
 }
 
-/** A LevelDB index in a new temp directory; `cleanup()` closes and removes it. */
+/** A LevelDB index in a new temp directory; `cleanup()` (or disposing it) closes and removes it. */
 export async function testIndex(): Promise<
-  { index: IndexStore; dir: string; cleanup(): Promise<void> }
+  { index: IndexStore; dir: string; cleanup(): Promise<void> } & AsyncDisposable
 > {
   const dir = await Deno.makeTempDir({ prefix: "backfill-index-" });
   const index = await IndexStore.open({ path: dir, cacheSize: 1 << 20, writeBufferSize: 1 << 20 });
-  return {
-    index,
-    dir,
-    async cleanup() {
-      await index.close();
-      await Deno.remove(dir, { recursive: true });
-    },
+  const cleanup = async () => {
+    await index.close();
+    await Deno.remove(dir, { recursive: true });
   };
+  return { index, dir, cleanup, [Symbol.asyncDispose]: cleanup };
 }
 
 /** A Backfiller wired to a sim relay, a test schema and a temp index, for end-to-end tests. */

@@ -7,20 +7,12 @@ import { testIndex } from "./_helpers.ts";
 
 const SRC = "bsky.network";
 
-/** Runs `fn` with a fresh index, always cleaning up. */
-async function withIndex(fn: (index: IndexStore, dir: string) => Promise<void>): Promise<void> {
-  const t = await testIndex();
-  try {
-    await fn(t.index, t.dir);
-  } finally {
-    await t.cleanup();
-  }
-}
-
 const next = (gen: number, cursor: string, done = false) => ({ source: SRC, gen, cursor, done });
 
 Deno.test("IndexStore: addCollection writes both directions and is idempotent", async () => {
-  await withIndex(async (index) => {
+  {
+    await using fx = await testIndex();
+    const { index } = fx;
     assertEquals(await index.has("app.bsky.feed.post", "did:plc:a"), false);
     await index.addCollection("did:plc:a", "app.bsky.feed.post");
     await index.addCollection("did:plc:a", "app.bsky.feed.like");
@@ -37,22 +29,26 @@ Deno.test("IndexStore: addCollection writes both directions and is idempotent", 
     assertEquals(await index.collectionsOf("did:plc:nobody"), []);
     assertEquals((await index.listDids("app.bsky.feed.post", 10)).dids, ["did:plc:a", "did:plc:b"]);
     assertEquals(await index.listCollections(), ["app.bsky.feed.like", "app.bsky.feed.post"]);
-  });
+  }
 });
 
 Deno.test("IndexStore: collectionsOf does not leak into a DID that extends another", async () => {
-  await withIndex(async (index) => {
+  {
+    await using fx = await testIndex();
+    const { index } = fx;
     await index.addCollection("did:plc:a", "a.b.c");
     await index.addCollection("did:plc:ab", "a.b.d");
     await index.addCollection("did:plc:a:x", "a.b.e");
     assertEquals(await index.collectionsOf("did:plc:a"), ["a.b.c"]);
     assertEquals(await index.collectionsOf("did:plc:ab"), ["a.b.d"]);
     assertEquals(await index.collectionsOf("did:plc:a:x"), ["a.b.e"]);
-  });
+  }
 });
 
 Deno.test("IndexStore: applyPage writes both directions and the checkpoint", async () => {
-  await withIndex(async (index) => {
+  {
+    await using fx = await testIndex();
+    const { index } = fx;
     const r = await index.applyPage("a.b.c", ["did:plc:x", "did:plc:y"], next(1, "c1"), undefined);
     assertEquals(r, {
       imported: 2,
@@ -63,11 +59,13 @@ Deno.test("IndexStore: applyPage writes both directions and the checkpoint", asy
     assertEquals(await index.has("a.b.c", "did:plc:x"), true);
     assertEquals(await index.collectionsOf("did:plc:y"), ["a.b.c"]);
     assertEquals(await index.getCheckpoint("a.b.other"), undefined);
-  });
+  }
 });
 
 Deno.test("IndexStore: repeated DIDs within a page count once", async () => {
-  await withIndex(async (index) => {
+  {
+    await using fx = await testIndex();
+    const { index } = fx;
     const r = await index.applyPage(
       "a.b.c",
       ["did:plc:x", "did:plc:y", "did:plc:x", "did:plc:x", "did:plc:y"],
@@ -75,11 +73,13 @@ Deno.test("IndexStore: repeated DIDs within a page count once", async () => {
       undefined,
     );
     assertEquals([r.imported, r.new, r.checkpoint.imported, r.checkpoint.new], [2, 2, 2, 2]);
-  });
+  }
 });
 
 Deno.test("IndexStore: a replayed page and DIDs repeated between pages count once per generation", async () => {
-  await withIndex(async (index) => {
+  {
+    await using fx = await testIndex();
+    const { index } = fx;
     const p1 = await index.applyPage("a.b.c", ["did:plc:1", "did:plc:2"], next(1, "c1"), undefined);
     // The same page again (as after a crash between the index write and the next request).
     const replay = await index.applyPage(
@@ -117,11 +117,13 @@ Deno.test("IndexStore: a replayed page and DIDs repeated between pages count onc
       "did:plc:3",
       "did:plc:4",
     ]);
-  });
+  }
 });
 
 Deno.test("IndexStore: a DID the live indexer already had is imported but not new", async () => {
-  await withIndex(async (index) => {
+  {
+    await using fx = await testIndex();
+    const { index } = fx;
     await index.addCollection("did:plc:live", "a.b.c");
     const r = await index.applyPage(
       "a.b.c",
@@ -131,14 +133,16 @@ Deno.test("IndexStore: a DID the live indexer already had is imported but not ne
     );
     assertEquals([r.imported, r.new], [2, 1]);
     assertEquals([r.checkpoint.imported, r.checkpoint.new], [2, 1]);
-  });
+  }
 });
 
 Deno.test({
   name:
     "IndexStore: a live addCollection between a page and its replay does not make it count twice",
   async fn() {
-    await withIndex(async (index) => {
+    {
+      await using fx = await testIndex();
+      const { index } = fx;
       const r = await index.applyPage(
         "a.b.c",
         ["did:plc:x", "did:plc:y"],
@@ -154,21 +158,25 @@ Deno.test({
       );
       assertEquals([replay.imported, replay.new], [0, 0]);
       assertEquals(replay.checkpoint.imported, 2);
-    });
+    }
   },
 });
 
 Deno.test("IndexStore: the same DID in two collections counts in each", async () => {
-  await withIndex(async (index) => {
+  {
+    await using fx = await testIndex();
+    const { index } = fx;
     const a = await index.applyPage("a.b.c", ["did:plc:x"], next(1, ""), undefined);
     const b = await index.applyPage("a.b.cd", ["did:plc:x"], next(1, ""), undefined);
     assertEquals([a.imported, a.new, b.imported, b.new], [1, 1, 1, 1]);
     assertEquals(await index.collectionsOf("did:plc:x"), ["a.b.c", "a.b.cd"]);
-  });
+  }
 });
 
 Deno.test("IndexStore: a new generation recounts from zero without duplicating the index", async () => {
-  await withIndex(async (index) => {
+  {
+    await using fx = await testIndex();
+    const { index } = fx;
     const g1 = await index.applyPage(
       "a.b.c",
       ["did:plc:1", "did:plc:2", "did:plc:3"],
@@ -202,11 +210,13 @@ Deno.test("IndexStore: a new generation recounts from zero without duplicating t
     assertEquals([g2b.imported, g2b.new], [2, 1]);
     assertEquals([g2b.checkpoint.imported, g2b.checkpoint.new, g2b.checkpoint.pages], [4, 1, 2]);
     assertEquals((await index.listDids("a.b.c", 100)).dids.length, 4);
-  });
+  }
 });
 
 Deno.test("IndexStore: an empty page still advances the checkpoint", async () => {
-  await withIndex(async (index) => {
+  {
+    await using fx = await testIndex();
+    const { index } = fx;
     const r = await index.applyPage("a.b.c", [], next(1, "c9"), undefined);
     assertEquals(r, {
       imported: 0,
@@ -215,11 +225,13 @@ Deno.test("IndexStore: an empty page still advances the checkpoint", async () =>
     });
     assertEquals(await index.getCheckpoint("a.b.c"), r.checkpoint);
     assertEquals(await index.listCollections(), [], "a checkpoint is not a collection");
-  });
+  }
 });
 
 Deno.test("IndexStore: putCheckpoint replaces a checkpoint", async () => {
-  await withIndex(async (index) => {
+  {
+    await using fx = await testIndex();
+    const { index } = fx;
     await index.applyPage("a.b.c", ["did:plc:1"], next(1, "c1"), undefined);
     const fresh: Checkpoint = {
       source: "other.relay",
@@ -234,11 +246,13 @@ Deno.test("IndexStore: putCheckpoint replaces a checkpoint", async () => {
     assertEquals(await index.getCheckpoint("a.b.c"), fresh);
     // DIDs are untouched.
     assertEquals(await index.has("a.b.c", "did:plc:1"), true);
-  });
+  }
 });
 
 Deno.test("IndexStore: data survives close and reopen", async () => {
-  await withIndex(async (index, dir) => {
+  {
+    await using fx = await testIndex();
+    const { index, dir } = fx;
     const r = await index.applyPage("a.b.c", ["did:plc:1", "did:plc:2"], next(1, "c1"), undefined);
     await index.close();
     assertEquals(index.isOpen, false);
@@ -261,11 +275,13 @@ Deno.test("IndexStore: data survives close and reopen", async () => {
     } finally {
       await again.close();
     }
-  });
+  }
 });
 
 Deno.test("IndexStore: listDids pages in key order with `after`, `last` only when more remain", async () => {
-  await withIndex(async (index) => {
+  {
+    await using fx = await testIndex();
+    const { index } = fx;
     const dids = Array.from({ length: 25 }, (_, i) => `did:plc:${String(i).padStart(3, "0")}`);
     // Insert in a scrambled order (7 is coprime to 25, so this is a permutation).
     const shuffled = dids.map((_, i) => dids[(i * 7) % 25]);
@@ -295,11 +311,13 @@ Deno.test("IndexStore: listDids pages in key order with `after`, `last` only whe
     assertEquals((await index.listDids("a.b.c", 3, "did:plc:0105")).dids, dids.slice(11, 14));
     // A collection with nothing.
     assertEquals(await index.listDids("x.y.z", 10), { dids: [], last: undefined });
-  });
+  }
 });
 
 Deno.test("IndexStore: listDids orders by bytes, not by insertion or numerically", async () => {
-  await withIndex(async (index) => {
+  {
+    await using fx = await testIndex();
+    const { index } = fx;
     for (const d of ["did:web:a.example", "did:plc:b", "did:plc:aa", "did:plc:a", "did:plc:B"]) {
       await index.addCollection(d, "a.b.c");
     }
@@ -310,22 +328,26 @@ Deno.test("IndexStore: listDids orders by bytes, not by insertion or numerically
       "did:plc:b",
       "did:web:a.example",
     ]);
-  });
+  }
 });
 
 Deno.test("IndexStore: listDids keeps collections that are prefixes of one another apart", async () => {
-  await withIndex(async (index) => {
+  {
+    await using fx = await testIndex();
+    const { index } = fx;
     await index.addCollection("did:plc:1", "a.b.c");
     await index.addCollection("did:plc:2", "a.b.cd");
     await index.addCollection("did:plc:3", "a.b.c.d");
     assertEquals((await index.listDids("a.b.c", 10)).dids, ["did:plc:1"]);
     assertEquals((await index.listDids("a.b.cd", 10)).dids, ["did:plc:2"]);
     assertEquals((await index.listDids("a.b.c.d", 10)).dids, ["did:plc:3"]);
-  });
+  }
 });
 
 Deno.test("IndexStore: listCollections with many collections, prefixes and other key spaces", async () => {
-  await withIndex(async (index) => {
+  {
+    await using fx = await testIndex();
+    const { index } = fx;
     const names = new Set<string>([
       "a.b.c",
       "a.b.cd",
@@ -352,18 +374,22 @@ Deno.test("IndexStore: listCollections with many collections, prefixes and other
       done: false,
     });
     assertEquals(await index.listCollections(), all.sort());
-  });
+  }
 });
 
 Deno.test("IndexStore: listCollections on an empty index", async () => {
-  await withIndex(async (index) => {
+  {
+    await using fx = await testIndex();
+    const { index } = fx;
     assertEquals(await index.listCollections(), []);
     assert((await index.approximateSize()) >= 0);
-  });
+  }
 });
 
 Deno.test("IndexStore: opening a directory that is already open is a StoreError naming it", async () => {
-  await withIndex(async (_index, dir) => {
+  {
+    await using fx = await testIndex();
+    const { index: _index, dir } = fx;
     await assertRejects(
       IndexStore.open({ path: dir, cacheSize: 1 << 20, writeBufferSize: 1 << 20 }),
       (err: unknown) => {
@@ -373,7 +399,7 @@ Deno.test("IndexStore: opening a directory that is already open is a StoreError 
         return true;
       },
     );
-  });
+  }
 });
 
 Deno.test("IndexStore: close is safe twice and reports isOpen", async () => {
@@ -539,11 +565,13 @@ Deno.test("IndexStore: an index with an unknown key layout is refused with a Sto
 });
 
 Deno.test("IndexStore: addCollection refuses a value that is not a DID", async () => {
-  await withIndex(async (index) => {
+  {
+    await using fx = await testIndex();
+    const { index } = fx;
     await assertRejects(() => index.addCollection("plc:abc", "a.b.c"), InputError);
     assertEquals(await index.has("a.b.c", "plc:abc"), false);
     assertEquals(await index.listCollections(), []);
-  });
+  }
 });
 
 /** Writes raw layout-1 entries ([collection, did, value]) into `dir` (no version key unless given). */
@@ -684,7 +712,9 @@ Deno.test("IndexStore: ids of collections first written at once are distinct and
 });
 
 Deno.test("IndexStore: listDids pages through mixed DID methods once each, plc first", async () => {
-  await withIndex(async (index) => {
+  {
+    await using fx = await testIndex();
+    const { index } = fx;
     const dids = [
       "did:web:b.example",
       "did:key:z6Mk",
@@ -707,7 +737,7 @@ Deno.test("IndexStore: listDids pages through mixed DID methods once each, plc f
       "did:web:a.example",
       "did:web:b.example",
     ]);
-  });
+  }
 });
 
 Deno.test("IndexStore: a collection id table with a gap or a duplicate is refused", async () => {

@@ -9,15 +9,6 @@ const C = "app.bsky.feed.like";
 const A = "did:plc:aaaa", B = "did:plc:bbbb", D = "did:web:d.example";
 const next = (gen: number, cursor: string, done = false) => ({ source: SRC, gen, cursor, done });
 
-async function withIndex(fn: (index: IndexStore, dir: string) => Promise<void>): Promise<void> {
-  const t = await testIndex();
-  try {
-    await fn(t.index, t.dir);
-  } finally {
-    await t.cleanup();
-  }
-}
-
 Deno.test("tombstone values: table", () => {
   const cases: [string | undefined, ReturnType<typeof parseTombstone>][] = [
     [undefined, undefined],
@@ -33,7 +24,9 @@ Deno.test("tombstone values: table", () => {
 });
 
 Deno.test("tombstone: a proven removal leaves both directions and every listing", async () => {
-  await withIndex(async (index) => {
+  {
+    await using fx = await testIndex();
+    const { index } = fx;
     await index.addCollection(A, C);
     await index.addCollection(B, C);
     await index.addCollection(A, "app.bsky.feed.post");
@@ -49,11 +42,13 @@ Deno.test("tombstone: a proven removal leaves both directions and every listing"
     assertEquals(await index.removeProven("app.bsky.graph.block", D, "3l2aaaaaaaa24", 1002), false);
     assertEquals(await index.listCollections(), [C]);
     assertEquals(await index.collectionsOf(A), []);
-  });
+  }
 });
 
 Deno.test("tombstone: listDids pages skip tombstones and still fill pages", async () => {
-  await withIndex(async (index) => {
+  {
+    await using fx = await testIndex();
+    const { index } = fx;
     const dids = Array.from({ length: 9 }, (_, i) => `did:plc:${"abcdefghi"[i]}`);
     for (const did of dids) await index.addCollection(did, C);
     for (const i of [0, 2, 3, 4, 8]) await index.removeProven(C, dids[i], "3l2aaaaaaaa22", 5);
@@ -61,11 +56,13 @@ Deno.test("tombstone: listDids pages skip tombstones and still fill pages", asyn
     assertEquals(p1, { dids: [dids[1], dids[5]], last: dids[5] });
     const p2 = await index.listDids(C, 2, p1.last);
     assertEquals(p2, { dids: [dids[6], dids[7]], last: undefined });
-  });
+  }
 });
 
 Deno.test("tombstone: a listing counts the DID as imported but does not re-add it", async () => {
-  await withIndex(async (index) => {
+  {
+    await using fx = await testIndex();
+    const { index } = fx;
     await index.addCollection(A, C);
     await index.removeProven(C, A, "3l2aaaaaaaa22", 1000);
     const r1 = await index.applyPage(C, [A, B], next(1, "c1"), undefined);
@@ -79,17 +76,19 @@ Deno.test("tombstone: a listing counts the DID as imported but does not re-add i
     const r3 = await index.applyPage(C, [A, B], next(2, "c1"), undefined);
     assertEquals([r3.imported, r3.new], [2, 0]);
     assertEquals(await index.tombstone(C, A), { rev: "3l2aaaaaaaa22", timeMs: 1000, gen: "2" });
-  });
+  }
 });
 
 Deno.test("tombstone: a live create lifts it", async () => {
-  await withIndex(async (index) => {
+  {
+    await using fx = await testIndex();
+    const { index } = fx;
     await index.removeProven(C, A, "3l2aaaaaaaa22", 1000);
     await index.addCollection(A, C);
     assertEquals(await index.has(C, A), true);
     assertEquals(await index.tombstone(C, A), undefined);
     assertEquals(await index.collectionsOf(A), [C]);
-  });
+  }
 });
 
 Deno.test("tombstone: after a gap in live indexing, older tombstones yield to a listing (durably)", async () => {

@@ -4,18 +4,6 @@ import { loadMigrations, migrate, MIGRATIONS_DIR } from "../lib/progress/migrate
 import { createSql, isConnectionError, ProgressStore } from "../lib/progress/store.ts";
 import { TEST_DATABASE_URL, type TestDb, testDb } from "./_helpers.ts";
 
-async function withDb(
-  fn: (db: TestDb) => Promise<void>,
-  opts: { migrate?: boolean } = {},
-): Promise<void> {
-  const db = await testDb("progress", opts);
-  try {
-    await fn(db);
-  } finally {
-    await db.drop();
-  }
-}
-
 interface ColumnInfo {
   column_name: string;
   data_type: string;
@@ -55,7 +43,8 @@ const DESIGN_COLUMNS: ColumnInfo[] = [
 // ---- migrate ----
 
 Deno.test("migrate: applies every migration once, records them, and is idempotent", async () => {
-  await withDb(async (db) => {
+  {
+    await using db = await testDb("progress", { migrate: false });
     const migrations = await loadMigrations(MIGRATIONS_DIR);
     const names = migrations.map((m) => m.name);
     assert(names.length >= 2, `migrations: ${names}`);
@@ -67,22 +56,24 @@ Deno.test("migrate: applies every migration once, records them, and is idempoten
     const recorded = await db.sql`SELECT name, applied_at FROM schema_migrations ORDER BY name`;
     assertEquals(recorded.map((r) => r.name), names);
     for (const r of recorded) assert(r.applied_at instanceof Date);
-  }, { migrate: false });
+  }
 });
 
 Deno.test("migrate: a new migration is applied on top of recorded ones", async () => {
-  await withDb(async (db) => {
+  {
+    await using db = await testDb("progress", { migrate: false });
     const migrations = await loadMigrations(MIGRATIONS_DIR);
     assertEquals(await migrate(db.sql, migrations.slice(0, 1)), [migrations[0].name]);
     assertEquals(await migrate(db.sql, migrations), migrations.slice(1).map((m) => m.name));
     const extra = { name: "999_test_extra.sql", sql: "CREATE TABLE test_extra (x INT)" };
     assertEquals(await migrate(db.sql, [...migrations, extra]), ["999_test_extra.sql"]);
     assertEquals(await migrate(db.sql, [...migrations, extra]), []);
-  }, { migrate: false });
+  }
 });
 
 Deno.test("migrate: concurrent migrators apply each migration exactly once", async () => {
-  await withDb(async (db) => {
+  {
+    await using db = await testDb("progress", { migrate: false });
     const migrations = await loadMigrations(MIGRATIONS_DIR);
     const others = [0, 1, 2].map(() => createSql(TEST_DATABASE_URL, { max: 1, schema: db.schema }));
     try {
@@ -93,11 +84,12 @@ Deno.test("migrate: concurrent migrators apply each migration exactly once", asy
     }
     const recorded = await db.sql`SELECT count(*)::int AS n FROM schema_migrations`;
     assertEquals(recorded[0].n, migrations.length);
-  }, { migrate: false });
+  }
 });
 
 Deno.test("migrate: a failing migration rolls back and records nothing", async () => {
-  await withDb(async (db) => {
+  {
+    await using db = await testDb("progress", { migrate: false });
     const migrations = await loadMigrations(MIGRATIONS_DIR);
     const bad = {
       name: "998_bad.sql",
@@ -108,11 +100,12 @@ Deno.test("migrate: a failing migration rolls back and records nothing", async (
       SELECT table_name FROM information_schema.tables WHERE table_schema = ${db.schema}`;
     assertEquals(tables.map((t) => t.table_name), []);
     assertEquals(await migrate(db.sql, migrations), migrations.map((m) => m.name));
-  }, { migrate: false });
+  }
 });
 
 Deno.test("migrate: 001 creates exactly the original design's table", async () => {
-  await withDb(async (db) => {
+  {
+    await using db = await testDb("progress", { migrate: false });
     const [first] = await loadMigrations(MIGRATIONS_DIR);
     await migrate(db.sql, [first]);
     assertEquals(await columns(db), DESIGN_COLUMNS);
@@ -124,11 +117,12 @@ Deno.test("migrate: 001 creates exactly the original design's table", async () =
       WHERE tc.table_schema = ${db.schema} AND tc.table_name = 'backfill_progress'
         AND tc.constraint_type = 'PRIMARY KEY'`;
     assertEquals(pk.map((r) => r.column_name), ["collection"]);
-  }, { migrate: false });
+  }
 });
 
 Deno.test("migrate: later migrations only add columns after the original design's", async () => {
-  await withDb(async (db) => {
+  {
+    await using db = await testDb("progress");
     const cols = await columns(db);
     assertEquals(cols.slice(0, DESIGN_COLUMNS.length), DESIGN_COLUMNS);
     const added = Object.fromEntries(
@@ -154,13 +148,15 @@ Deno.test("migrate: later migrations only add columns after the original design'
       "bigint",
       "NO",
     ]);
-  });
+  }
 });
 
 // ---- ProgressStore ----
 
 Deno.test("seed: inserts new rows with defaults and skips existing ones", async () => {
-  await withDb(async ({ progress }) => {
+  {
+    await using fx = await testDb("progress");
+    const { progress } = fx;
     assertEquals(await progress.seed([], "bsky.network"), 0);
     assertEquals(await progress.seed(["b.b.b", "a.a.a"], "bsky.network"), 2);
     const rows = await progress.list();
@@ -194,11 +190,13 @@ Deno.test("seed: inserts new rows with defaults and skips existing ones", async 
     // Overlap: only the new one counts.
     assertEquals(await progress.seed(["a.a.a", "c.c.c"], "bsky.network"), 1);
     assertEquals((await progress.list()).length, 3);
-  });
+  }
 });
 
 Deno.test("seed: re-seeding returns 0 and keeps cursor, counts, completion and source", async () => {
-  await withDb(async ({ progress }) => {
+  {
+    await using fx = await testDb("progress");
+    const { progress } = fx;
     await progress.seed(["a.a.a", "b.b.b"], "bsky.network");
     await progress.saveCheckpoint("a.a.a", {
       source: "bsky.network",
@@ -217,27 +215,32 @@ Deno.test("seed: re-seeding returns 0 and keeps cursor, counts, completion and s
     assertEquals(await progress.list(), before);
     const a = before[0];
     assertEquals([a.source, a.cursor, a.imported, a.new], ["bsky.network", "cur-7", 7000, 12]);
-  });
+  }
 });
 
 Deno.test("seed: more than one chunk of collections", async () => {
-  await withDb(async ({ progress }) => {
+  {
+    await using fx = await testDb("progress");
+    const { progress } = fx;
     const many = Array.from({ length: 2345 }, (_, i) => `com.example.c${i}`);
     assertEquals(await progress.seed(many, "bsky.network"), 2345);
     assertEquals(await progress.seed(many, "bsky.network"), 0);
     assertEquals((await progress.list()).length, 2345);
-  });
+  }
 });
 
 Deno.test("seed: a collection listed twice in one call is inserted once", async () => {
-  await withDb(async ({ progress }) => {
+  {
+    await using fx = await testDb("progress");
+    const { progress } = fx;
     assertEquals(await progress.seed(["a.a.a", "a.a.a", "b.b.b"], "bsky.network"), 2);
     assertEquals((await progress.list()).map((r) => r.collection), ["a.a.a", "b.b.b"]);
-  });
+  }
 });
 
 Deno.test("counts come back as JS numbers, beyond 32 bits", async () => {
-  await withDb(async (db) => {
+  {
+    await using db = await testDb("progress");
     const { progress } = db;
     await progress.seed(["a.a.a", "b.b.b"], "bsky.network");
     const big = 30_000_000_123;
@@ -261,17 +264,21 @@ Deno.test("counts come back as JS numbers, beyond 32 bits", async () => {
     // The same total computed by Postgres, for comparison.
     const [pg] = await db.sql`SELECT SUM(imported_count) AS s FROM backfill_progress`;
     assertEquals(Number(pg.s), sum);
-  });
+  }
 });
 
 Deno.test("get: a missing collection is undefined", async () => {
-  await withDb(async ({ progress }) => {
+  {
+    await using fx = await testDb("progress");
+    const { progress } = fx;
     assertEquals(await progress.get("no.such.thing"), undefined);
-  });
+  }
 });
 
 Deno.test("saveCheckpoint: updates cursor, counts, source and updated_at only", async () => {
-  await withDb(async ({ progress }) => {
+  {
+    await using fx = await testDb("progress");
+    const { progress } = fx;
     await progress.seed(["a.a.a"], "bsky.network");
     const before = (await progress.get("a.a.a"))!;
     await new Promise((r) => setTimeout(r, 5));
@@ -291,11 +298,13 @@ Deno.test("saveCheckpoint: updates cursor, counts, source and updated_at only", 
     // A checkpoint for a collection without a row does nothing.
     await progress.saveCheckpoint("zz.zz.zz", { source: "s", cursor: "c", imported: 1, new: 1 });
     assertEquals(await progress.get("zz.zz.zz"), undefined);
-  });
+  }
 });
 
 Deno.test("fail, startAttempt and complete", async () => {
-  await withDb(async ({ progress }) => {
+  {
+    await using fx = await testDb("progress");
+    const { progress } = fx;
     await progress.seed(["a.a.a"], "bsky.network");
     await progress.startAttempt("a.a.a");
     await progress.startAttempt("a.a.a");
@@ -319,11 +328,13 @@ Deno.test("fail, startAttempt and complete", async () => {
       [row.cursor, row.imported, row.new, row.lastError, row.nextRetryAt, row.attempts],
       ["last", 9, 1, null, null, 2],
     );
-  });
+  }
 });
 
 Deno.test("restart: clears progress, errors and attempts, and switches the source", async () => {
-  await withDb(async ({ progress }) => {
+  {
+    await using fx = await testDb("progress");
+    const { progress } = fx;
     await progress.seed(["a.a.a", "b.b.b"], "bsky.network");
     await progress.startAttempt("a.a.a");
     await progress.fail("a.a.a", "boom", new Date(Date.now() + 60_000));
@@ -357,11 +368,13 @@ Deno.test("restart: clears progress, errors and attempts, and switches the sourc
     // Other rows are untouched.
     const b = (await progress.get("b.b.b"))!;
     assertEquals([b.source, b.cursor, b.imported], ["bsky.network", "k", 1]);
-  });
+  }
 });
 
 Deno.test("setEstimates: sets known collections, ignores unknown ones, empty is a no-op", async () => {
-  await withDb(async ({ progress }) => {
+  {
+    await using fx = await testDb("progress");
+    const { progress } = fx;
     await progress.seed(["a.a.a", "b.b.b", "c.c.c"], "bsky.network");
     await progress.setEstimates(new Map());
     await progress.setEstimates(new Map([["a.a.a", 28_000_000], ["b.b.b", 0], ["x.x.x", 5]]));
@@ -375,11 +388,13 @@ Deno.test("setEstimates: sets known collections, ignores unknown ones, empty is 
     // Replacing an estimate.
     await progress.setEstimates(new Map([["a.a.a", 29_000_000]]));
     assertEquals((await progress.get("a.a.a"))!.estimatedTotal, 29_000_000);
-  });
+  }
 });
 
 Deno.test("setEstimates: more than one chunk", async () => {
-  await withDb(async ({ progress }) => {
+  {
+    await using fx = await testDb("progress");
+    const { progress } = fx;
     const many = Array.from({ length: 1500 }, (_, i) => `com.example.c${i}`);
     await progress.seed(many, "bsky.network");
     await progress.setEstimates(new Map(many.map((c, i) => [c, i * 10])));
@@ -388,11 +403,13 @@ Deno.test("setEstimates: more than one chunk", async () => {
     assertEquals(byName.get("com.example.c0"), 0);
     assertEquals(byName.get("com.example.c1499"), 14990);
     assert(rows.every((r) => typeof r.estimatedTotal === "number"));
-  });
+  }
 });
 
 Deno.test("retrying: a non-connection error is thrown at once; connection codes are recognised", async () => {
-  await withDb(async ({ progress }) => {
+  {
+    await using fx = await testDb("progress");
+    const { progress } = fx;
     let calls = 0;
     await assertRejects(
       progress.retrying("x", () => {
@@ -411,7 +428,7 @@ Deno.test("retrying: a non-connection error is thrown at once; connection codes 
       return Promise.resolve("ok");
     });
     assertEquals([got, tries], ["ok", 3]);
-  });
+  }
   assertEquals(isConnectionError({ code: "57P01" }), true);
   assertEquals(isConnectionError({ code: "CONNECTION_CLOSED" }), true);
   assertEquals(isConnectionError({ code: "23505" }), false);
@@ -420,7 +437,9 @@ Deno.test("retrying: a non-connection error is thrown at once; connection codes 
 });
 
 Deno.test("ping works on a live database", async () => {
-  await withDb(async ({ sql }) => {
+  {
+    await using fx = await testDb("progress");
+    const { sql } = fx;
     await new ProgressStore({ sql }).ping();
-  });
+  }
 });
