@@ -87,8 +87,10 @@ Deno.test("cli: embedded Postgres needs no setup; a second process on the same d
   try {
     const first = run(["backfill"], env);
     // Wait until the first process holds the index, then start a second one.
-    await until(() => relay.stats.requests > 0, {
-      what: "the first process to start paging",
+    // LevelDB creates LOCK when it opens the index, before anything else (see openRuntime).
+    await until(() => exists(`${dataDir}/index/LOCK`), {
+      timeoutMs: 60_000,
+      what: "the first process to hold the index",
       everyMs: 50,
     });
     const second = await run(["backfill"], env);
@@ -328,3 +330,12 @@ Deno.test("cli: a one-shot catch-up from another source is refused until --confi
     await Deno.remove(dataDir, { recursive: true });
   }
 });
+
+function exists(path: string): boolean {
+  try {
+    Deno.statSync(path);
+    return true;
+  } catch {
+    return false;
+  }
+}
