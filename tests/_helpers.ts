@@ -125,14 +125,14 @@ export async function indexDids(index: IndexStore, collection: string): Promise<
 
 /**
  * Resolves once `cond()` holds (it may be async), checking every `everyMs` (default 10); rejects
- * after `timeoutMs` (default 10 s) with an error saying what it waited for. Every wait in a test
+ * after `timeoutMs` (default 30 s) with an error saying what it waited for. Every wait in a test
  * goes through here, so none can hang.
  */
 export async function until(
   cond: () => unknown,
   opts: { timeoutMs?: number; what: string; everyMs?: number },
 ): Promise<void> {
-  const timeoutMs = opts.timeoutMs ?? 10_000;
+  const timeoutMs = opts.timeoutMs ?? 30_000;
   const deadline = performance.now() + timeoutMs;
   while (!(await cond())) {
     if (performance.now() > deadline) {

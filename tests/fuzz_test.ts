@@ -479,7 +479,11 @@ Deno.test("fuzz HTTP routes: random methods, paths, queries and Authorization ne
           started++;
           if (!r.settle) await backfiller.stop();
           else {
-            await until(() => !backfiller.running, { what: "the started run to end", everyMs: 1 });
+            await until(() => !backfiller.running, {
+              timeoutMs: 120_000,
+              what: "the started run to end",
+              everyMs: 1,
+            });
           }
         }
         assert(res.status !== 500, `500 for ${r.method} ${req.url}: ${body}`);

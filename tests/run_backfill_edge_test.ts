@@ -135,10 +135,11 @@ Deno.test("server's retry loop runs failed collections again once they are due",
       everyMs: 20,
     });
     await until(async () => (await db.progress.get(bad))?.completedAt != null, {
+      timeoutMs: 120_000,
       what: "the retry loop to complete the failed collection",
       everyMs: 20,
     });
-    await until(() => !b.running, { what: "the retry run to end" });
+    await until(() => !b.running, { timeoutMs: 120_000, what: "the retry run to end" });
     const row = await db.progress.get(bad);
     assert(row?.completedAt, "retried and completed");
     assertEquals(row?.imported, world.size(bad));
