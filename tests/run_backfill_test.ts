@@ -281,7 +281,7 @@ Deno.test("an incomplete collection keeps its cursor and counts until the new so
   const dead = parseSource(`http://127.0.0.1:${freePort()}`);
   const b = f.makeBackfiller({ pageLimit: 100 });
   await b.start({ source: f.source });
-  while ((b.state?.pages ?? 0) < 5) await new Promise((r) => setTimeout(r, 5));
+  await until(() => (b.state?.pages ?? 0) >= 5, { what: "5 pages written" });
   await b.stop();
   const before = await f.db.progress.list();
   assert(before.some((r) => r.completedAt === null && r.cursor !== ""));

@@ -117,7 +117,7 @@ export async function runCollection(job: CollectionJob): Promise<CollectionOutco
       writing.catch(() => {});
       if (done) break;
       if (job.pagePauseMs > 0) {
-        // The design note's pause: pages strictly one after another, each durable before the wait.
+        // The original design's pause (README, Design): pages strictly one after another, each durable before the wait.
         await writing;
         await job.clock.sleep(job.pagePauseMs, job.signal);
       }
