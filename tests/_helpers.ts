@@ -174,7 +174,13 @@ export async function backfillFixture(opts: BackfillFixtureOptions = {}): Promis
   const made: Backfiller[] = [];
   const deferred: (() => unknown)[] = [];
   const makeBackfiller = (o: Partial<Parameters<typeof testBackfiller>[0]> = {}) => {
-    const b = testBackfiller({ index: idx.index, db, listUrl, ...opts.backfiller, ...o });
+    const b = testBackfiller({
+      index: idx.index,
+      db,
+      listUrl,
+      ...defined(opts.backfiller),
+      ...defined(o),
+    });
     made.push(b);
     return b;
   };
@@ -196,4 +202,11 @@ export async function backfillFixture(opts: BackfillFixtureOptions = {}): Promis
       await db.drop();
     },
   };
+}
+
+/** `o` without its undefined fields, so spreading it keeps the defaults they would hide. */
+function defined<T extends object>(o: T | undefined): Partial<T> {
+  return Object.fromEntries(Object.entries(o ?? {}).filter(([, v]) => v !== undefined)) as Partial<
+    T
+  >;
 }
