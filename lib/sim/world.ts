@@ -313,3 +313,59 @@ export function worldFromLists(record: Record<string, string[]>, seed = 1): SimW
   for (const [nsid, dids] of Object.entries(record)) world.setColumn(nsid, dids);
   return world;
 }
+
+/** bsky.network's largest collections at 150M pairs (public estimates, issue 9), largest first. */
+export const NETWORK_LARGE: readonly (readonly [string, number])[] = [
+  ["app.bsky.feed.like", 30_000_000],
+  ["app.bsky.feed.post", 28_000_000],
+  ["app.bsky.actor.profile", 27_000_000],
+  ["app.bsky.graph.follow", 26_000_000],
+  ["app.bsky.feed.repost", 15_000_000],
+  ["chat.bsky.actor.declaration", 10_000_000],
+  ["app.bsky.graph.block", 8_000_000],
+];
+/** The network's pair count the sizes above belong to. */
+export const NETWORK_PAIRS = 150_000_000;
+/** Collections after the large ones, sharing what the large ones leave (~6M at full size). */
+export const NETWORK_TAIL = 1_270;
+
+/** Splits `total` over `n` ranks in proportion to 1/rank (Zipf, s = 1), exactly, largest first. */
+export function zipfSizes(total: number, n: number): number[] {
+  if (n <= 0) return [];
+  let h = 0;
+  for (let k = 1; k <= n; k++) h += 1 / k;
+  const exact = Array.from({ length: n }, (_, i) => total / h / (i + 1));
+  const sizes = exact.map(Math.floor);
+  let left = total - sizes.reduce((a, b) => a + b, 0);
+  // Largest remainders first; ties go to the larger collection, so the order stays descending.
+  const order = exact.map((x, i) => [x - Math.floor(x), i] as const)
+    .sort((a, b) => b[0] - a[0] || a[1] - b[1]);
+  for (let j = 0; left > 0; j = (j + 1) % n, left--) sizes[order[j][1]]++;
+  return sizes;
+}
+
+/**
+ * A world shaped like bsky.network scaled to `pairs` entries in all (exactly): the seven large
+ * collections in their real proportions, then NETWORK_TAIL collections with a Zipf-sized tail, over
+ * an account pool 1.25× the largest. Columns are Uint32Arrays: 150M pairs take ~600 MB.
+ */
+export function makeNetworkWorld(opts: { pairs: number; seed?: number }): SimWorld {
+  const seed = opts.seed ?? 1;
+  const scale = opts.pairs / NETWORK_PAIRS;
+  const large = NETWORK_LARGE.map(([name, n]) => [name, Math.round(n * scale)] as const);
+  const tailTotal = Math.max(0, opts.pairs - large.reduce((a, [, n]) => a + n, 0));
+  const pool = Math.max(2, Math.ceil(large[0][1] * 1.25));
+  const rand = seededRandom(seed);
+  const world = new SimWorld(seed, pool);
+  const taken = new Set<string>();
+  for (const [nsid, size] of large) {
+    taken.add(nsid);
+    world.setColumn(nsid, drawIds(pool, size, rand));
+  }
+  zipfSizes(tailTotal, NETWORK_TAIL).forEach((size, k) => {
+    const nsid = tailName(large.length + k, rand, taken);
+    taken.add(nsid);
+    world.setColumn(nsid, drawIds(pool, Math.min(size, pool), rand));
+  });
+  return world;
+}
