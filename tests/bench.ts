@@ -4,6 +4,7 @@
  * listReposByCollection latency. Each backfill runs in its own process (tests/bench_child.ts) with
  * a fresh Postgres database and a fresh LevelDB; the simulated relay stays in this process.
  */
+import type { Hono } from "hono";
 import { runLiveBench } from "./bench_live.ts";
 import { parseArgs } from "node:util";
 import { Backfiller } from "../lib/run/backfill.ts";
@@ -258,8 +259,8 @@ function resolveLaunch(choice: BenchFlags["allocator"], v8Flags: string): Launch
   return { v8Flags, allocator: "glibc" };
 }
 
-/** The parent's environment minus everything parseConfig reads, so a child sees only what we set. */
-function inheritedEnv(): Record<string, string> {
+/** The parent's environment minus everything parseConfig reads (and LD_PRELOAD), so a child sees only what we set. */
+export function inheritedEnv(): Record<string, string> {
   const env = Deno.env.toObject();
   for (const k of Object.keys(env)) {
     if (
@@ -274,6 +275,10 @@ function inheritedEnv(): Record<string, string> {
         "LEXICON_LIST_URL",
         "RELAY_URL",
         "LOG_LEVEL",
+        "DATABASE_WAIT_MS",
+        "LIVE_STREAM_URL",
+        "LIVE_IDLE_TIMEOUT_MS",
+        "LIVE_AUTO_CATCH_UP",
       ].includes(k)
     ) delete env[k];
   }
@@ -469,6 +474,29 @@ function largest(world: SimWorld): string {
   return world.collections().reduce((a, b) => (world.size(b) > world.size(a) ? b : a));
 }
 
+/** The service's HTTP app over a finished index, for read latency: its Backfiller never runs. */
+export function readOnlyApp(index: IndexStore, progress: ProgressStore): Hono {
+  const backfiller = new Backfiller({
+    index,
+    progress,
+    clientFor: () => {
+      throw new Error("not used");
+    },
+    discover: () => Promise.resolve({ collections: [], fromList: 0, fromIndex: 0 }),
+    concurrency: 1,
+    pageLimit: 2000,
+    pagePauseMs: 0,
+    log: silentLogger,
+  });
+  return createApp({
+    backfiller,
+    index,
+    progress,
+    defaultSource: parseSource("bsky.network"),
+    log: silentLogger,
+  });
+}
+
 /** p50/p99 of this project's own listReposByCollection for 2000-DID pages at random cursors. */
 async function xrpcLatency(
   run: RunResult,
@@ -487,25 +515,7 @@ async function xrpcLatency(
   const index = await IndexStore.open({ path: `${run.dataDir}/index` });
   const sql = createSql(run.dbUrl, { max: 1 });
   const progress = new ProgressStore({ sql });
-  const backfiller = new Backfiller({
-    index,
-    progress,
-    clientFor: () => {
-      throw new Error("not used");
-    },
-    discover: () => Promise.resolve({ collections: [], fromList: 0, fromIndex: 0 }),
-    concurrency: 1,
-    pageLimit: 2000,
-    pagePauseMs: 0,
-    log: silentLogger,
-  });
-  const app = createApp({
-    backfiller,
-    index,
-    progress,
-    defaultSource: parseSource("bsky.network"),
-    log: silentLogger,
-  });
+  const app = readOnlyApp(index, progress);
   const server = Deno.serve({ port: 0, hostname: "127.0.0.1", onListen() {} }, app.fetch);
   const c = largest(world);
   const size = world.size(c);

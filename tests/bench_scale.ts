@@ -8,16 +8,12 @@
 import type { Sql } from "postgres";
 import { parseCommandLine } from "../lib/util/args.ts";
 import { sleep } from "../lib/util/async.js";
-import { silentLogger } from "../lib/util/log.ts";
-import { Backfiller } from "../lib/run/backfill.ts";
-import { createApp } from "../lib/http/app.ts";
 import { encodeCursor } from "../lib/http/xrpc_cursor.ts";
 import { IndexStore } from "../lib/index/store.ts";
 import { createSql, ProgressStore } from "../lib/progress/store.ts";
 import { type SimRelay, startSimRelay } from "../lib/sim/relay.ts";
 import { makeNetworkWorld, NETWORK_LARGE, seededRandom, type SimWorld } from "../lib/sim/world.ts";
-import { parseSource } from "../lib/source/source.ts";
-import { percentile } from "./bench.ts";
+import { inheritedEnv, percentile, readOnlyApp } from "./bench.ts";
 import { freePort, freshDatabase } from "./_child.ts";
 
 const ROOT = new URL("..", import.meta.url).pathname;
@@ -346,30 +342,6 @@ function findService(root: number, command: string): number | undefined {
   return undefined;
 }
 
-/** The parent's environment minus everything the service's config reads (and LD_PRELOAD: a bare host). */
-function inheritedEnv(): Record<string, string> {
-  const env = Deno.env.toObject();
-  const configVars = [
-    "LD_PRELOAD",
-    "DATABASE_URL",
-    "DATA_DIR",
-    "PORT",
-    "HOST",
-    "RELAY_ADMIN_PASSWORD",
-    "LEXICON_LIST_URL",
-    "RELAY_URL",
-    "LOG_LEVEL",
-    "LIVE_STREAM_URL",
-    "LIVE_IDLE_TIMEOUT_MS",
-    "LIVE_AUTO_CATCH_UP",
-    "DATABASE_WAIT_MS",
-  ];
-  for (const k of Object.keys(env)) {
-    if (k.startsWith("BACKFILL_") || configVars.includes(k)) delete env[k];
-  }
-  return env;
-}
-
 /** Settings the repository's .env would add to the run (the tasks load it; they are not ours). */
 function dotEnvSettings(): string[] {
   try {
@@ -497,30 +469,11 @@ async function checkCounts(
   return { problems, counted, seconds: (performance.now() - t) / 1000 };
 }
 
-/** The app's HTTP handler on the finished index (as tests/bench.ts does), for read latency. */
+/** XRPC page latency from the app's HTTP handler on the finished index (its owner has exited). */
 async function xrpcAfterRun(indexPath: string, dbUrl: string, world: SimWorld, seed: number) {
   const index = await IndexStore.open({ path: indexPath });
   const sql = createSql(dbUrl, { max: 1 });
-  const progress = new ProgressStore({ sql });
-  const backfiller = new Backfiller({
-    index,
-    progress,
-    clientFor: () => {
-      throw new Error("not used");
-    },
-    discover: () => Promise.resolve({ collections: [], fromList: 0, fromIndex: 0 }),
-    concurrency: 1,
-    pageLimit: XRPC_LIMIT,
-    pagePauseMs: 0,
-    log: silentLogger,
-  });
-  const app = createApp({
-    backfiller,
-    index,
-    progress,
-    defaultSource: parseSource("bsky.network"),
-    log: silentLogger,
-  });
+  const app = readOnlyApp(index, new ProgressStore({ sql }));
   const server = Deno.serve({ port: 0, hostname: "127.0.0.1", onListen() {} }, app.fetch);
   try {
     return await probeMany(`http://127.0.0.1:${server.addr.port}`, world, 400, seed);
