@@ -1,4 +1,11 @@
-import { assert, assertEquals, assertMatch, assertNotEquals, assertRejects } from "./_assert.ts";
+import {
+  assert,
+  assertEquals,
+  assertMatch,
+  assertNotEquals,
+  assertRejects,
+  assertThrows,
+} from "./_assert.ts";
 import { isDid, isNsid } from "../lib/util/syntax.ts";
 import { InputError } from "../lib/util/errors.ts";
 import { formatDid, makeWorld, SimWorld, worldFromLists } from "../lib/sim/world.ts";
@@ -168,6 +175,13 @@ Deno.test("listRepos: limit clamping, defaults and invalid limits", async () => 
     assertEquals((await page(relay, c, 50000)).json.repos.length, 10000);
     relay.setFaults({ maxLimit: 2000 });
     assertEquals((await page(relay, c, 50000)).json.repos.length, 2000);
+    relay.setFaults({ overLimit: "reject" });
+    for (const [limit, status] of [[2000, 200], [2001, 400], [10000, 400]]) {
+      const a = await get(relay, `${LIST}?collection=${c}&limit=${limit}`);
+      assertEquals(a.status, status, `limit ${limit} against a lexicon-strict relay`);
+      if (status === 400) assertEquals(a.json.error, "InvalidRequest");
+    }
+    assertEquals((await page(relay, c)).json.repos.length, 500);
     for (const bad of ["abc", "1.5", "10x"]) {
       const a = await get(relay, `${LIST}?collection=${c}&limit=${bad}`);
       assertEquals(a.status, 400);
@@ -490,6 +504,25 @@ Deno.test("cli: prints the URL and world, serves until aborted, rejects bad flag
   await assertRejects(() => runSimRelayCli(["--latency", "x"], {}), InputError);
   await assertRejects(() => runSimRelayCli(["--bogus"], {}), InputError);
   await assertRejects(() => runSimRelayCli(["--malformed", "a.b.c=weird"], {}), InputError);
+});
+
+Deno.test("sim-relay flags: the largest limit and what a larger one gets, table", () => {
+  const cases: [string[], Record<string, string>, number | undefined, string | undefined][] = [
+    [[], {}, undefined, undefined],
+    [["--max-limit", "2000"], {}, 2000, undefined],
+    [["--max-limit", "2000", "--over-limit", "reject"], {}, 2000, "reject"],
+    [[], { SIM_RELAY_MAX_LIMIT: "2000", SIM_RELAY_OVER_LIMIT: "clamp" }, 2000, "clamp"],
+    [[], { SIM_RELAY_OVER_LIMIT: "" }, undefined, undefined],
+  ];
+  for (const [args, env, maxLimit, overLimit] of cases) {
+    const o = simRelayOptionsFromArgs(args, env);
+    assert(o !== "help");
+    assertEquals([o.maxLimit, o.overLimit], [maxLimit, overLimit], args.join(" "));
+  }
+  assertThrows(
+    () => simRelayOptionsFromArgs(["--over-limit", "truncate"], {}),
+    /--over-limit must be clamp or reject, got "truncate"/,
+  );
 });
 
 Deno.test("sim-relay flags: real repos and unprovable commits for the stream, table", () => {

@@ -1,7 +1,7 @@
 /** `deno task sim-relay`: flags and SIM_RELAY_* variables to relay options, and the serving loop. */
 import { parseArgs } from "node:util";
 import { InputError } from "../util/mod.ts";
-import { MALFORMED_MODES, type MalformedMode } from "./faults.ts";
+import { MALFORMED_MODES, type MalformedMode, OVER_LIMIT_MODES, type OverLimit } from "./faults.ts";
 import { type SimRelayOptions, startSimRelay } from "./relay.ts";
 import { makeWorld } from "./world.ts";
 
@@ -13,7 +13,9 @@ const USAGE =
     DEFAULT_LARGE.join("/")
   } DIDs)  --collections N (40)  --tail-max N (60)
   --latency MS  --jitter MS  --rate429 P  --retry-after S  --retry-after-date  --max-rps N
-  --rate5xx P  --rate-reset P  --hang-rate P  --short-page-every N  --max-limit N (10000)
+  --rate5xx P  --rate-reset P  --hang-rate P  --short-page-every N
+  --max-limit N (10000)  --over-limit clamp|reject (clamp: a larger limit gets max-limit DIDs;
+    reject: it gets 400 InvalidRequest, like a lexicon-strict server with --max-limit 2000)
   --forbidden a.b.c,d.e.f  --malformed nsid=mode,...  --llms-extra a.b.c,...  --no-list-collections
   --stream-rate EVENTS/S (0)  --stream-backlog N (200000)  --stream-prefill N (0)
   --stream-real-repos (real MSTs: v1.1 commits that prove deletes)  --stream-unprovable P (0)`;
@@ -38,7 +40,7 @@ const NUMERIC_FLAGS = [
   "stream-prefill",
   "stream-unprovable",
 ] as const;
-const STRING_FLAGS = ["hostname", "forbidden", "malformed", "llms-extra"] as const;
+const STRING_FLAGS = ["hostname", "forbidden", "malformed", "llms-extra", "over-limit"] as const;
 const BOOL_FLAGS = [
   "retry-after-date",
   "no-list-collections",
@@ -91,6 +93,15 @@ export function simRelayOptionsFromArgs(
     }
     malformed[nsid] = mode as MalformedMode;
   }
+  const overLimit = str("over-limit") || undefined;
+  if (overLimit !== undefined && !OVER_LIMIT_MODES.includes(overLimit as OverLimit)) {
+    throw new InputError(
+      `sim-relay: --over-limit must be ${OVER_LIMIT_MODES.join(" or ")}, got ${
+        JSON.stringify(overLimit)
+      }`,
+      "over-limit",
+    );
+  }
   const seed = num("seed") ?? 1;
   const scale = num("scale") ?? 1;
   const world = makeWorld({
@@ -115,6 +126,7 @@ export function simRelayOptionsFromArgs(
     hangRate: num("hang-rate"),
     shortPageEvery: num("short-page-every"),
     maxLimit: num("max-limit"),
+    overLimit: overLimit as OverLimit | undefined,
     forbidden: list("forbidden"),
     malformed,
     llmsExtra: list("llms-extra"),

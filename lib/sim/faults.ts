@@ -10,6 +10,12 @@ export type MalformedMode =
   | "empty-with-cursor"
   | "invalid-dids";
 
+/** What the relay does with a `limit` above its maximum; see {@link SimFaults.overLimit}. */
+export type OverLimit = "clamp" | "reject";
+
+/** Every {@link OverLimit}, for flag parsing. */
+export const OVER_LIMIT_MODES: readonly OverLimit[] = ["clamp", "reject"];
+
 /** Behaviour that can change at runtime through `setFaults`; all optional. */
 export interface SimFaults {
   /** Added to every relay request (not llms.txt or health), plus up to `jitterMs` more. */
@@ -43,8 +49,13 @@ export interface SimFaults {
   shortPageEvery?: number;
   /** Size of the "huge-body" body (default 512 MiB), streamed lazily. */
   hugeBodyBytes?: number;
-  /** Upper clamp for `limit` (default 10000, like collectiondir). */
+  /** The largest `limit` served (default 10000, like collectiondir behind bsky.network). */
   maxLimit?: number;
+  /**
+   * A `limit` above `maxLimit`: "clamp" serves `maxLimit` DIDs with a cursor (the default, like
+   * collectiondir), "reject" answers 400 InvalidRequest (a lexicon-strict server at 2000).
+   */
+  overLimit?: OverLimit;
   /** Serve `listReposByCollection` (default true; false answers 404 like relays without it). */
   listRepos?: boolean;
   /** Serve `/v1/listCollections` (default true). */

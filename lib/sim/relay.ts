@@ -12,7 +12,7 @@ import { TokenBucket } from "./token_bucket.ts";
 import { makeWorld, mix32, seededRandom, SimWorld } from "./world.ts";
 import { SimStream, type SimStreamOptions } from "./stream.ts";
 
-export type { MalformedMode, SimFaults } from "./faults.ts";
+export type { MalformedMode, OverLimit, SimFaults } from "./faults.ts";
 export type { SimRelayStats } from "./stats.ts";
 
 /** Options for `startSimRelay`: the faults plus what is fixed for the server's life. */
@@ -284,9 +284,11 @@ class SimRelayServer implements SimRelay {
     }
     const rawLimit = q.get("limit");
     if (rawLimit && !/^[+-]?\d+$/.test(rawLimit)) return badRequest("limit must be an integer");
-    const limit = rawLimit
-      ? Math.min(this.#faults.maxLimit ?? 10000, Math.max(1, Number(rawLimit)))
-      : Math.min(this.#faults.maxLimit ?? 10000, 500);
+    const max = this.#faults.maxLimit ?? 10000;
+    if (this.#faults.overLimit === "reject" && rawLimit && Number(rawLimit) > max) {
+      return badRequest(`limit must be less than or equal to ${max}`);
+    }
+    const limit = Math.min(max, rawLimit ? Math.max(1, Number(rawLimit)) : 500);
     const rawCursor = q.get("cursor");
     let position = 0;
     if (rawCursor) {
