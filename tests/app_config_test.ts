@@ -16,7 +16,7 @@ Deno.test("parseConfig: an empty environment gives the documented defaults", () 
     lexiconListUrl: "https://lexicon.garden/llms.txt",
     relayUrl: "http://localhost:8080",
     concurrency: 8,
-    pageLimit: 2000,
+    pageLimit: 10_000,
     pagePauseMs: 0,
     maxRps: 25,
     requestTimeoutMs: 30_000,
@@ -49,7 +49,7 @@ Deno.test("parseConfig: an empty environment gives the documented defaults", () 
     ].map((k, i) => [k, i % 2 ? "" : "   "]),
   );
   assertEquals(parseConfig(blanks), want);
-  assertEquals(DEFAULTS.pageLimit <= 2000, true);
+  assertEquals(DEFAULTS.pageLimit, 10_000);
 });
 
 Deno.test("parseConfig: every variable is read, trimmed and typed", () => {
@@ -127,9 +127,10 @@ const NUMERIC: [string, string, number | undefined][] = [
   ["BACKFILL_CONCURRENCY", "257", undefined],
   ["BACKFILL_PAGE_LIMIT", "1", 1],
   ["BACKFILL_PAGE_LIMIT", "2000", 2000],
+  ["BACKFILL_PAGE_LIMIT", "2001", 2001],
+  ["BACKFILL_PAGE_LIMIT", "10000", 10000],
   ["BACKFILL_PAGE_LIMIT", "0", undefined],
-  ["BACKFILL_PAGE_LIMIT", "2001", undefined],
-  ["BACKFILL_PAGE_LIMIT", "10000", undefined],
+  ["BACKFILL_PAGE_LIMIT", "10001", undefined],
   ["BACKFILL_PAGE_LIMIT", "500.0", undefined],
   ["BACKFILL_PAGE_PAUSE_MS", "0", 0],
   ["BACKFILL_PAGE_PAUSE_MS", "60000", 60000],

@@ -69,6 +69,7 @@ function sampleStatus(overrides: Partial<StatusDocument> = {}): StatusDocument {
       invalid_dids: 0,
       dids_per_sec: 41234.5,
       pages_per_sec: 21.3,
+      page_limit: 10000,
       eta_seconds: 3600,
     },
     total: 1269,

@@ -238,7 +238,7 @@ Deno.test("fuzz parseConfig: a Config within its ranges, or an InputError naming
         return;
       }
       assert(Number.isInteger(config.port) && config.port >= 1 && config.port <= 65535);
-      assert(config.pageLimit >= 1 && config.pageLimit <= 2000);
+      assert(config.pageLimit >= 1 && config.pageLimit <= 10_000);
       assert(config.concurrency >= 1 && config.concurrency <= 256);
       assert(config.maxRps >= 0.1 && config.maxRps <= 10_000);
       assert(["debug", "info", "warn", "error"].includes(config.logLevel));

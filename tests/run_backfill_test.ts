@@ -5,6 +5,8 @@ import { makeWorld, worldFromLists } from "../lib/sim/world.ts";
 import { type SimRelayOptions, startSimRelay } from "../lib/sim/relay.ts";
 import { parseSource } from "../lib/source/source.ts";
 import { backfillFixture, indexDids, until } from "./_helpers.ts";
+import { createLogger } from "../lib/util/log.ts";
+import { DEFAULTS } from "../lib/app/config.ts";
 
 function fixture(relay: SimRelayOptions = {}) {
   return backfillFixture({ label: "backfill", relay });
@@ -320,4 +322,78 @@ Deno.test("a collection whose entries were all malformed is flagged with its inv
   const after = await f.db.progress.get(bad);
   assertEquals([after?.imported, after?.invalid, after?.completedAt !== null], [47, 0, true]);
   await assertMatchesWorld(f);
+});
+
+/** Requests that page all of `c` at `limit`: full pages, then one without a cursor. */
+function requestsAt(f: Awaited<ReturnType<typeof fixture>>, c: string, limit: number): number {
+  return Math.floor(f.relay.world.size(c) / limit) + 1;
+}
+
+/** Runs a full backfill asking for 10000-DID pages (the default), keeping its log lines. */
+async function runAt10000(f: Awaited<ReturnType<typeof fixture>>) {
+  const lines: Record<string, unknown>[] = [];
+  const log = createLogger({ level: "info", write: (l) => lines.push(JSON.parse(l)) });
+  const summary = await (await f.makeBackfiller({ pageLimit: DEFAULTS.pageLimit, log }).start({
+    source: f.source,
+  })).done;
+  const listed = f.relay.world.collections().reduce(
+    (n, c) => n + (f.relay.stats.byCollection[c] ?? 0),
+    0,
+  );
+  const fallbacks = lines.filter((l) => l.refused !== undefined);
+  return { summary, listed, fallbacks };
+}
+
+const PAGE_WORLD = { seed: 37, largeSizes: [25000, 20000, 12000, 10000], collections: 9 };
+
+Deno.test("page size: a source that accepts 10000 is paged in 10000-DID pages", async () => {
+  await using f = await fixture({ world: makeWorld(PAGE_WORLD) });
+  const { summary, fallbacks } = await runAt10000(f);
+  assertEquals(DEFAULTS.pageLimit, 10000);
+  assertEquals(summary.failed, []);
+  assertEquals(summary.pageLimit, 10000);
+  assertEquals(fallbacks, []);
+  await assertMatchesWorld(f);
+  for (const c of f.relay.world.collections()) {
+    assertEquals(f.relay.stats.byCollection[c], requestsAt(f, c, 10000), `requests for ${c}`);
+  }
+  assertEquals(Object.keys(f.relay.stats.byStatus), ["200"]);
+  assertEquals(f.relay.stats.didsServed, f.relay.world.totals().entries);
+});
+
+Deno.test("page size: a source that refuses more than 2000 with a 400 is paged at 2000, logged once, and every collection completes", async () => {
+  await using f = await fixture({
+    world: makeWorld(PAGE_WORLD),
+    maxLimit: 2000,
+    overLimit: "reject",
+  });
+  const { summary, listed, fallbacks } = await runAt10000(f);
+  assertEquals(summary.failed, []);
+  assertEquals(summary.pageLimit, 2000);
+  await assertMatchesWorld(f);
+  assertEquals(fallbacks.length, 1, JSON.stringify(fallbacks));
+  assertEquals([fallbacks[0].source, fallbacks[0].refused, fallbacks[0].limit], [
+    f.source.name,
+    10000,
+    2000,
+  ]);
+  // Only requests already sent at 10000 when the first refusal came back were refused.
+  const refused = f.relay.stats.byStatus["400"] ?? 0;
+  assert(refused >= 1 && refused <= 4, `${refused} refusals for a run 4 collections at a time`);
+  assertEquals(Object.keys(f.relay.stats.byStatus).sort(), ["200", "400"]);
+  const at2000 = f.relay.world.collections().reduce((n, c) => n + requestsAt(f, c, 2000), 0);
+  assertEquals(listed, at2000 + refused);
+});
+
+Deno.test("page size: a source that clamps to 2000 without a word is paged to the end, exact", async () => {
+  await using f = await fixture({ world: makeWorld(PAGE_WORLD), maxLimit: 2000 });
+  const { summary, fallbacks } = await runAt10000(f);
+  assertEquals(summary.failed, []);
+  assertEquals(summary.pageLimit, 10000);
+  assertEquals(fallbacks, []);
+  await assertMatchesWorld(f);
+  for (const c of f.relay.world.collections()) {
+    assertEquals(f.relay.stats.byCollection[c], requestsAt(f, c, 2000), `requests for ${c}`);
+  }
+  assertEquals(Object.keys(f.relay.stats.byStatus), ["200"]);
 });

@@ -2,10 +2,14 @@
 import { assert, assertEquals, assertRejects, assertThrows } from "./_assert.ts";
 import {
   errorBodyText,
+  LEXICON_PAGE_LIMIT,
+  limitAfterRefusal,
+  MAX_PAGE_LIMIT,
   parsePage,
   SourceClient,
   type SourceClientOptions,
 } from "../lib/source/client.ts";
+import { createLogger } from "../lib/util/log.ts";
 import { SourceError } from "../lib/util/errors.ts";
 import { HostLimiter } from "../lib/source/rate_limiter.ts";
 import { FakeClock } from "./_fake_clock.ts";
@@ -398,6 +402,74 @@ Deno.test("SourceClient: 400 InvalidRequest fails at once", async () => {
     assertEquals(err.context.retryable, false);
     assert(err.message.includes("InvalidRequest"), err.message);
   });
+});
+
+Deno.test("limitAfterRefusal: only a 400 to a limit above the lexicon's maximum asks again, table", () => {
+  const cases: [number, number | undefined, number | undefined][] = [
+    [10000, 400, 2000],
+    [2001, 400, 2000],
+    [2000, 400, undefined],
+    [100, 400, undefined],
+    [10000, 403, undefined],
+    [10000, 429, undefined],
+    [10000, 500, undefined],
+    [10000, undefined, undefined],
+  ];
+  for (const [asked, status, want] of cases) {
+    assertEquals(limitAfterRefusal(asked, status), want, `${asked} answered ${status}`);
+  }
+  assertEquals([LEXICON_PAGE_LIMIT, MAX_PAGE_LIMIT], [2000, 10000]);
+});
+
+const LIMIT_REFUSED = JSON.stringify({
+  error: "InvalidRequest",
+  message: "limit must be less than or equal to 2000",
+});
+
+/** A logger that keeps its lines. */
+function keptLog(): { lines: Record<string, unknown>[]; log: ReturnType<typeof createLogger> } {
+  const lines: Record<string, unknown>[] = [];
+  return { lines, log: createLogger({ level: "debug", write: (l) => lines.push(JSON.parse(l)) }) };
+}
+
+Deno.test("SourceClient: a 400 to a limit above 2000 asks for the page again at 2000, and later pages at 2000; logged once", async () => {
+  const { lines, log } = keptLog();
+  await withServer([
+    status(400, LIMIT_REFUSED),
+    page(["did:plc:a"], "c1"),
+    page(["did:plc:b"], "c2"),
+    page(["did:plc:c"]),
+  ], async (h) => {
+    assertEquals(h.client.pageLimit(10000), 10000);
+    assertEquals((await h.client.listRepos("a.b.c", "", 10000)).dids, ["did:plc:a"]);
+    assertEquals((await h.client.listRepos("a.b.c", "c1", 10000)).dids, ["did:plc:b"]);
+    assertEquals((await h.client.listRepos("d.e.f", "", 5000)).dids, ["did:plc:c"]);
+    assertEquals(
+      h.seen.map((s) => [s.params.get("limit"), s.params.get("cursor")]),
+      [["10000", null], ["2000", null], ["2000", "c1"], ["2000", null]],
+    );
+    assertEquals([h.client.pageLimit(10000), h.client.pageLimit(500)], [2000, 500]);
+    const said = lines.filter((l) => l.level !== "debug");
+    assertEquals(said.length, 1, JSON.stringify(lines));
+    assertEquals([said[0].source, said[0].refused, said[0].limit], [
+      h.client.source.name,
+      10000,
+      2000,
+    ]);
+  }, { log });
+});
+
+Deno.test("SourceClient: a 400 that a limit of 2000 does not cure fails the page and keeps the limit", async () => {
+  const { lines, log } = keptLog();
+  const badCursor = JSON.stringify({ error: "InvalidRequest", message: "invalid cursor" });
+  await withServer([status(400, badCursor)], async (h) => {
+    const err = await sourceError(h.client.listRepos("a.b.c", "zzz", 10000));
+    assertEquals(err.context.status, 400);
+    assert(err.message.includes("invalid cursor"), err.message);
+    assertEquals(h.seen.map((s) => s.params.get("limit")), ["10000", "2000"]);
+    assertEquals(h.client.pageLimit(10000), 10000);
+    assertEquals(lines.filter((l) => l.level !== "debug"), []);
+  }, { log });
 });
 
 const NGINX_502 = `<html>

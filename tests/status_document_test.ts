@@ -47,6 +47,7 @@ const RUN_COUNTS = [
   "invalid_dids",
   "dids_per_sec",
   "pages_per_sec",
+  "page_limit",
 ];
 const ROW_COUNTS = ["imported", "new", "attempts", "invalid"];
 
@@ -212,6 +213,7 @@ function runState(): RunState {
   run.page(T - 9_000, "a.a.a", 1000, 600, 2);
   run.page(T - 4_000, "a.a.a", 1000, 400, 0);
   run.finished = 1;
+  run.pageLimit = 2000;
   return run;
 }
 
@@ -253,6 +255,7 @@ Deno.test("buildStatus: while running, the run section and active/failed flags",
       imported: run.imported,
       new: run.new,
       invalid_dids: run.invalid_dids,
+      page_limit: run.page_limit,
     },
     {
       id: "r1",
@@ -267,6 +270,7 @@ Deno.test("buildStatus: while running, the run section and active/failed flags",
       imported: 2000,
       new: 1000,
       invalid_dids: 2,
+      page_limit: 2000,
     },
   );
   // Rate over the samples since the first one (T - 9 s): 1000 DIDs more in 9 s.

@@ -1,6 +1,6 @@
 /** The service's configuration, parsed once from an environment object by a pure function. */
 import { type FlagSpec, InputError, parseCommandLine } from "../util/mod.ts";
-import { parseSource, type Source, sourceAllowed } from "../source/mod.ts";
+import { MAX_PAGE_LIMIT, parseSource, type Source, sourceAllowed } from "../source/mod.ts";
 import type { LogLevel } from "../util/mod.ts";
 import { parseStreamUrl, type StreamEndpoint } from "../stream/mod.ts";
 
@@ -21,7 +21,7 @@ export interface Config {
   readonly relayUrl: string;
   /** Collections paged at once. */
   readonly concurrency: number;
-  /** `limit` sent to the source, 1..2000. */
+  /** `limit` asked of the source, 1..10000; a source that refuses more than 2000 gets 2000. */
   readonly pageLimit: number;
   /** Pause after each page of a collection (the original design's 100 ms; README, Design); 0 by default. */
   readonly pagePauseMs: number;
@@ -48,7 +48,7 @@ export const DEFAULTS = {
   source: "bsky.network",
   lexiconListUrl: "https://lexicon.garden/llms.txt",
   concurrency: 8,
-  pageLimit: 2000,
+  pageLimit: MAX_PAGE_LIMIT,
   pagePauseMs: 0,
   maxRps: 25,
   requestTimeoutMs: 30_000,
@@ -141,7 +141,13 @@ export function parseConfig(env: Readonly<Record<string, string | undefined>>): 
       1,
       256,
     ),
-    pageLimit: int(get("BACKFILL_PAGE_LIMIT"), "BACKFILL_PAGE_LIMIT", DEFAULTS.pageLimit, 1, 2000),
+    pageLimit: int(
+      get("BACKFILL_PAGE_LIMIT"),
+      "BACKFILL_PAGE_LIMIT",
+      DEFAULTS.pageLimit,
+      1,
+      MAX_PAGE_LIMIT,
+    ),
     pagePauseMs: int(get("BACKFILL_PAGE_PAUSE_MS"), "BACKFILL_PAGE_PAUSE_MS", 0, 0, 60_000),
     maxRps: num(get("BACKFILL_MAX_RPS"), "BACKFILL_MAX_RPS", DEFAULTS.maxRps, 0.1, 10_000),
     requestTimeoutMs: int(

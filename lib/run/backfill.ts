@@ -42,6 +42,8 @@ export interface RunSummary {
   readonly new: number;
   /** Entries skipped in this run because they were not valid DIDs. */
   readonly invalid: number;
+  /** The `limit` the run's last pages were asked for with (0 when it paged nothing). */
+  readonly pageLimit: number;
   /** Collections completed in this run with such entries. */
   readonly flagged: readonly FlaggedCollection[];
   readonly seconds: number;
@@ -411,6 +413,7 @@ export class Backfiller {
       new: state.new,
       dids_per_sec: Math.round(didsPerSec),
       pages_per_sec: Math.round(pagesPerSec * 10) / 10,
+      page_limit: state.pageLimit,
     });
   }
 
@@ -422,6 +425,7 @@ export class Backfiller {
   ): Promise<RunSummary> {
     const { log, progress, observer } = this.#opts;
     const client = this.#opts.clientFor(req.source);
+    state.pageLimit = client.pageLimit(this.#opts.pageLimit);
     let next = 0, completed = 0;
     const worker = async () => {
       while (!signal.aborted && next < queue.length) {
@@ -449,6 +453,7 @@ export class Backfiller {
             signal,
             onPage: (e) => {
               state.page(this.#clock.now(), c, e.imported, e.new, e.invalid);
+              state.pageLimit = client.pageLimit(this.#opts.pageLimit);
               observer?.page?.(req.source.name, e.dids, e.imported, e.new, e.invalid);
               if (e.invalid > 0) {
                 log.warn("skipped invalid DIDs", { collection: c, invalid: e.invalid });
@@ -507,6 +512,7 @@ export class Backfiller {
       failed: state.failed.length,
       imported: summary.imported,
       new: summary.new,
+      page_limit: summary.pageLimit,
       seconds: Math.round(summary.seconds),
     });
     return summary;
@@ -530,6 +536,7 @@ export class Backfiller {
       imported: state.imported,
       new: state.new,
       invalid: state.invalid,
+      pageLimit: state.pageLimit,
       flagged: state.flagged,
       seconds: (this.#clock.now() - state.startedAt) / 1000,
     };

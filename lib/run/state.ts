@@ -46,6 +46,8 @@ export class RunState {
   /** Of the imported DIDs, those the index did not hold before. */
   new = 0;
   invalid = 0;
+  /** The `limit` pages are asked for with (lower once the source refused larger pages); 0 until paging. */
+  pageLimit = 0;
   endedAt?: number;
   /** Why the run could not start (planning failed), when it could not. */
   error?: string;

@@ -50,6 +50,20 @@ function isThrottle(e: unknown): boolean {
   return e instanceof SourceError && e.context.status === 429;
 }
 
+/** The lexicon's maximum `limit` for listReposByCollection: every source must accept it. */
+export const LEXICON_PAGE_LIMIT = 2000;
+/** The largest `limit` asked for: what collectiondir (behind bsky.network) accepts. */
+export const MAX_PAGE_LIMIT = 10_000;
+
+/**
+ * The `limit` to ask for again after a source refused a page asked for at `asked` with `status`, or
+ * undefined when the refusal cannot be the limit's fault: a 400 to a limit above the lexicon's
+ * maximum may be a lexicon-strict source, so that page is asked for again at the maximum.
+ */
+export function limitAfterRefusal(asked: number, status: number | undefined): number | undefined {
+  return status === 400 && asked > LEXICON_PAGE_LIMIT ? LEXICON_PAGE_LIMIT : undefined;
+}
+
 /** The User-Agent sent to sources, so their operators can tell who is asking. */
 export const USER_AGENT = "backfill (atproto collection index backfill)";
 
@@ -68,6 +82,8 @@ export class SourceClient {
   readonly #random: () => number;
   readonly #log: Logger;
   readonly #observer: SourceClientObserver;
+  /** Lowered once the source refused larger pages; see {@link limitAfterRefusal}. */
+  #limitCap = Infinity;
 
   constructor(opts: SourceClientOptions) {
     this.source = opts.source;
@@ -95,12 +111,49 @@ export class SourceClient {
     });
   }
 
-  /** Fetches one page, retrying what can be retried; throws SourceError when the collection should fail. */
+  /** The `limit` a page asked for at `limit` is sent with: lower once the source refused it. */
+  pageLimit(limit: number): number {
+    return Math.min(limit, this.#limitCap);
+  }
+
+  /**
+   * Fetches one page, retrying what can be retried; throws SourceError when the collection should
+   * fail. A page the source refuses with a 400 at a limit above the lexicon's maximum is asked for
+   * again at the maximum at once; when that works, the rest of this client's pages use it (logged
+   * once).
+   */
   async listRepos(
     collection: string,
     cursor: string,
     limit: number,
     opts: { signal?: AbortSignal; priority?: number } = {},
+  ): Promise<SourcePage> {
+    const asked = this.pageLimit(limit);
+    try {
+      return await this.#listRepos(collection, cursor, asked, opts);
+    } catch (err) {
+      const lower = err instanceof SourceError && !opts.signal?.aborted
+        ? limitAfterRefusal(asked, err.context.status)
+        : undefined;
+      if (lower === undefined) throw err;
+      const page = await this.#listRepos(collection, cursor, lower, opts);
+      if (lower < this.#limitCap) {
+        this.#limitCap = lower;
+        this.#log.info("source refused larger pages; using the lexicon's maximum from now on", {
+          source: this.source.name,
+          refused: asked,
+          limit: lower,
+        });
+      }
+      return page;
+    }
+  }
+
+  async #listRepos(
+    collection: string,
+    cursor: string,
+    limit: number,
+    opts: { signal?: AbortSignal; priority?: number },
   ): Promise<SourcePage> {
     const url = new URL(this.source.baseUrl + XRPC);
     url.searchParams.set("collection", collection);

@@ -45,6 +45,8 @@ export interface RunStatus {
   invalid_dids: number;
   dids_per_sec: number;
   pages_per_sec: number;
+  /** The `limit` pages are asked for with: lower than configured once the source refused more. */
+  page_limit: number;
   eta_seconds: number | null;
 }
 
@@ -145,6 +147,7 @@ export function buildStatus(
       invalid_dids: run.invalid,
       dids_per_sec: round(didsPerSec),
       pages_per_sec: round(pagesPerSec),
+      page_limit: run.pageLimit,
       eta_seconds: known && didsPerSec > 0 ? Math.round(remaining / didsPerSec) : null,
     };
   }
@@ -264,6 +267,7 @@ function parseRun(run: Record<string, unknown>): RunStatus {
     invalid_dids: count(run.invalid_dids),
     dids_per_sec: asNumber(run.dids_per_sec) ?? NaN,
     pages_per_sec: asNumber(run.pages_per_sec) ?? NaN,
+    page_limit: count(run.page_limit),
     eta_seconds: asNumber(run.eta_seconds) ?? null,
   };
 }
