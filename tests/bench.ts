@@ -451,7 +451,7 @@ async function verify(
   return problems;
 }
 
-/** Mean round trip of a 2000-DID page from the relay at its current latency, measured from here. */
+/** Mean round trip of a `limit`-DID page from the relay at its current latency, measured from here. */
 async function measureRtt(relay: SimRelay, limit: number, n = 20): Promise<number> {
   const world = relay.world;
   const c = largest(world);
@@ -587,9 +587,14 @@ function worldSummary(world: SimWorld, pageLimit: number): string[] {
   ];
 }
 
+/** The page size a run ended up asking for: the configured one, or 2000 after a refusal. */
+function usedPageLimit(run: RunResult): number {
+  return run.report.pageLimit || run.config.pageLimit;
+}
+
 /** Why default mode took what it took: pacing, pipeline occupancy and the tail. */
 function diagnose(run: RunResult, world: SimWorld): string[] {
-  const floor = worldFloor(world, run.config.pageLimit, run.config.maxRps, 0);
+  const floor = worldFloor(world, usedPageLimit(run), run.config.maxRps, 0);
   const r = run.report;
   const wall = r.wallMs / 1000;
   const big = largest(world);
@@ -700,15 +705,17 @@ async function main(args: string[]): Promise<number> {
       runs.push(seed = await runMode("seed", relay, seedEnv, launch));
       for (const l of diagnose(seed, world)) log(`[seed] ${l}`);
     }
-    const rtt = await measureRtt(relay, defaults.pageLimit);
-    const floor = worldFloor(world, defaults.pageLimit, defaults.maxRps, rtt);
+    const dflt = await runMode("default", relay, defaultEnv, launch);
+    runs.push(dflt);
+    // At the page size the run used, which is 2000 if the source refused larger pages.
+    const pageLimit = usedPageLimit(dflt);
+    const rtt = await measureRtt(relay, pageLimit);
+    const floor = worldFloor(world, pageLimit, defaults.maxRps, rtt);
     log(
       `floor: chain ${floor.chainRequests} requests × ${rtt.toFixed(1)} ms = ${
         fmtS(floor.chainS)
       }; rate ${floor.totalRequests} requests / ${defaults.maxRps} rps = ${fmtS(floor.rateS)}`,
     );
-    const dflt = await runMode("default", relay, defaultEnv, launch);
-    runs.push(dflt);
     const dfltS = dflt.report.wallMs / 1000;
     const diag = diagnose(dflt, world);
     for (const l of diag) log(`[default] ${l}`);
@@ -840,7 +847,7 @@ async function main(args: string[]): Promise<number> {
         cpu: { ...r.cpu, backfill: r.report.cpuS },
         finishedAt: r.report.finishedAt,
         concurrency: r.config.concurrency,
-        pageLimit: r.config.pageLimit,
+        pageLimit: usedPageLimit(r),
         pagePauseMs: r.config.pagePauseMs,
         maxRps: r.config.maxRps,
         problems: r.problems,
@@ -887,13 +894,13 @@ async function main(args: string[]): Promise<number> {
           } ${String(r.relay.peakOkRps).padStart(8)} ${
             r.report.peakRssMb.toFixed(0).padStart(6)
           } MB ${String(r.config.concurrency).padStart(5)} ${
-            String(r.config.pageLimit).padStart(6)
+            String(usedPageLimit(r)).padStart(6)
           } ${String(r.config.pagePauseMs).padStart(6)} ${String(r.config.maxRps).padStart(8)}`,
         );
       }
       p();
       p(
-        `floor (limit ${defaults.pageLimit}, ${defaults.maxRps} rps): max(chain ${floor.chainRequests} × ${
+        `floor (limit ${pageLimit}, ${defaults.maxRps} rps): max(chain ${floor.chainRequests} × ${
           rtt.toFixed(1)
         } ms = ${fmtS(floor.chainS)}, ${floor.totalRequests} requests / ${defaults.maxRps} rps = ${
           fmtS(floor.rateS)

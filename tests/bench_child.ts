@@ -14,6 +14,8 @@ export interface ChildReport {
   readonly failed: { collection: string; error: string }[];
   readonly imported: number;
   readonly pages: number;
+  /** The `limit` the run's pages were asked for with in the end (2000 after a source refused more). */
+  readonly pageLimit: number;
   readonly peakRssMb: number;
   /** Peaks of RSS's two parts (sampled every 100 ms): anonymous memory, and file pages LevelDB maps. */
   readonly peakAnonMb: number;
@@ -115,6 +117,7 @@ async function main(): Promise<void> {
     failed: [...summary.failed],
     imported: summary.imported,
     pages,
+    pageLimit: summary.pageLimit,
     peakRssMb: procStatusMb("VmHWM"),
     peakAnonMb,
     peakFileMb,
