@@ -2,6 +2,7 @@
 
 import { assert, assertEquals, assertMatch, assertStrictEquals } from "./_assert.ts";
 import { runStatusCli, type StatusCliOptions } from "../lib/cli/status.ts";
+import { rateText } from "../lib/cli/summary.ts";
 import type { CollectionStatus, StatusDocument } from "../lib/status/document.ts";
 import {
   formatCount,
@@ -278,7 +279,7 @@ Deno.test("status: summary with totals, rate, incomplete and failed collections"
       );
       assertMatch(text, /621\/1269 done \(48\.9%\) · 640 in progress · 8 failed/);
       assertMatch(text, /13\.6M imported · 120k new/);
-      assertMatch(text, /41\.2k DIDs\/s · 21 pages\/s · ETA 1h 00m/);
+      assertMatch(text, /41\.2k DIDs\/s · 21 pages\/s of up to 10k DIDs · ETA 1h 00m/);
       assert(!text.includes("app.bsky.feed.post"), "completed collections are not listed");
       const like = out.findIndex((l) => l.includes("app.bsky.feed.like"));
       const block = out.findIndex((l) => l.includes("app.bsky.graph.block"));
@@ -293,6 +294,19 @@ Deno.test("status: summary with totals, rate, incomplete and failed collections"
       );
     }
   });
+});
+
+Deno.test("rateText: the page size in use, when the server says it, table", () => {
+  const cases: [number, number, string][] = [
+    [21.3, 10000, "41.2k DIDs/s · 21 pages/s of up to 10k DIDs · ETA 1h 00m"],
+    [21.3, 2000, "41.2k DIDs/s · 21 pages/s of up to 2k DIDs · ETA 1h 00m"],
+    [21.3, 0, "41.2k DIDs/s · 21 pages/s · ETA 1h 00m"],
+    [NaN, 2000, "41.2k DIDs/s · ETA 1h 00m"],
+  ];
+  for (const [pagesPerSec, pageLimit, want] of cases) {
+    const run = { ...sampleStatus().run!, pages_per_sec: pagesPerSec, page_limit: pageLimit };
+    assertStrictEquals(rateText(run), want);
+  }
 });
 
 Deno.test("status: long lists are cut at 20 rows, idle run has no rate line", async () => {
@@ -569,7 +583,7 @@ Deno.test("watch, TTY: redraws in place with bars for active collections", async
     assertMatch(frame1[1], /^overall █+[▏▎▍▌▋▊▉]?░+ 48\.9% {2}621\/1269 collections · 8 failed$/);
     assertMatch(
       frame1[2],
-      /6\.7M DIDs \(\+120k new\) · 41\.2k DIDs\/s · 21 pages\/s · ETA 1h 00m/,
+      /6\.7M DIDs \(\+120k new\) · 41\.2k DIDs\/s · 21 pages\/s of up to 10k DIDs · ETA 1h 00m/,
     );
     assertMatch(frame1[3], /^app\.bsky\.feed\.like\s+[█░▏▎▍▌▋▊▉]{20}\s+22\.4%\s+6\.7M \/ 30M$/);
     // Second frame: cursor up over the 4 lines of the first, then a per-collection rate.

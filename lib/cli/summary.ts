@@ -116,11 +116,14 @@ function liveRows(l: LiveStatus): string[][] {
   return rows;
 }
 
-/** "120 DIDs/s · 3 pages/s · ETA 5m 03s". */
+/** "120 DIDs/s · 3 pages/s of up to 10k DIDs · ETA 5m 03s". */
 export function rateText(r: RunStatus): string {
   const parts = [`${formatRate(r.dids_per_sec)} DIDs/s`];
-  // NaN: the server did not say.
-  if (!Number.isNaN(r.pages_per_sec)) parts.push(`${formatRate(r.pages_per_sec)} pages/s`);
+  // NaN: the server did not say; a page limit of 0: an older server, or nothing paged yet.
+  if (!Number.isNaN(r.pages_per_sec)) {
+    const size = r.page_limit > 0 ? ` of up to ${formatCount(r.page_limit)} DIDs` : "";
+    parts.push(`${formatRate(r.pages_per_sec)} pages/s${size}`);
+  }
   parts.push(`ETA ${formatDuration(r.eta_seconds ?? NaN)}`);
   return parts.join(" · ");
 }
