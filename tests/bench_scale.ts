@@ -15,6 +15,7 @@ import { type SimRelay, startSimRelay } from "../lib/sim/relay.ts";
 import { makeNetworkWorld, NETWORK_LARGE, seededRandom, type SimWorld } from "../lib/sim/world.ts";
 import { inheritedEnv, percentile, readOnlyApp } from "./bench.ts";
 import { freePort, freshDatabase } from "./_child.ts";
+import { processCpuS } from "./bench_child.ts";
 
 const ROOT = new URL("..", import.meta.url).pathname;
 const XRPC = "/xrpc/com.atproto.sync.listReposByCollection";
@@ -108,13 +109,16 @@ export function parseScaleFlags(args: readonly string[]): ScaleFlags | "help" {
   };
 }
 
-/** One sample of the service: seconds since spawn, pairs written so far, memory in kB. */
+/** One sample of the service: seconds since spawn, pairs written so far, memory in kB, the index. */
 export interface Sample {
   readonly t: number;
   readonly pairs: number;
   readonly anonKb: number;
   readonly fileKb: number;
   readonly shmemKb: number;
+  /** LevelDB table files (*.ldb) and bytes in the index directory. */
+  readonly ldb?: number;
+  readonly diskBytes?: number;
 }
 
 /** One tenth of the run by pairs: from its start to the first sample at or past its end. */
@@ -129,6 +133,8 @@ export interface Decile {
   readonly anonKb: number;
   readonly fileKb: number;
   readonly shmemKb: number;
+  readonly ldb?: number;
+  readonly diskBytes?: number;
 }
 
 /**
@@ -159,6 +165,8 @@ export function deciles(samples: readonly Sample[], total: number): Decile[] {
       anonKb: s.anonKb,
       fileKb: s.fileKb,
       shmemKb: s.shmemKb,
+      ldb: s.ldb,
+      diskBytes: s.diskBytes,
     });
     prev = s;
   }
@@ -292,7 +300,7 @@ function loadAverage(): string {
   return Deno.readTextFileSync("/proc/loadavg").split(" ").slice(0, 3).join(" ");
 }
 
-/** RssAnon, RssFile and RssShmem of a process in kB; undefined once it is gone. */
+/** RssAnon, RssFile and RssShmem of a process in kB; undefined once it is gone or exiting. */
 function readRss(pid: number): { anonKb: number; fileKb: number; shmemKb: number } | undefined {
   let text: string;
   try {
@@ -302,7 +310,18 @@ function readRss(pid: number): { anonKb: number; fileKb: number; shmemKb: number
   }
   const kb = (field: string) =>
     Number(new RegExp(`^${field}:\\s+(\\d+) kB`, "m").exec(text)?.[1] ?? NaN);
-  return { anonKb: kb("RssAnon"), fileKb: kb("RssFile"), shmemKb: kb("RssShmem") };
+  const rss = { anonKb: kb("RssAnon"), fileKb: kb("RssFile"), shmemKb: kb("RssShmem") };
+  // An exiting process (a zombie) still has a status file, without memory lines.
+  return Number.isNaN(rss.anonKb) ? undefined : rss;
+}
+
+/** CPU seconds a process has used; undefined once it is gone. */
+function cpuSeconds(pid: number): number | undefined {
+  try {
+    return processCpuS(pid);
+  } catch {
+    return undefined;
+  }
 }
 
 /** Parent pid of every process, from /proc/<pid>/stat. */
@@ -355,13 +374,25 @@ function dotEnvSettings(): string[] {
 /** Files and bytes under `dir`, and how many are LevelDB tables (*.ldb). */
 function dirUsage(dir: string): { bytes: number; files: number; ldb: number } {
   let bytes = 0, files = 0, ldb = 0;
-  for (const e of Deno.readDirSync(dir)) {
+  let entries: Deno.DirEntry[];
+  try {
+    entries = [...Deno.readDirSync(dir)];
+  } catch (err) {
+    if (err instanceof Deno.errors.NotFound) return { bytes, files, ldb };
+    throw err;
+  }
+  for (const e of entries) {
     const path = `${dir}/${e.name}`;
     if (e.isDirectory) {
       const sub = dirUsage(path);
       bytes += sub.bytes, files += sub.files, ldb += sub.ldb;
     } else if (e.isFile) {
-      bytes += Deno.statSync(path).size;
+      try {
+        bytes += Deno.statSync(path).size;
+      } catch (err) {
+        if (err instanceof Deno.errors.NotFound) continue; // LevelDB removed it meanwhile
+        throw err;
+      }
       files++;
       if (e.name.endsWith(".ldb")) ldb++;
     }
@@ -571,7 +602,10 @@ interface Summary {
   readonly run: {
     readonly exitCode: number | null;
     readonly wallS: number;
-    readonly startupS: number;
+    /** The last sample that saw no pairs yet: deciles are timed from there. */
+    readonly ingestFromS: number;
+    readonly serviceCpuS: number;
+    readonly relayCpuS: number;
     readonly avgPairsPerSec: number;
     readonly pairs: number;
   };
@@ -593,6 +627,8 @@ interface Summary {
   readonly ok: boolean;
   readonly workDir?: string;
   readonly dbUrl?: string;
+  /** Every sample: seconds, pairs, RssAnon kB, RssFile kB, *.ldb files, index bytes. */
+  readonly samples: [number, number, number, number, number?, number?][];
 }
 
 async function run(flags: ScaleFlags): Promise<Summary> {
@@ -626,6 +662,27 @@ async function run(flags: ScaleFlags): Promise<Summary> {
   const indexPath = `${dataDir}/index`;
   const sql = createSql(db.url, { max: 1 });
   let svc: Service | undefined;
+  let cleaned: Promise<void> | undefined;
+  const cleanup = () =>
+    cleaned ??= (async () => {
+      svc?.kill("SIGKILL");
+      if (svc) await Promise.race([svc.status, sleep(10_000)]);
+      await sql.end({ timeout: 1 }).catch(() => {});
+      await relay.close().catch(() => {});
+      if (flags.keep) {
+        log(`kept ${workDir} (logs: stdout.log, stderr.log) and ${db.url}`);
+      } else {
+        await db.drop().catch((err) => log(`could not drop ${db.url}: ${err}`));
+        await Deno.remove(workDir, { recursive: true }).catch(() => {});
+      }
+    })();
+  // Ctrl-C mid-run: no database or temp directory left behind (the terminal signals the service too).
+  const interrupted = () => {
+    log("interrupted: stopping the service and cleaning up");
+    cleanup().finally(() => Deno.exit(130));
+  };
+  Deno.addSignalListener("SIGINT", interrupted);
+  Deno.addSignalListener("SIGTERM", interrupted);
   try {
     const port = flags.mode === "start" ? freePort() : undefined;
     const password = crypto.randomUUID();
@@ -667,14 +724,18 @@ async function run(flags: ScaleFlags): Promise<Summary> {
     }
     log(`service pid ${service.pid} (deno task pid ${service.taskPid})`);
     let progress = { pairs: 0, rows: 0, completed: 0 };
-    let lastLog = 0;
+    let lastLog = 0, serviceCpuS = 0;
+    const benchCpu0 = processCpuS();
     const sampling = (async () => {
       while (!done) {
         const rss = readRss(service.pid!);
         const t = (performance.now() - t0) / 1000;
+        const cpu = cpuSeconds(service.pid!);
+        if (cpu !== undefined) serviceCpuS = cpu;
         progress = await readProgress(sql);
+        const disk = dirUsage(indexPath);
         if (rss) {
-          samples.push({ t, pairs: progress.pairs, ...rss });
+          samples.push({ t, pairs: progress.pairs, ...rss, ldb: disk.ldb, diskBytes: disk.bytes });
           peakAnon = Math.max(peakAnon, rss.anonKb);
           peakFile = Math.max(peakFile, rss.fileKb);
           peakShmem = Math.max(peakShmem, rss.shmemKb);
@@ -683,7 +744,7 @@ async function run(flags: ScaleFlags): Promise<Summary> {
             log(
               `${t.toFixed(0)} s: ${fmtInt(progress.pairs)} pairs (${
                 (progress.pairs / total * 100).toFixed(1)
-              }%), anon ${fmtMb(rss.anonKb)}, file ${fmtMb(rss.fileKb)}`,
+              }%), anon ${fmtMb(rss.anonKb)}, file ${fmtMb(rss.fileKb)}, ${disk.ldb} tables`,
             );
           }
         }
@@ -762,6 +823,8 @@ async function run(flags: ScaleFlags): Promise<Summary> {
         anonKb: last?.anonKb ?? NaN,
         fileKb: last?.fileKb ?? NaN,
         shmemKb: last?.shmemKb ?? NaN,
+        ldb: last?.ldb,
+        diskBytes: last?.diskBytes,
       });
     }
     // The index's LevelDB lock is free only once the service process itself is gone.
@@ -771,6 +834,8 @@ async function run(flags: ScaleFlags): Promise<Summary> {
       60_000,
     );
     const exitCode = service.exited?.code ?? null;
+    // The bench process is the relay (and the sampler); its CPU next to the service's.
+    const relayCpuS = processCpuS() - benchCpu0;
     log(`run ended after ${endT.toFixed(1)} s (exit ${exitCode}): ${fmtInt(progress.pairs)} pairs`);
     if (flags.mode === "backfill" && exitCode !== 0) {
       log(`deno task backfill exited ${exitCode}; stderr:\n${tail(`${workDir}/stderr.log`)}`);
@@ -827,7 +892,9 @@ async function run(flags: ScaleFlags): Promise<Summary> {
       run: {
         exitCode,
         wallS: endT,
-        startupS: firstPairs ? samples[startIdx].t : NaN,
+        ingestFromS: firstPairs ? samples[startIdx].t : NaN,
+        serviceCpuS,
+        relayCpuS,
         avgPairsPerSec: avg,
         pairs: progress.pairs,
       },
@@ -852,19 +919,20 @@ async function run(flags: ScaleFlags): Promise<Summary> {
       },
       targets,
       ok: targets.every((r) => r.ok === true),
+      samples: samples.map((x) => [
+        Math.round(x.t * 1000) / 1000,
+        x.pairs,
+        x.anonKb,
+        x.fileKb,
+        x.ldb,
+        x.diskBytes,
+      ]),
       ...(flags.keep ? { workDir, dbUrl: db.url } : {}),
     };
   } finally {
-    svc?.kill("SIGKILL");
-    if (svc) await Promise.race([svc.status, sleep(10_000)]);
-    await sql.end({ timeout: 1 }).catch(() => {});
-    await relay.close().catch(() => {});
-    if (flags.keep) {
-      log(`kept ${workDir} (logs: stdout.log, stderr.log) and ${db.url}`);
-    } else {
-      await db.drop().catch((err) => log(`could not drop ${db.url}: ${err}`));
-      await Deno.remove(workDir, { recursive: true }).catch(() => {});
-    }
+    Deno.removeSignalListener("SIGINT", interrupted);
+    Deno.removeSignalListener("SIGTERM", interrupted);
+    await cleanup();
   }
 }
 
@@ -886,14 +954,19 @@ function report(s: Summary): string[] {
     } DIDs per page on average, statuses ${JSON.stringify(s.relay.byStatus)}`,
   );
   p();
-  p("decile  elapsed     pairs         ingest pairs/s   RssAnon   RssFile   RssShmem");
+  p(
+    "decile  elapsed     pairs         ingest pairs/s   RssAnon   RssFile   RssShmem  tables  B/pair",
+  );
   for (const d of s.deciles) {
+    const perPair = d.diskBytes === undefined ? "-" : (d.diskBytes / d.pairs1).toFixed(1);
     p(
       `${String(d.decile * 10).padStart(5)}%  ${d.t1.toFixed(1).padStart(7)} s ${
         fmtInt(d.pairs1).padStart(13)
       } ${(d.rate === undefined ? "-" : fmtInt(d.rate)).padStart(16)} ${
         fmtMb(d.anonKb).padStart(9)
-      } ${fmtMb(d.fileKb).padStart(9)} ${fmtMb(d.shmemKb).padStart(10)}`,
+      } ${fmtMb(d.fileKb).padStart(9)} ${fmtMb(d.shmemKb).padStart(10)} ${
+        String(d.ldb ?? "-").padStart(7)
+      } ${perPair.padStart(7)}`,
     );
   }
   p();
@@ -901,9 +974,18 @@ function report(s: Summary): string[] {
     s.peak.fileMb.toFixed(0)
   } MB, shmem ${s.peak.shmemMb.toFixed(0)} MB`);
   p(
-    `run: ${s.run.wallS.toFixed(1)} s wall (ingest began at ${s.run.startupS.toFixed(1)} s), ${
-      fmtInt(s.run.pairs)
-    } pairs, ${fmtInt(s.run.avgPairsPerSec)} pairs/s on average`,
+    `run: ${s.run.wallS.toFixed(1)} s wall from spawn (deciles timed from ${
+      s.run.ingestFromS.toFixed(1)
+    } s, the last sample without pairs), ${fmtInt(s.run.pairs)} pairs, ${
+      fmtInt(s.run.avgPairsPerSec)
+    } pairs/s on average`,
+  );
+  p(
+    `cpu: ${s.run.serviceCpuS.toFixed(1)} s the service, ${
+      s.run.relayCpuS.toFixed(1)
+    } s this process (the relay and the sampler), over ${
+      s.run.wallS.toFixed(1)
+    } s on ${s.machine.nproc} cores`,
   );
   p(
     `ingest last 2 deciles / first 2: ${
