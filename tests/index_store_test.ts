@@ -515,10 +515,10 @@ Deno.test("IndexStore: an index in the version 1 key layout is migrated on open,
       valueEncoding: "utf8",
     });
     try {
-      const left = await check.keys({ gte: "c\x00", lt: "c\x01" }).all();
+      const left = await check.keys({ gte: "c", lt: "d" }).all();
       const leftR = await check.keys({ gte: "r\x00", lt: "r\x01" }).all();
-      assertEquals([left, leftR], [[], []], "no version 1 keys remain");
-      assertEquals(await check.get("v"), "2");
+      assertEquals([left, leftR], [[], []], "no version 1 keys, and no DID→collection keys, remain");
+      assertEquals(await check.get("v"), "3");
     } finally {
       await check.close();
     }
@@ -553,7 +553,7 @@ Deno.test("IndexStore: an index with an unknown key layout is refused with a Sto
       () => IndexStore.open({ path: dir }),
       (err: unknown) =>
         err instanceof StoreError && err.message.includes(dir) &&
-        /layout version 9; this build reads version 2/.test(err.message),
+        /layout version 9; this build reads version 3/.test(err.message),
     );
     // The refused open released the directory.
     const raw2 = new ClassicLevel(dir);
@@ -667,6 +667,51 @@ Deno.test("IndexStore: an interrupted migration (some keys moved, ids written) r
     const keys = await rawKeys(dir);
     assertEquals(keys.filter((k) => k.startsWith("r\x00") || k.startsWith("c\x00")), []);
     assertEquals(keys.filter((k) => k.startsWith("n\x00")).length, 2, "one id per collection");
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("IndexStore: a layout 2 index loses its DID→collection keys on open, and nothing else", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "index-v2-" });
+  try {
+    const raw = new ClassicLevel<string, string>(dir, {
+      keyEncoding: "utf8",
+      valueEncoding: "utf8",
+    });
+    await raw.open();
+    const batch = raw.batch().put("v", "2").put("i", "id-1").put("n\x00a.a.a", "\x01\x01\x01")
+      .put("n\x00b.b.b", "\x01\x01\x02");
+    // 25,000 pairs in two collections, as layout 2 wrote them: both directions.
+    for (let i = 0; i < 12_500; i++) {
+      const did = "\x01" + String(i).padStart(24, "a");
+      for (const id of ["\x01\x01\x01", "\x01\x01\x02"]) {
+        batch.put("r" + id + did, "1").put("c" + did + "\x00" + id, "");
+      }
+    }
+    await batch.write();
+    await raw.close();
+    const index = await IndexStore.open({ path: dir });
+    try {
+      const did = "did:plc:" + "7".padStart(24, "a");
+      assertEquals(await index.collectionsOf(did), ["a.a.a", "b.b.b"]);
+      assertEquals((await index.listDids("a.a.a", 20_000)).dids.length, 12_500);
+      assertEquals(index.identity, "id-1");
+    } finally {
+      await index.close();
+    }
+    const keys = await rawKeys(dir);
+    assertEquals(keys.filter((k) => k.startsWith("c")).length, 0);
+    assertEquals(keys.filter((k) => k.startsWith("r")).length, 25_000);
+    const check = new ClassicLevel<string, string>(dir, {
+      keyEncoding: "utf8",
+      valueEncoding: "utf8",
+    });
+    try {
+      assertEquals(await check.get("v"), "3");
+    } finally {
+      await check.close();
+    }
   } finally {
     await Deno.remove(dir, { recursive: true });
   }

@@ -1,12 +1,16 @@
 /**
- * The index's key layout (version 2). Keys are short because LevelDB's CPU cost (memtable
+ * The index's key layout (version 3). Keys are short because LevelDB's CPU cost (memtable
  * comparisons, compaction, checksums) grows with key bytes: each collection gets a 3-character id,
  * and DIDs are stored compacted: "did:plc:" becomes one byte (0x01), other DIDs lose "did:".
+ *
+ * One key per pair. Layout 2 also kept a DID→collection key per pair; it doubled the writes and
+ * the disk of a backfill, while the only reader (an account deletion, a few a second on the
+ * network) is as well served by one point lookup per collection id, which the Bloom filters make
+ * cheap for the collections a DID is not in.
  *
  *   r<cid><did'>        collection→DID ("rbc"); value = the backfill generation that wrote it, or "";
  *                       or a tombstone "~<rev>@<ms>[#<gen>]": a proven delete took the repo's last
  *                       record there (the pair is not listed; see tombstones below)
- *   c<did'>\0<cid>      DID→collection ("cbr"); absent for a tombstoned pair
  *   k\0<collection>     the collection's backfill checkpoint (JSON)
  *   n\0<collection>     the collection's id
  *   v                   the layout version
@@ -19,7 +23,9 @@
  */
 
 /** The layout this code reads and writes. */
-export const LAYOUT_VERSION = "2";
+export const LAYOUT_VERSION = "3";
+/** Layout 2: layout 3 plus a DID→collection key per pair, under this prefix; dropped on open. */
+export const V2_CBR = "c";
 export const VERSION_KEY = "v";
 export const IDENTITY_KEY = "i";
 export const CKPT = "k\x00";
@@ -33,7 +39,7 @@ export const GHOST = "g";
 export const END = "\uffff";
 
 const ID_BASE = 127;
-/** Ids are 3 characters in 0x01..0x7f: never NUL (the cbr separator), one byte each in UTF-8. */
+/** Ids are 3 characters in 0x01..0x7f: never NUL (the ghost keys' separator), one byte each in UTF-8. */
 export const MAX_COLLECTIONS = ID_BASE ** 3;
 
 /** Encodes collection number `n` (0 ≤ n < MAX_COLLECTIONS) as its fixed-width id. */
@@ -79,11 +85,6 @@ export function expandDid(stored: string): string {
 /** Prefix of a collection's rbc keys. */
 export function rbcPrefix(id: string): string {
   return "r" + id;
-}
-
-/** Prefix of a DID's cbr keys. */
-export function cbrPrefix(did: string): string {
-  return "c" + compactDid(did) + "\x00";
 }
 
 /** Version 1 keys (`r\0<collection>\0<did>`, `c\0<did>\0<collection>`), read only to migrate. */

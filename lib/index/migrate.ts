@@ -1,6 +1,6 @@
-/** Rewrites an index written with the version 1 key layout into the current one. */
+/** Rewrites an index written with an older key layout (1 or 2) into the current one. */
 import type { ClassicLevel } from "classic-level";
-import { cbrPrefix, compactDid, DICT, encodeId, END, parseV1Rbc, rbcPrefix, V1 } from "./keys.ts";
+import { compactDid, DICT, encodeId, END, parseV1Rbc, rbcPrefix, V1, V2_CBR } from "./keys.ts";
 
 const CHUNK = 10_000;
 
@@ -29,7 +29,6 @@ export async function migrateIndex(db: ClassicLevel<string, string>): Promise<nu
         batch.put(DICT + parsed.collection, id);
       }
       batch.put(rbcPrefix(id) + compactDid(parsed.did), value);
-      batch.put(cbrPrefix(parsed.did) + id, "");
       batch.del(key);
       batch.del(V1.CBR + parsed.did + "\x00" + parsed.collection);
       moved++;
@@ -37,18 +36,28 @@ export async function migrateIndex(db: ClassicLevel<string, string>): Promise<nu
     await batch.write();
     after = entries[entries.length - 1][0];
   }
-  // Version 1 DID→collection keys without their rbc key carry nothing to keep; sweep them, moving
-  // the start forward so each chunk does not step over the deletions before it again.
-  after = V1.CBR;
+  // Version 1 DID→collection keys without their rbc key carry nothing to keep.
+  await dropDidKeys(db);
+  return moved;
+}
+
+/**
+ * Deletes every DID→collection key (layouts 1 and 2 kept one per pair; layout 3 keeps none), in
+ * chunks, moving the start forward so each chunk does not step over the deletions before it again.
+ * Idempotent, so an interrupted sweep resumes on the next open. Returns how many keys went.
+ */
+export async function dropDidKeys(db: ClassicLevel<string, string>): Promise<number> {
+  let after = V2_CBR, dropped = 0;
   for (;;) {
-    const keys = await db.keys({ gt: after, lt: V1.CBR + END, limit: CHUNK }).all();
+    const keys = await db.keys({ gt: after, lt: V2_CBR + END, limit: CHUNK }).all();
     if (keys.length === 0) break;
     const batch = db.batch();
     for (const key of keys) batch.del(key);
     await batch.write();
+    dropped += keys.length;
     after = keys[keys.length - 1];
   }
-  return moved;
+  return dropped;
 }
 
 /** True when the index holds any version 1 key (left by an older build, even after a migration). */

@@ -1,8 +1,7 @@
-/** The collection index in LevelDB: collection→DID ("rbc"), DID→collection ("cbr") and per-collection checkpoints. */
+/** The collection index in LevelDB: collection→DID pairs ("rbc"), per-collection checkpoints and live state. */
 import { ClassicLevel } from "classic-level";
 import { InputError, StoreError } from "../util/mod.ts";
 import {
-  cbrPrefix,
   CKPT,
   compactDid,
   decodeId,
@@ -34,7 +33,7 @@ import {
   type LiveStep,
   PresentCache,
 } from "./live.ts";
-import { hasV1Keys, migrateIndex } from "./migrate.ts";
+import { dropDidKeys, hasV1Keys, migrateIndex } from "./migrate.ts";
 import { type Logger, silentLogger } from "../util/mod.ts";
 
 /** Where a collection's backfill stands, written in the same batch as the page it covers. */
@@ -315,7 +314,6 @@ export class IndexStore {
           if (s.ghost === mark && value !== mark) {
             // Counted before the account was deleted; it is active again, so the pair returns.
             batch.put(prefix + compact[i], mark);
-            batch.put("c" + compact[i] + suffix, "");
             batch.del(GHOST + compact[i] + suffix);
             continue;
           }
@@ -332,7 +330,6 @@ export class IndexStore {
         imported++;
         if (value === undefined || tomb !== undefined) newCount++;
         batch.put(prefix + compact[i], mark);
-        batch.put("c" + compact[i] + suffix, "");
       }
       const sameGen = prev !== undefined && prev.gen === next.gen;
       const checkpoint: Checkpoint = {
@@ -392,9 +389,7 @@ export class IndexStore {
     for (const s of steps) {
       const c = compactDid(s.did);
       if (s.kind === "delete-account" && !held.has(c)) {
-        const prefix = cbrPrefix(s.did);
-        const keys = await this.#db.keys({ gt: prefix, lt: prefix + END }).all();
-        held.set(c, keys.map((k) => k.slice(prefix.length)));
+        held.set(c, await this.#idsHolding(c));
       } else if ((s.kind === "add" || s.kind === "revive") && this.#filter.mayHave(c)) {
         maybeTomb.add(c);
       }
@@ -408,7 +403,7 @@ export class IndexStore {
     // Replay the steps over an overlay: final presence per pair, final tombstone per DID.
     const pairs = new Map<
       string,
-      { present: boolean; collection: string; cbr: string; proof?: { rev: string; timeMs: number } }
+      { present: boolean; collection: string; did: string; id: string; proof?: Tombstone }
     >();
     const byDid = new Map<string, Set<string>>();
     const tombs = new Map<string, string | null>();
@@ -424,8 +419,7 @@ export class IndexStore {
     };
     const setPair = (c: string, id: string, present: boolean, proof?: Tombstone) => {
       const key = rbcPrefix(id) + c;
-      const cbr = "c" + c + "\x00" + id;
-      pairs.set(key, { present, collection: this.#names.get(id)!, cbr, proof });
+      pairs.set(key, { present, collection: this.#names.get(id)!, did: c, id, proof });
       let keys = byDid.get(c);
       if (!keys) byDid.set(c, keys = new Set());
       keys.add(key);
@@ -474,24 +468,21 @@ export class IndexStore {
         // Proven gone: a tombstone with the commit's rev and time, keeping the generation mark.
         batch.put(key, tombstoneValue({ ...p.proof, gen: value || undefined }));
         if (value !== undefined) {
-          batch.del(p.cbr);
           bump(removed, p.collection);
           bump(byProof, p.collection);
         }
         changed.add(key);
       } else if (p.present && value === undefined) {
         batch.put(key, "");
-        batch.put(p.cbr, "");
         bump(added, p.collection);
         if (firstKeys.has(key)) bump(byFirst, p.collection);
         changed.add(key);
       } else if (!p.present && value !== undefined) {
         batch.del(key);
-        batch.del(p.cbr);
         // Keep the backfill's generation mark, so a replayed page still counts the DID once.
         if (value !== "") {
-          batch.put(GHOST + p.cbr.slice(1), value);
-          ghosts.add(p.cbr.slice(1, p.cbr.indexOf("\x00")));
+          batch.put(GHOST + p.did + "\x00" + p.id, value);
+          ghosts.add(p.did);
         }
         removed.set(p.collection, (removed.get(p.collection) ?? 0) + 1);
         changed.add(key);
@@ -658,10 +649,7 @@ export class IndexStore {
       const key = rbcPrefix(id) + compactDid(did);
       const value = await this.#db.get(key);
       const held = value !== undefined && parseTombstone(value) === undefined;
-      await this.#db.batch([
-        { type: "put", key, value: tombstoneValue({ rev, timeMs }) },
-        { type: "del", key: cbrPrefix(did) + id },
-      ]);
+      await this.#db.put(key, tombstoneValue({ rev, timeMs }));
       return held;
     });
   }
@@ -678,10 +666,15 @@ export class IndexStore {
 
   /** The collections a DID appears in, in name order. */
   async collectionsOf(did: string): Promise<string[]> {
-    const prefix = cbrPrefix(did);
-    const keys = await this.#db.keys({ gt: prefix, lt: prefix + END }).all();
-    return keys.map((k) => this.#names.get(k.slice(prefix.length)) ?? "").filter((c) => c !== "")
-      .sort();
+    const ids = await this.#idsHolding(compactDid(did));
+    return ids.map((id) => this.#names.get(id)!).sort();
+  }
+
+  /** Ids of the collections that hold the (compacted) DID: one point lookup per collection. */
+  async #idsHolding(compact: string): Promise<string[]> {
+    const ids = [...this.#names.keys()];
+    const values = await this.#db.getMany(ids.map((id) => rbcPrefix(id) + compact));
+    return ids.filter((_, i) => values[i] !== undefined && parseTombstone(values[i]) === undefined);
   }
 
   /** Collections with at least one DID in the index, in name order. */
@@ -717,7 +710,17 @@ async function prepareLayout(
 ): Promise<{ ids: Map<string, string>; identity: string; created: boolean }> {
   const created = (await db.keys({ limit: 1 }).all()).length === 0;
   const version = await db.get(VERSION_KEY);
-  if (version !== undefined && version !== LAYOUT_VERSION) {
+  if (version === "2") {
+    log.info("index: dropping layout 2's DID→collection keys; open waits for it", { path });
+    const started = performance.now();
+    const dropped = await dropDidKeys(db);
+    await db.put(VERSION_KEY, LAYOUT_VERSION, { sync: true });
+    log.info("index: layout migration done", {
+      path,
+      dropped,
+      ms: Math.round(performance.now() - started),
+    });
+  } else if (version !== undefined && version !== LAYOUT_VERSION) {
     throw new StoreError(
       `index ${path} has key layout version ${version}; this build reads version ${LAYOUT_VERSION}`,
       "index",
@@ -725,7 +728,7 @@ async function prepareLayout(
   }
   // Version 1 keys also appear after a downgrade to an older build and back; they move the same way.
   if (await hasV1Keys(db)) {
-    log.info("index: rewriting layout 1 keys to layout 2; open waits for it", { path });
+    log.info("index: rewriting layout 1 keys to layout 3; open waits for it", { path });
     const started = performance.now();
     const moved = await migrateIndex(db);
     log.info("index: layout migration done", {
