@@ -517,7 +517,11 @@ Deno.test("IndexStore: an index in the version 1 key layout is migrated on open,
     try {
       const left = await check.keys({ gte: "c", lt: "d" }).all();
       const leftR = await check.keys({ gte: "r\x00", lt: "r\x01" }).all();
-      assertEquals([left, leftR], [[], []], "no version 1 keys, and no DID→collection keys, remain");
+      assertEquals(
+        [left, leftR],
+        [[], []],
+        "no version 1 keys, and no DID→collection keys, remain",
+      );
       assertEquals(await check.get("v"), "3");
     } finally {
       await check.close();
