@@ -24,6 +24,7 @@ Deno.test("parseConfig: an empty environment gives the documented defaults", () 
     logLevel: "info",
     liveStream: undefined,
     liveIdleTimeoutMs: 60_000,
+    indexMaxOpenFiles: 1000,
     liveAutoCatchUp: false,
   };
   assertEquals(parseConfig({}), want);
@@ -72,6 +73,7 @@ Deno.test("parseConfig: every variable is read, trimmed and typed", () => {
     LOG_LEVEL: "DEBUG",
     LIVE_STREAM_URL: " wss://relay.example.com/xrpc/com.atproto.sync.subscribeRepos ",
     LIVE_IDLE_TIMEOUT_MS: "30000",
+    INDEX_MAX_OPEN_FILES: "500",
     LIVE_AUTO_CATCH_UP: "true",
   });
   assertEquals(c, {
@@ -101,6 +103,7 @@ Deno.test("parseConfig: every variable is read, trimmed and typed", () => {
       host: "relay.example.com",
     },
     liveIdleTimeoutMs: 30_000,
+    indexMaxOpenFiles: 500,
     liveAutoCatchUp: true,
   });
 });
@@ -202,6 +205,7 @@ const REJECTED: [Record<string, string>, string, RegExp][] = [
   [{ LIVE_STREAM_URL: "https://bsky.network" }, "LIVE_STREAM_URL", /^LIVE_STREAM_URL: .*ws/],
   [{ LIVE_STREAM_URL: "wss://bsky.network/" }, "LIVE_STREAM_URL", /subscribeRepos/],
   [{ LIVE_IDLE_TIMEOUT_MS: "5" }, "LIVE_IDLE_TIMEOUT_MS", /1000 to 3600000/],
+  [{ INDEX_MAX_OPEN_FILES: "10" }, "INDEX_MAX_OPEN_FILES", /64 to 100000/],
   [{ LIVE_AUTO_CATCH_UP: "maybe" }, "LIVE_AUTO_CATCH_UP", /true or false/],
   [
     { BACKFILL_SOURCE_HOSTS: "relay.example.com" },

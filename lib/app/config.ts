@@ -36,6 +36,8 @@ export interface Config {
   readonly liveStream?: StreamEndpoint;
   /** A live socket that sends nothing for this long is reconnected. */
   readonly liveIdleTimeoutMs: number;
+  /** LevelDB table files kept open, and so mapped: with ~8 MiB files, the bound on mapped index pages. */
+  readonly indexMaxOpenFiles: number;
   /** Start a catch-up backfill by itself when the live stream says events were missed. */
   readonly liveAutoCatchUp: boolean;
 }
@@ -55,6 +57,7 @@ export const DEFAULTS = {
   databaseWaitMs: 60_000,
   logLevel: "info" as LogLevel,
   liveIdleTimeoutMs: 60_000,
+  indexMaxOpenFiles: 1000,
 } as const;
 
 const LOG_LEVELS: readonly LogLevel[] = ["debug", "info", "warn", "error"];
@@ -117,6 +120,13 @@ export function parseConfig(env: Readonly<Record<string, string | undefined>>): 
   }
   return {
     liveStream,
+    indexMaxOpenFiles: int(
+      get("INDEX_MAX_OPEN_FILES"),
+      "INDEX_MAX_OPEN_FILES",
+      DEFAULTS.indexMaxOpenFiles,
+      64,
+      100_000,
+    ),
     liveIdleTimeoutMs: int(
       get("LIVE_IDLE_TIMEOUT_MS"),
       "LIVE_IDLE_TIMEOUT_MS",

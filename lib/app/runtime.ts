@@ -49,7 +49,11 @@ export interface RuntimeOptions {
  */
 export async function openRuntime(opts: RuntimeOptions): Promise<Runtime> {
   const { config, log } = opts;
-  const index = await IndexStore.open({ path: `${config.dataDir}/index`, log });
+  const index = await IndexStore.open({
+    path: `${config.dataDir}/index`,
+    maxOpenFiles: config.indexMaxOpenFiles,
+    log,
+  });
   let embedded: EmbeddedPostgres | undefined;
   let sql: Sql | undefined;
   try {
