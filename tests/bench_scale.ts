@@ -20,6 +20,8 @@ import { processCpuS } from "./bench_child.ts";
 const ROOT = new URL("..", import.meta.url).pathname;
 const XRPC = "/xrpc/com.atproto.sync.listReposByCollection";
 const XRPC_LIMIT = 2000;
+/** A run whose pair count has not moved for this long is stuck (a harness error, exit 2). */
+const STALL_MS = 300_000;
 
 /** Issue 9's targets, at 47M and at 150M pairs. */
 export const SCALE_TARGETS = {
@@ -414,6 +416,33 @@ async function readProgress(sql: Sql): Promise<{ pairs: number; rows: number; co
   }
 }
 
+/** When the collections completed, in seconds since spawn (from backfill_progress.completed_at). */
+interface Schedule {
+  /** The last of the seven large collections. */
+  readonly largeDoneS?: number;
+  readonly lastDoneS?: number;
+  /** Collections, and their pairs, that completed after the large ones. */
+  readonly after: number;
+  readonly afterPairs: number;
+}
+
+async function readSchedule(sql: Sql, world: SimWorld, t0Wall: number): Promise<Schedule> {
+  const rows = await sql<{ collection: string; done: number | null }[]>`
+    SELECT collection, extract(epoch FROM completed_at)::float8 AS done FROM backfill_progress`;
+  const large = new Set(NETWORK_LARGE.map(([c]) => c));
+  const at = (r: { done: number | null }) => r.done === null ? NaN : r.done - t0Wall / 1000;
+  const largeDone = rows.filter((r) => large.has(r.collection)).map(at);
+  const largeDoneS = largeDone.length === large.size ? Math.max(...largeDone) : undefined;
+  const later = rows.filter((r) => largeDoneS !== undefined && at(r) > largeDoneS);
+  const all = rows.map(at);
+  return {
+    largeDoneS,
+    lastDoneS: rows.length ? Math.max(...all) : undefined,
+    after: later.length,
+    afterPairs: later.reduce((a, r) => a + world.size(r.collection), 0),
+  };
+}
+
 /** One XRPC page's latency and whether it was a full page. */
 interface Probe {
   readonly ms: number;
@@ -616,6 +645,7 @@ interface Summary {
   readonly disk: { indexBytes: number; files: number; ldbFiles: number; bytesPerPair: number };
   readonly counts: { problems: string[]; counted: number; seconds: number };
   readonly xrpc: { during?: Latency; after: Latency };
+  readonly schedule: Schedule;
   readonly relay: {
     requests: number;
     pages: number;
@@ -705,7 +735,7 @@ async function run(flags: ScaleFlags): Promise<Summary> {
     const samples: Sample[] = [];
     let peakAnon = 0, peakFile = 0, peakShmem = 0;
     let done = false;
-    const t0 = performance.now();
+    const t0 = performance.now(), t0Wall = Date.now();
     const service = svc = spawnService(flags, env, workDir);
     service.status.then(() => done = true);
     await waitFor(
@@ -725,7 +755,8 @@ async function run(flags: ScaleFlags): Promise<Summary> {
     }
     log(`service pid ${service.pid} (deno task pid ${service.taskPid})`);
     let progress = { pairs: 0, rows: 0, completed: 0 };
-    let lastLog = 0, serviceCpuS = 0;
+    let lastLog = 0, serviceCpuS = 0, lastPairs = -1, lastChange = performance.now();
+    let samplerError: Error | undefined;
     const benchCpu0 = processCpuS();
     const sampling = (async () => {
       while (!done) {
@@ -750,12 +781,30 @@ async function run(flags: ScaleFlags): Promise<Summary> {
           }
         }
         if (flags.mode === "start" && progress.completed >= totals.collections) done = true;
+        if (progress.pairs !== lastPairs) {
+          lastPairs = progress.pairs, lastChange = performance.now();
+        }
+        // A server whose backfill stopped short (a collection failed for good) would idle forever.
+        if (!done && performance.now() - lastChange > STALL_MS) {
+          throw new HarnessError(
+            `no progress for ${
+              STALL_MS / 1000
+            } s at ${progress.pairs} pairs, ${progress.completed} of ${totals.collections} collections completed`,
+          );
+        }
         // Finer until the first pairs land, so startup is not counted as the first decile's ingest.
         if (!done) {
           await sleep(progress.pairs === 0 ? Math.min(flags.sampleMs, 100) : flags.sampleMs);
         }
       }
-    })();
+    })().catch((err) => {
+      samplerError = err;
+      done = true;
+    });
+    /** Throws what stopped the sampler, if anything did. */
+    const samplerOk = () => {
+      if (samplerError) throw samplerError;
+    };
 
     let during: Probe[] | undefined;
     let after: Probe[];
@@ -795,6 +844,7 @@ async function run(flags: ScaleFlags): Promise<Summary> {
         await sleep(Math.max(0, next - performance.now()));
       }
       await sampling;
+      samplerOk();
       endT = (performance.now() - t0) / 1000;
       if (service.exited) {
         throw new HarnessError(
@@ -812,9 +862,12 @@ async function run(flags: ScaleFlags): Promise<Summary> {
         throw new HarnessError("deno task start did not stop within 60 s of SIGTERM");
       }
     } else {
+      await Promise.race([service.status, sampling]);
+      samplerOk();
       await service.status;
       endT = (performance.now() - t0) / 1000;
       await sampling;
+      samplerOk();
       progress = await readProgress(sql);
       after = [];
     }
@@ -846,6 +899,7 @@ async function run(flags: ScaleFlags): Promise<Summary> {
     }
 
     const usage = dirUsage(indexPath);
+    const schedule = await readSchedule(sql, world, t0Wall);
     log("counting every collection in the index…");
     const counts = await checkCounts(indexPath, world);
     log(
@@ -889,6 +943,7 @@ async function run(flags: ScaleFlags): Promise<Summary> {
     ];
     const s = relay.stats;
     return {
+      schedule,
       machine: mach,
       load: { start: loadStart, end: loadAverage() },
       flags,
@@ -1005,6 +1060,15 @@ function report(s: Summary): string[] {
       s.disk.bytesPerPair.toFixed(1)
     } bytes per pair`,
   );
+  if (s.schedule.largeDoneS !== undefined && s.schedule.lastDoneS !== undefined) {
+    p(
+      `schedule: the ${NETWORK_LARGE.length} large collections were complete at ${
+        s.schedule.largeDoneS.toFixed(1)
+      } s; ${s.schedule.after} collections (${
+        fmtInt(s.schedule.afterPairs)
+      } pairs) completed after them, the last at ${s.schedule.lastDoneS.toFixed(1)} s`,
+    );
+  }
   p(`counts: ${fmtInt(s.counts.counted)} pairs counted in ${s.counts.seconds.toFixed(1)} s, ${
     s.counts.problems.length
       ? `${s.counts.problems.length} collections WRONG`
