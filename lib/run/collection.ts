@@ -60,6 +60,7 @@ export async function runCollection(job: CollectionJob): Promise<CollectionOutco
   }
   if (!restart) await progress.saveCheckpoint(collection, rowCheckpoint(cp));
   const pager = new Pager(cp.cursor);
+  const mirror = new Mirror((row) => progress.saveCheckpoint(collection, row, job.signal));
   let writing: Promise<void> = Promise.resolve();
   // DIDs of the page most recently written; see IndexStore.applyPage.
   let writtenDids: ReadonlySet<string> = new Set();
@@ -103,7 +104,7 @@ export async function runCollection(job: CollectionJob): Promise<CollectionOutco
         if (stuck) {
           throw new StuckError(`${collection}: ${stuck}`, { collection, cursor: next.cursor });
         }
-        if (!done) await progress.saveCheckpoint(collection, rowCheckpoint(cp), job.signal);
+        if (!done) mirror.save(rowCheckpoint(cp));
         job.onPage?.({
           collection,
           dids: page.dids.length,
@@ -123,9 +124,11 @@ export async function runCollection(job: CollectionJob): Promise<CollectionOutco
       }
     }
     await writing;
+    await mirror.flush();
   } catch (err) {
     // Whatever stopped us, the page already being written is finished and checkpointed first.
     await writing.catch(() => {});
+    await mirror.flush().catch(() => {});
     throw err;
   }
   await progress.complete(collection, rowCheckpoint(cp));
@@ -152,6 +155,46 @@ async function startingPoint(
   const restart = cp !== undefined ||
     (row !== undefined && (row.source !== source || row.cursor !== "" || row.imported > 0));
   return { checkpoint: initialCheckpoint(source, cp?.gen), restart };
+}
+
+/**
+ * Mirrors a collection's checkpoints to Postgres off the write path: the index's batch already holds
+ * the truth, so the next page need not wait for Postgres. Saves stay in order and only the newest
+ * waiting one is sent; a failed save fails the next page written, or the final flush.
+ */
+class Mirror {
+  #latest: RowCheckpoint | undefined;
+  #running: Promise<void> | undefined;
+  #error: unknown;
+
+  constructor(private readonly write: (row: RowCheckpoint) => Promise<void>) {}
+
+  /** Queues `row` (replacing any queued one); throws the error of an earlier save. */
+  save(row: RowCheckpoint): void {
+    if (this.#error !== undefined) throw this.#error;
+    this.#latest = row;
+    this.#running ??= this.#drain();
+  }
+
+  /** Waits until every queued save is written; throws the error of a failed one. */
+  async flush(): Promise<void> {
+    await this.#running;
+    if (this.#error !== undefined) throw this.#error;
+  }
+
+  async #drain(): Promise<void> {
+    try {
+      while (this.#latest !== undefined) {
+        const row = this.#latest;
+        this.#latest = undefined;
+        await this.write(row);
+      }
+    } catch (err) {
+      this.#error = err;
+    } finally {
+      this.#running = undefined;
+    }
+  }
 }
 
 function rowCheckpoint(cp: Checkpoint): RowCheckpoint {
