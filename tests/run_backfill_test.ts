@@ -41,6 +41,30 @@ Deno.test("full run: discovered collections match the source exactly, rows are e
   await assertMatchesWorld(f);
 });
 
+Deno.test("a DID the source lists again one, two or three pages later counts once, while pages are written ahead", async () => {
+  const did = (i: number) => `did:plc:rep${String(i).padStart(8, "0")}`;
+  // Pages of 5: each page repeats a DID of the page 1, 2 or 3 before it, some in the same slot.
+  const list: string[] = [];
+  for (let p = 0; p < 40; p++) {
+    for (let k = 0; k < 5; k++) {
+      const back = (p + k) % 4;
+      list.push(k === 0 && p >= back && back > 0 ? list[(p - back) * 5 + k + 1] : did(p * 5 + k));
+    }
+  }
+  const world = worldFromLists({ "com.example.repeats": list });
+  const distinct = new Set(list).size;
+  assert(distinct < list.length - 20, `the world repeats DIDs (${distinct} of ${list.length})`);
+  await using f = await fixture({ world });
+  const summary = await (await f.makeBackfiller({ pageLimit: 5 }).start({
+    source: f.source,
+    collections: world.collections(),
+  })).done;
+  assertEquals(summary.failed, []);
+  await assertMatchesWorld(f);
+  const [row] = await f.db.progress.list();
+  assertEquals([row.imported, row.new], [distinct, distinct]);
+});
+
 Deno.test("paging edge cases: exact multiple of the page, one short of it, empty, single, short pages with a cursor", async () => {
   const mk = (n: number, p: string) =>
     Array.from({ length: n }, (_, i) => `did:plc:${p}${String(i).padStart(8, "0")}`);

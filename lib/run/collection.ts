@@ -1,4 +1,4 @@
-/** Backfills one collection: resume from its checkpoint, page with one request in flight ahead of the writes. */
+/** Backfills one collection: resume from its checkpoint, fetching and reading ahead of the writes. */
 import { type Checkpoint, type IndexStore, initialCheckpoint } from "../index/mod.ts";
 import { Pager } from "../paging/mod.ts";
 import type { ProgressRow, ProgressStore, RowCheckpoint } from "../progress/mod.ts";
@@ -43,8 +43,9 @@ export interface CollectionOutcome {
 
 /**
  * Runs one collection to completion. Page N+1 is requested as soon as page N's cursor arrives, while
- * page N is written; page N+1 is written only after page N's batch (with its checkpoint) is durable,
- * so checkpoints stay in order and a saved cursor never runs ahead of the DIDs it covers.
+ * up to two earlier pages are still to be written; page N+1 is written only after page N's batch
+ * (with its checkpoint) is durable, so checkpoints stay in order and a saved cursor never runs ahead
+ * of the DIDs it covers.
  */
 export async function runCollection(job: CollectionJob): Promise<CollectionOutcome> {
   const { collection, client, index, progress } = job;
@@ -62,10 +63,14 @@ export async function runCollection(job: CollectionJob): Promise<CollectionOutco
   const pager = new Pager(cp.cursor);
   const mirror = new Mirror((row) => progress.saveCheckpoint(collection, row, job.signal));
   let writing: Promise<void> = Promise.resolve();
-  // DIDs of the page most recently written; see IndexStore.applyPage.
-  let writtenDids: ReadonlySet<string> = new Set();
+  // Pages fetched but not yet durable, oldest first. A page's lookup may predate their writes, so
+  // their DIDs are what the write must not count again (`carried`; see IndexStore.applyPage).
+  const unwritten: { dids?: ReadonlySet<string>; written: Promise<void> }[] = [];
   try {
     for (;;) {
+      // Fetch ahead while up to WRITES_AHEAD pages wait to be written: the source, the index reads
+      // and the index writes then all work at once, even for the last collection left.
+      if (unwritten.length >= WRITES_AHEAD) await unwritten[0].written;
       const page = await client.listRepos(collection, pager.cursor, job.pageLimit, {
         signal: job.signal,
         priority: job.priority,
@@ -78,28 +83,33 @@ export async function runCollection(job: CollectionJob): Promise<CollectionOutco
       if (step.kind === "stuck") {
         throw new StuckError(`${collection}: ${step.reason}`, { collection, cursor: pager.cursor });
       }
-      // Read the index for this page while the previous one is still being written.
+      // Read the index for this page while earlier ones are still being written.
+      const before = [...unwritten];
       const lookup = index.lookup(collection, page.dids);
       lookup.catch(() => {});
-      await writing;
-      const carried = writtenDids;
       const done = step.kind === "done";
-      const next = {
-        source,
-        gen: cp.gen,
-        cursor: done ? step.finalCursor : step.cursor,
-        done,
-        // Counted with the page it came in, so a replayed page does not count its entries twice.
-        invalid: (cp.invalid ?? 0) + page.invalid,
-      };
+      const cursor = done ? step.finalCursor : step.cursor;
+      const previous = writing;
+      const entry: (typeof unwritten)[number] = { written: Promise.resolve() };
       writing = (async () => {
+        await previous;
         const ahead = await lookup;
+        // Built once the pages before are written, from the checkpoint they left.
+        const next = {
+          source,
+          gen: cp.gen,
+          cursor,
+          done,
+          // Counted with the page it came in, so a replayed page does not count its entries twice.
+          invalid: (cp.invalid ?? 0) + page.invalid,
+        };
+        entry.dids = ahead.dids;
         const r = await index.applyPage(collection, page.dids, next, cp, {
           lookup: ahead,
-          carried,
+          carried: union(before.map((p) => p.dids!)),
         });
         cp = r.checkpoint;
-        writtenDids = ahead.dids;
+        unwritten.splice(unwritten.indexOf(entry), 1);
         const stuck = pager.noteImported(page.dids.length, r.imported);
         if (stuck) {
           throw new StuckError(`${collection}: ${stuck}`, { collection, cursor: next.cursor });
@@ -114,6 +124,8 @@ export async function runCollection(job: CollectionJob): Promise<CollectionOutco
           checkpoint: cp,
         });
       })();
+      entry.written = writing;
+      unwritten.push(entry);
       // Handled here so a failed write cannot surface as an unhandled rejection while we fetch.
       writing.catch(() => {});
       if (done) break;
@@ -155,6 +167,17 @@ async function startingPoint(
   const restart = cp !== undefined ||
     (row !== undefined && (row.source !== source || row.cursor !== "" || row.imported > 0));
   return { checkpoint: initialCheckpoint(source, cp?.gen), restart };
+}
+
+/** Pages that may wait to be written while the next is fetched. */
+const WRITES_AHEAD = 2;
+
+/** The DIDs of several pages as one set (most often there is one page, taken as it is). */
+function union(sets: readonly ReadonlySet<string>[]): ReadonlySet<string> {
+  if (sets.length === 1) return sets[0];
+  const all = new Set<string>();
+  for (const s of sets) for (const d of s) all.add(d);
+  return all;
 }
 
 /**
