@@ -505,13 +505,18 @@ async function checkCounts(
     writeBufferSize: 1 << 20,
   });
   const problems: string[] = [];
-  let counted = 0;
+  let counted = 0, lastLog = performance.now();
+  const total = world.collections().reduce((a, c) => a + world.size(c), 0);
   try {
     for (const c of world.collections()) {
       let n = 0, after: string | undefined;
       for (;;) {
         const page = await index.listDids(c, 100_000, after);
         n += page.dids.length;
+        if (performance.now() - lastLog > 10_000) {
+          lastLog = performance.now();
+          log(`counting: ${fmtInt(counted + n)} of ${fmtInt(total)} pairs`);
+        }
         if (page.last === undefined) break;
         after = page.last;
       }
