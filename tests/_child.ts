@@ -3,6 +3,7 @@ import type { Sql } from "postgres";
 import { startEmbeddedPostgres } from "../lib/progress/embedded_pg.ts";
 import { type Checkpoint, IndexStore } from "../lib/index/store.ts";
 import { createSql } from "../lib/progress/store.ts";
+import { deadline } from "../lib/util/async.js";
 import type { SimWorld } from "../lib/sim/world.ts";
 import { indexDids, TEST_DATABASE_URL } from "./_helpers.ts";
 
@@ -46,17 +47,24 @@ export function spawnMain(args: string[], env: Record<string, string>): Child {
         proc.kill(signal);
       } catch { /* already gone */ }
     },
-    async waitFor(ms) {
-      let timer: ReturnType<typeof setTimeout> | undefined;
-      const timeout = new Promise<undefined>((r) => timer = setTimeout(() => r(undefined), ms));
-      try {
-        return await Promise.race([child.status, timeout]);
-      } finally {
-        clearTimeout(timer);
-      }
+    waitFor(ms) {
+      return deadline(child.status, ms).catch((err) => {
+        if (err instanceof DOMException && err.name === "TimeoutError") return undefined;
+        throw err;
+      });
     },
   };
   return child;
+}
+
+/** Whether `path` exists. */
+export function exists(path: string): boolean {
+  try {
+    Deno.statSync(path);
+    return true;
+  } catch {
+    return false;
+  }
 }
 
 /** A new database on the test server (a child process takes a URL, not a schema). */

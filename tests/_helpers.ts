@@ -6,12 +6,14 @@ import { sleep } from "../lib/util/async.js";
 import { Backfiller } from "../lib/run/backfill.ts";
 import { discoverCollections } from "../lib/source/discovery.ts";
 import { IndexStore } from "../lib/index/store.ts";
-import { type Logger, silentLogger } from "../lib/util/log.ts";
+import { createLogger, type Logger, silentLogger } from "../lib/util/log.ts";
 import { HostLimiter } from "../lib/source/rate_limiter.ts";
 import { takeRunLock } from "../lib/progress/run_lock.ts";
 import { SourceClient } from "../lib/source/client.ts";
 import { loadMigrations, migrate, MIGRATIONS_DIR } from "../lib/progress/migrate.ts";
 import { createSql, ProgressStore } from "../lib/progress/store.ts";
+import { makeWorld } from "../lib/sim/world.ts";
+import { startPgProxy } from "./_pg_proxy.ts";
 
 /** The real Postgres the tests use. */
 export const TEST_DATABASE_URL = Deno.env.get("TEST_DATABASE_URL") ??
@@ -209,4 +211,63 @@ function defined<T extends object>(o: T | undefined): Partial<T> {
   return Object.fromEntries(Object.entries(o ?? {}).filter(([, v]) => v !== undefined)) as Partial<
     T
   >;
+}
+
+/**
+ * A backfiller whose progress database (and, with `lockThroughProxy`, its run lock) sits behind a
+ * restartable Postgres proxy; `warnings` collects its warn-level log lines.
+ */
+export async function proxiedBackfillFixture(
+  seed: number,
+  opts: { lockThroughProxy?: boolean } = {},
+) {
+  const world = makeWorld({ seed, largeSizes: [4000, 2500, 1500], collections: 16, tailMax: 40 });
+  const relay = await startSimRelay({ world, latencyMs: 15, jitterMs: 10 });
+  const db = await testDb("pgrestart");
+  const idx = await testIndex();
+  const proxy = startPgProxy();
+  const warnings: string[] = [];
+  const log = createLogger({ level: "warn", write: (l) => warnings.push(l) });
+  const sql = createSql(proxy.url(TEST_DATABASE_URL), { max: 4, schema: db.schema });
+  const progress = new ProgressStore({ sql, log, maxRetryDelayMs: 250 });
+  const proxied: TestDb = { ...db, sql, progress };
+  const backfiller = testBackfiller({
+    index: idx.index,
+    db: proxied,
+    listUrl: `${relay.url}/llms.txt`,
+    pageLimit: 50,
+    concurrency: 2,
+    log,
+    lockUrl: opts.lockThroughProxy ? proxy.url(TEST_DATABASE_URL) : undefined,
+  });
+  const close = async () => {
+    await backfiller.stop();
+    await sql.end({ timeout: 1 });
+    await proxy.close();
+    await relay.close();
+    await idx.cleanup();
+    await db.drop();
+  };
+  return {
+    world,
+    relay,
+    db,
+    sql,
+    index: idx.index,
+    proxy,
+    warnings,
+    backfiller,
+    source: parseSource(relay.url),
+    close,
+    [Symbol.asyncDispose]: close,
+  };
+}
+
+/** Waits until `b` has fetched `n` pages; fails at once if its run ends first. */
+export async function pagesReach(b: Backfiller, n: number, ms = 60_000): Promise<void> {
+  await until(() => {
+    const pages = b.state?.pages ?? 0;
+    if (pages < n && !b.running) throw new Error(`run ended before ${n} pages`);
+    return pages >= n;
+  }, { timeoutMs: ms, what: `${n} pages`, everyMs: 5 });
 }

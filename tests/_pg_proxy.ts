@@ -1,4 +1,5 @@
 /** A TCP proxy in front of Postgres that can simulate a restart: connections cut, new ones refused. */
+import { sleep } from "../lib/util/async.js";
 
 /** How a simulated restart behaves. */
 export interface RestartOptions {
@@ -19,8 +20,11 @@ export interface PgProxy {
   readonly stats: { accepted: number; refused: number; cut: number; fatalSent: number };
   /** Connections currently open through the proxy. */
   readonly open: number;
-  /** Cuts every connection, stays down for `downMs`, then accepts again; resolves when back up. */
-  restart(downMs: number, opts?: RestartOptions): Promise<void>;
+  /**
+   * Cuts every connection, stays down for `down` ms (or until the promise `down` settles), then
+   * accepts again; resolves when back up.
+   */
+  restart(down: number | Promise<unknown>, opts?: RestartOptions): Promise<void>;
   close(): Promise<void>;
 }
 
@@ -228,14 +232,14 @@ export function startPgProxy(
       u.port = String(port);
       return u.href;
     },
-    async restart(downMs, opts = {}) {
+    async restart(downFor, opts = {}) {
       down = opts.mode ?? "refuse";
       if (down === "refuse") {
         listener?.close();
         listener = undefined;
       }
       await cutAll(opts.fatal ?? false);
-      await new Promise((r) => setTimeout(r, downMs));
+      await (typeof downFor === "number" ? sleep(downFor) : downFor.catch(() => {}));
       if (closed) return;
       if (!listener) {
         listener = Deno.listen({ hostname: "127.0.0.1", port });

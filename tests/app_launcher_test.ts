@@ -81,12 +81,13 @@ Deno.test({
       await until(() => relay.stats.pages > 0, { timeoutMs: 60_000, what: "the backfill to page" });
       npx.kill("SIGTERM");
       await npx.status;
-      const deadline = performance.now() + 15_000;
-      do {
-        await new Promise((r) => setTimeout(r, 100));
-        left = processesWith(`DATA_DIR=${dataDir}`);
-      } while (left.length > 0 && performance.now() < deadline);
-      assertEquals(left, [], "processes still running after npx was stopped");
+      await until(() => (left = processesWith(`DATA_DIR=${dataDir}`)).length === 0, {
+        timeoutMs: 15_000,
+        what: "every process of the run to exit after npx was stopped",
+        everyMs: 100,
+      }).catch((err) => {
+        throw new Error(`${err.message}: still running ${left.join(", ")}`);
+      });
       const total = world.collections().reduce((n, c) => n + world.size(c), 0);
       assert(relay.stats.didsServed < total, "it stopped early, not because it was done");
     } finally {

@@ -6,6 +6,7 @@
  */
 import type { Hono } from "hono";
 import { runLiveBench } from "./bench_live.ts";
+import { runTimingBench } from "./bench_timings.ts";
 import { parseArgs } from "node:util";
 import { Backfiller } from "../lib/run/backfill.ts";
 import { type Config, DEFAULTS, parseConfig } from "../lib/app/config.ts";
@@ -828,6 +829,7 @@ async function main(args: string[]): Promise<number> {
       },
     );
     if (!flags.skipLive) rows.push(...await runLiveBench({ log }));
+    rows.push(...await runTimingBench({ log }));
     const totalS = (performance.now() - benchStart) / 1000;
 
     Object.assign(out, {

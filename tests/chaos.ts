@@ -10,6 +10,7 @@ import { makeWorld, seededRandom, type SimWorld } from "../lib/sim/world.ts";
 import {
   checkConsistent,
   checkExact,
+  exists,
   freshDatabase,
   type IndexSnapshot,
   readIndex,
@@ -18,6 +19,7 @@ import {
   spawnMain,
 } from "./_child.ts";
 import { until } from "./_helpers.ts";
+import { sleep } from "../lib/util/async.js";
 
 /** How a chaos run is set up. */
 export interface ChaosOptions {
@@ -164,11 +166,11 @@ export async function runChaos(opts: ChaosOptions): Promise<ChaosReport> {
       } else if (aim === "startup") {
         await child.waitFor(rand() * startupMs);
       } else {
-        const deadline = performance.now() + 60_000;
-        while (!child.exited && listRequests() === requestsBefore) {
-          if (performance.now() > deadline) throw new Error("child made no request in 60 s");
-          await new Promise((r) => setTimeout(r, 2));
-        }
+        await until(() => child.exited || listRequests() !== requestsBefore, {
+          timeoutMs: 60_000,
+          what: "the child's first page request",
+          everyMs: 2,
+        });
         startupMs = Math.max(100, performance.now() - child.startedAt);
         await child.waitFor(rand() * (opts.windowMs ?? 1000));
       }
@@ -178,7 +180,7 @@ export async function runChaos(opts: ChaosOptions): Promise<ChaosReport> {
         if (child.exited.code === 1 && out.includes("another process")) {
           lockRefusals++;
           log(`  child refused by the run lock (previous one not yet gone): retrying`);
-          await new Promise((r) => setTimeout(r, 100));
+          await sleep(100); // a pause before the retry, not a wait for anything
           continue;
         }
         if (child.exited.code === 0) {
@@ -282,15 +284,6 @@ export async function runChaos(opts: ChaosOptions): Promise<ChaosReport> {
     dids,
     problems,
   };
-}
-
-function exists(path: string): boolean {
-  try {
-    Deno.statSync(path);
-    return true;
-  } catch {
-    return false;
-  }
 }
 
 /** One-paragraph summary of a report. */

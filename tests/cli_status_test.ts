@@ -3,6 +3,7 @@
 import { assert, assertEquals, assertMatch, assertStrictEquals } from "./_assert.ts";
 import { runStatusCli, type StatusCliOptions } from "../lib/cli/status.ts";
 import { rateText } from "../lib/cli/summary.ts";
+import { sleep } from "../lib/util/async.js";
 import type { CollectionStatus, StatusDocument } from "../lib/status/document.ts";
 import {
   formatCount,
@@ -470,7 +471,8 @@ Deno.test("unreachable server: one line, exit 1", async () => {
 Deno.test("slow server: timeout is one line, exit 1", async () => {
   const routes = {
     [`GET ${STATUS_PATH}`]: async () => {
-      await new Promise((resolve) => setTimeout(resolve, 300));
+      // The workload: a server slower than the client's 50 ms timeout.
+      await sleep(300);
       return json(sampleStatus());
     },
   };

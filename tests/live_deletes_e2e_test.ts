@@ -8,6 +8,8 @@ import { assert, assertEquals } from "./_assert.ts";
 import { startSimRelay } from "../lib/sim/relay.ts";
 import { makeWorld, seededRandom } from "../lib/sim/world.ts";
 import { freePort, freshDatabase, readIndex, spawnMain } from "./_child.ts";
+import { until } from "./_helpers.ts";
+import { sleep } from "../lib/util/async.js";
 
 const SEED = Number(Deno.env.get("LIVE_E2E_SEED") ?? 1313);
 
@@ -46,14 +48,11 @@ Deno.test("live deletes e2e: thousands of real commits, SIGKILLs between them; i
       const res = await fetch(base + path, { method, headers: auth });
       return { status: res.status, body: await res.json() };
     };
-    const deadline = performance.now() + 60_000;
-    for (;;) {
+    await until(async () => {
       if (child.exited) throw new Error(`server exited: ${await child.stderr}`);
       const s = await call("GET").catch(() => undefined);
-      if (s?.status === 200 && s.body.live?.connected) break;
-      if (performance.now() > deadline) throw new Error("server did not come up and connect");
-      await new Promise((r) => setTimeout(r, 50));
-    }
+      return s?.status === 200 && s.body.live?.connected;
+    }, { timeoutMs: 60_000, what: "the server to come up and connect", everyMs: 50 });
     // The backfill resumes by itself after a restart; start it when no run is going.
     const r = await call("POST");
     assert(r.status === 200 || r.status === 409, JSON.stringify(r.body));
@@ -71,14 +70,13 @@ Deno.test("live deletes e2e: thousands of real commits, SIGKILLs between them; i
     // A consumer without a saved cursor starts at the stream's tip: the index follows the stream
     // without a gap only from its first durable cursor on (the README's start procedure).
     await relay.stream.generate(5);
-    const first = performance.now() + 30_000;
-    while ((await server.call("GET")).body.live?.cursor == null) {
-      if (performance.now() > first) throw new Error("no durable live cursor within 30 s");
-      await new Promise((r) => setTimeout(r, 50));
-    }
+    await until(async () => (await server.call("GET")).body.live?.cursor != null, {
+      what: "a durable live cursor",
+      everyMs: 50,
+    });
     for (const [i, delayMs] of kills.entries()) {
       const generating = relay.stream.generate(700);
-      await new Promise((r) => setTimeout(r, delayMs));
+      await sleep(delayMs); // the workload: a SIGKILL at a seeded moment of the round
       server.child.kill("SIGKILL");
       await server.child.status;
       await generating;
@@ -89,19 +87,18 @@ Deno.test("live deletes e2e: thousands of real commits, SIGKILLs between them; i
 
     // Settle: the consumer reaches the stream's last seq and the backfill completes.
     let last: Record<string, unknown> = {};
-    const deadline = performance.now() + 120_000;
-    for (;;) {
+    await until(async () => {
       const s = await server.call("GET");
       last = s.body;
       const live = s.body.live;
       const done = s.body.total > 0 && s.body.completed === s.body.total && !s.body.running;
-      if (done && live?.cursor >= relay.stream.lastSeq) break;
+      if (done && live?.cursor >= relay.stream.lastSeq) return true;
       if (!s.body.running && !done) await server.call("POST");
-      if (performance.now() > deadline) {
-        throw new Error(`not settled: ${JSON.stringify({ ...s.body, collections: undefined })}`);
-      }
-      await new Promise((r) => setTimeout(r, 100));
-    }
+      return false;
+    }, { timeoutMs: 120_000, what: "the stream and the backfill to settle", everyMs: 100 })
+      .catch((err) => {
+        throw new Error(`${err.message}: ${JSON.stringify({ ...last, collections: undefined })}`);
+      });
     const live = last.live as Record<string, number> & { deletes_kept_by_reason: object };
     // The same counts reach /metrics, per collection.
     const text = await server.metrics();

@@ -6,6 +6,7 @@
 import { assert, assertEquals } from "./_assert.ts";
 import { type Child, freePort, freshDatabase, spawnMain } from "./_child.ts";
 import { indexDids, until } from "./_helpers.ts";
+import { sleep } from "../lib/util/async.js";
 import { IndexStore } from "../lib/index/mod.ts";
 import { makeWorld, startSimRelay } from "../lib/sim/mod.ts";
 
@@ -69,7 +70,7 @@ Deno.test({
       });
       assertEquals(r.status, 200, await r.text());
       for (let kill = 0; kill < 3; kill++) {
-        await new Promise((r) => setTimeout(r, 700 + kill * 400));
+        await sleep(700 + kill * 400); // the workload: each SIGKILL later into the run
         child!.kill("SIGKILL");
         await child!.status;
         await start();

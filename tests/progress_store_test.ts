@@ -2,7 +2,7 @@
 import { assert, assertEquals, assertRejects } from "./_assert.ts";
 import { loadMigrations, migrate, MIGRATIONS_DIR } from "../lib/progress/migrate.ts";
 import { createSql, isConnectionError, ProgressStore } from "../lib/progress/store.ts";
-import { TEST_DATABASE_URL, type TestDb, testDb } from "./_helpers.ts";
+import { TEST_DATABASE_URL, type TestDb, testDb, until } from "./_helpers.ts";
 
 interface ColumnInfo {
   column_name: string;
@@ -281,7 +281,9 @@ Deno.test("saveCheckpoint: updates cursor, counts, source and updated_at only", 
     const { progress } = fx;
     await progress.seed(["a.a.a"], "bsky.network");
     const before = (await progress.get("a.a.a"))!;
-    await new Promise((r) => setTimeout(r, 5));
+    await until(() => Date.now() > before.updatedAt.getTime(), {
+      what: "the clock to pass the row's updated_at",
+    });
     await progress.saveCheckpoint("a.a.a", {
       source: "relay2.example",
       cursor: "abc",

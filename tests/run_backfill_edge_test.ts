@@ -99,14 +99,13 @@ Deno.test("discovery gives up on a list whose body stalls, and goes on with the 
       }),
     ));
   try {
-    const t0 = performance.now();
+    // How soon it gives up is a figure of `deno task bench` (bench_timings.ts).
     const found = await discoverCollections({
       listUrl: `http://127.0.0.1:${server.addr.port}/llms.txt`,
       indexCollections: () => Promise.resolve(["com.example.indexed"]),
       log: silentLogger,
       timeoutMs: 500,
     });
-    assert(performance.now() - t0 < 5_000);
     assertEquals(found.collections, ["com.example.indexed"]);
     assert(found.listError);
   } finally {

@@ -7,11 +7,11 @@ import { decodeJetstreamMessage } from "../lib/stream/jetstream.ts";
 import type { LiveEvent } from "../lib/stream/event.ts";
 import { until } from "./_helpers.ts";
 
-/** Reads messages until `stop` says so; fails after `ms`. */
+/** Reads messages until `stop` says so; fails after `ms` (a deadline against hangs, not a timing). */
 function collect(
   url: string,
   stop: (events: LiveEvent[], raw: (string | Uint8Array)[]) => boolean,
-  ms = 10_000,
+  ms = 30_000,
 ): Promise<{ events: LiveEvent[]; raw: (string | Uint8Array)[]; closed?: number }> {
   const ws = new WebSocket(url);
   ws.binaryType = "arraybuffer";

@@ -589,7 +589,9 @@ Deno.test("SourceClient: a hanging request hits timeoutMs and is retried", async
     assert(err.message.includes("timed out after 200 ms"), err.message);
     assert(err.message.includes("gave up after 2 attempts"), err.message);
     assertEquals(err.context.retryable, true);
-    assert(took >= 380 && took < 5000, `took ${took} ms`);
+    // Both attempts waited out their timeout (a floor: a slow machine cannot break it). How long
+    // the whole takes is a figure of `deno task bench` (bench_timings.ts).
+    assert(took >= 380, `took ${took} ms`);
     assertEquals(h.statuses, ["error", "error"]);
   }, { timeoutMs: 200, maxAttempts: 2 });
 });
@@ -629,15 +631,13 @@ Deno.test("SourceClient: aborting the caller's signal stops a hanging request wi
   await withServer([hang(() => release)], async (h) => {
     release = h.release;
     const ac = new AbortController();
-    const timer = setTimeout(() => ac.abort(new Error("shutting down")), 100);
-    try {
-      await assertRejects(
-        h.client.listRepos("a.b.c", "", 10, { signal: ac.signal }),
-        (err: unknown) => err instanceof Error && err.message === "shutting down",
-      );
-    } finally {
-      clearTimeout(timer);
-    }
+    const pending = h.client.listRepos("a.b.c", "", 10, { signal: ac.signal });
+    await until(() => h.seen.length === 1, { what: "the request to reach the server" });
+    ac.abort(new Error("shutting down"));
+    await assertRejects(
+      pending,
+      (err: unknown) => err instanceof Error && err.message === "shutting down",
+    );
     assertEquals(h.seen.length, 1);
   }, { timeoutMs: 10_000 });
 });
