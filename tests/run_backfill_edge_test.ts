@@ -1,13 +1,10 @@
 import { assert, assertEquals, assertRejects } from "./_assert.ts";
-import { discoverCollections } from "../lib/source/discovery.ts";
 import { BusyError } from "../lib/util/errors.ts";
 import { IndexStore } from "../lib/index/store.ts";
-import { silentLogger } from "../lib/util/log.ts";
 import { makeWorld, worldFromLists } from "../lib/sim/world.ts";
 import { startSimRelay } from "../lib/sim/relay.ts";
 import { parseSource } from "../lib/source/source.ts";
-import { startRetryLoop } from "../lib/run/retry_loop.ts";
-import { indexDids, testBackfiller, testDb, until } from "./_helpers.ts";
+import { indexDids, testBackfiller, testDb } from "./_helpers.ts";
 
 Deno.test("a collection marked complete in Postgres but missing from a new index is backfilled again", async () => {
   const world = makeWorld({ seed: 71, largeSizes: [300], collections: 3 });
@@ -81,70 +78,6 @@ Deno.test("a source that keeps sending fresh cursors over DIDs it already listed
     assert(relay.stats.pages < 60, `stopped after ${relay.stats.pages} pages`);
     assertEquals((await db.progress.get("com.example.loop"))?.imported, 1);
   } finally {
-    await index.close();
-    await relay.close();
-    await db.drop();
-    await Deno.remove(dir, { recursive: true });
-  }
-});
-
-Deno.test("discovery gives up on a list whose body stalls, and goes on with the index", async () => {
-  const server = Deno.serve({ port: 0, hostname: "127.0.0.1", onListen() {} }, () =>
-    new Response(
-      new ReadableStream({
-        start(ctrl) {
-          ctrl.enqueue(new TextEncoder().encode("# Lexicon Garden\n"));
-          // never closes
-        },
-      }),
-    ));
-  try {
-    // How soon it gives up is a figure of `deno task bench` (bench_timings.ts).
-    const found = await discoverCollections({
-      listUrl: `http://127.0.0.1:${server.addr.port}/llms.txt`,
-      indexCollections: () => Promise.resolve(["com.example.indexed"]),
-      log: silentLogger,
-      timeoutMs: 500,
-    });
-    assertEquals(found.collections, ["com.example.indexed"]);
-    assert(found.listError);
-  } finally {
-    await server.shutdown();
-  }
-});
-
-Deno.test("server's retry loop runs failed collections again once they are due", async () => {
-  const world = makeWorld({ seed: 79, largeSizes: [250], collections: 4 });
-  const bad = world.collections()[1];
-  const relay = await startSimRelay({ world, forbidden: [bad] });
-  const db = await testDb("edge");
-  const dir = await Deno.makeTempDir();
-  const index = await IndexStore.open({ path: dir });
-  const ac = new AbortController();
-  try {
-    const b = testBackfiller({ index, db, listUrl: `${relay.url}/llms.txt` });
-    const first = await (await b.start({ source: parseSource(relay.url) })).done;
-    assertEquals(first.failed.map((f) => f.collection), [bad]);
-    relay.setFaults({ forbidden: [] });
-    startRetryLoop({
-      backfiller: b,
-      progress: db.progress,
-      log: silentLogger,
-      signal: ac.signal,
-      everyMs: 20,
-    });
-    await until(async () => (await db.progress.get(bad))?.completedAt != null, {
-      timeoutMs: 120_000,
-      what: "the retry loop to complete the failed collection",
-      everyMs: 20,
-    });
-    await until(() => !b.running, { timeoutMs: 120_000, what: "the retry run to end" });
-    const row = await db.progress.get(bad);
-    assert(row?.completedAt, "retried and completed");
-    assertEquals(row?.imported, world.size(bad));
-    assertEquals(row?.lastError, null);
-  } finally {
-    ac.abort();
     await index.close();
     await relay.close();
     await db.drop();

@@ -1,6 +1,10 @@
-/** Table tests for parseLlmsTxt (lib/source/discovery.ts) against noisy lexicon.garden-style markdown. */
-import { assertEquals } from "./_assert.ts";
-import { parseLlmsTxt } from "../lib/source/discovery.ts";
+/**
+ * Tests for lib/source/discovery.ts: parseLlmsTxt as tables against noisy lexicon.garden-style
+ * markdown, and discoverCollections against a list that stalls.
+ */
+import { assert, assertEquals } from "./_assert.ts";
+import { discoverCollections, parseLlmsTxt } from "../lib/source/discovery.ts";
+import { silentLogger } from "../lib/util/log.ts";
 
 const G = "https://lexicon.garden/lexicon";
 const PLC = "did:plc:4v4y5r3lwsbtmsxhkg4ffovq";
@@ -137,4 +141,29 @@ Deno.test("parseLlmsTxt: an explicit link target is taken as written, punctuatio
   const doc = `- [post](${G}/${PLC}/app.bsky.feed.post,)\n- <${G}/${PLC}/com.example.a.>\n` +
     `bare ${G}/${PLC}/com.example.b.`;
   assertEquals(parseLlmsTxt(doc), ["com.example.b"]);
+});
+
+Deno.test("discovery gives up on a list whose body stalls, and goes on with the index", async () => {
+  const server = Deno.serve({ port: 0, hostname: "127.0.0.1", onListen() {} }, () =>
+    new Response(
+      new ReadableStream({
+        start(ctrl) {
+          ctrl.enqueue(new TextEncoder().encode("# Lexicon Garden\n"));
+          // never closes
+        },
+      }),
+    ));
+  try {
+    // How soon it gives up is a figure of `deno task bench` (bench_timings.ts).
+    const found = await discoverCollections({
+      listUrl: `http://127.0.0.1:${server.addr.port}/llms.txt`,
+      indexCollections: () => Promise.resolve(["com.example.indexed"]),
+      log: silentLogger,
+      timeoutMs: 500,
+    });
+    assertEquals(found.collections, ["com.example.indexed"]);
+    assert(found.listError);
+  } finally {
+    await server.shutdown();
+  }
 });

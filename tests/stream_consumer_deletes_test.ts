@@ -5,7 +5,6 @@ import { makeWorld, type SimRelay, startSimRelay } from "../lib/sim/mod.ts";
 import { LiveConsumer, parseStreamUrl } from "../lib/stream/mod.ts";
 import type { IndexStore } from "../lib/index/mod.ts";
 import { silentLogger } from "../lib/util/mod.ts";
-import {} from "./_child.ts";
 
 /** Runs a consumer over the whole backlog of `path` and returns its status at the end. */
 async function consumeAll(relay: SimRelay, index: IndexStore, path: string) {
