@@ -13,6 +13,7 @@ import { SourceClient } from "../lib/source/client.ts";
 import { loadMigrations, migrate, MIGRATIONS_DIR } from "../lib/progress/migrate.ts";
 import { createSql, ProgressStore } from "../lib/progress/store.ts";
 import { makeWorld } from "../lib/sim/world.ts";
+import type { StreamEndpoint } from "../lib/stream/url.ts";
 import { startPgProxy } from "./_pg_proxy.ts";
 
 /** The real Postgres the tests use. */
@@ -270,4 +271,24 @@ export async function pagesReach(b: Backfiller, n: number, ms = 60_000): Promise
     if (pages < n && !b.running) throw new Error(`run ended before ${n} pages`);
     return pages >= n;
   }, { timeoutMs: ms, what: `${n} pages`, everyMs: 5 });
+}
+
+/** Saves `cursor` as `endpoint`'s durable live cursor (no catch-up needed), as a consumer would. */
+export async function saveLiveCursor(
+  index: IndexStore,
+  endpoint: StreamEndpoint,
+  cursor: number,
+): Promise<void> {
+  await index.applyLive([], {
+    stream: endpoint.url,
+    value: {
+      kind: endpoint.kind,
+      cursor,
+      eventTime: null,
+      accountsDeleted: 0,
+      outdatedCursors: 0,
+      catchUpSince: null,
+      catchUpReason: null,
+    },
+  });
 }

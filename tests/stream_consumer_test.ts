@@ -1,12 +1,10 @@
 /** The live consumer against the simulated firehose and Jetstream, into a real LevelDB index. */
 import { assert, assertEquals } from "./_assert.ts";
-import { indexDids, testBackfiller, testDb, testIndex, until } from "./_helpers.ts";
+import { backfillFixture, indexDids, saveLiveCursor, testIndex, until } from "./_helpers.ts";
 import { makeWorld, type SimRelay, startSimRelay } from "../lib/sim/mod.ts";
 import { LiveConsumer, parseStreamUrl } from "../lib/stream/mod.ts";
 import type { IndexStore } from "../lib/index/mod.ts";
-import { parseSource } from "../lib/source/mod.ts";
 import { silentLogger } from "../lib/util/mod.ts";
-import {} from "./_child.ts";
 
 /** Every collection of the world, index vs the stream's truth. */
 async function assertIndexIsTruth(index: IndexStore, relay: SimRelay): Promise<void> {
@@ -20,64 +18,59 @@ async function assertIndexIsTruth(index: IndexStore, relay: SimRelay): Promise<v
 
 for (const kind of ["firehose", "jetstream"] as const) {
   Deno.test(`live consumer (${kind}): after a backfill, the stream makes the index the truth`, async () => {
-    const relay = await startSimRelay({
-      world: makeWorld({ seed: 11, largeSizes: [3000, 2000, 1000], collections: 12 }),
-      stream: { seed: 11 },
+    await using f = await backfillFixture({
+      label: "live_consumer",
+      relay: {
+        world: makeWorld({ seed: 11, largeSizes: [3000, 2000, 1000], collections: 12 }),
+        stream: { seed: 11 },
+      },
     });
-    const { index, cleanup } = await testIndex();
-    const db = await testDb("live_consumer");
+    const { relay, index, backfiller } = f;
     const ac = new AbortController();
-    try {
-      const backfiller = testBackfiller({ index, db, listUrl: `${relay.url}/llms.txt` });
-      const run = await backfiller.start({ source: parseSource(relay.url) });
-      await run.done;
-      await relay.stream.generate(4000);
-      const path = kind === "firehose" ? "/xrpc/com.atproto.sync.subscribeRepos" : "/subscribe";
-      const endpoint = parseStreamUrl(relay.url.replace("http", "ws") + path);
-      const consumer = await LiveConsumer.open({ endpoint, index, log: silentLogger });
-      assert(consumer.status().catch_up_needed, "a first start needs a backfill");
-      // No saved cursor means "from now": replay the backlog as if the cursor were 0.
-      await index.applyLive([], {
-        stream: endpoint.url,
-        value: { ...consumer.checkpoint, cursor: 0 },
-      });
-      const live = await LiveConsumer.open({ endpoint, index, log: silentLogger, flushMs: 20 });
-      const running = live.run(ac.signal);
-      const last = kind === "firehose" ? relay.stream.lastSeq : relay.stream.lastTimeUs;
-      await until(() => live.checkpoint.cursor >= last, {
-        timeoutMs: 30_000,
-        what: "the consumer to reach the end",
-      });
-      await assertIndexIsTruth(index, relay);
-      const s = live.status();
-      assert(s.connected, "connected");
-      assert(s.pairs_added > 0, "pairs added");
-      assertEquals(s.accounts_deleted, relay.stream.deletedDids().length);
-      assert(s.pairs_removed > 0, "deleted accounts removed pairs");
-      assert(s.skipped.malformed > 0, "malformed frames counted");
-      assert(s.skipped.identity > 0 && s.skipped.unknown > 0, "identity and unknown counted");
-      if (kind === "firehose") assert(s.skipped.sync > 0, "sync counted");
-      // Deleted accounts have tombstones; the backfill does not bring them back.
-      const before = new Map<string, number>();
-      for (const c of relay.world.collections()) {
-        const cp = await index.getCheckpoint(c);
-        before.set(c, cp?.imported ?? 0);
-      }
-      const again = await backfiller.start({ source: parseSource(relay.url), catchUp: true });
-      await again.done;
-      await assertIndexIsTruth(index, relay);
-      for (const c of relay.world.collections()) {
-        // `imported` still counts every DID the source listed, deleted accounts included.
-        assertEquals((await index.getCheckpoint(c))?.imported ?? 0, relay.world.size(c), c);
-      }
-      ac.abort();
-      await running;
-    } finally {
-      ac.abort();
-      await relay.close();
-      await cleanup();
-      await db.drop();
+    f.defer(() => ac.abort());
+    const run = await backfiller.start({ source: f.source });
+    await run.done;
+    await relay.stream.generate(4000);
+    const path = kind === "firehose" ? "/xrpc/com.atproto.sync.subscribeRepos" : "/subscribe";
+    const endpoint = parseStreamUrl(relay.url.replace("http", "ws") + path);
+    const consumer = await LiveConsumer.open({ endpoint, index, log: silentLogger });
+    assert(consumer.status().catch_up_needed, "a first start needs a backfill");
+    // No saved cursor means "from now": replay the backlog as if the cursor were 0.
+    await index.applyLive([], {
+      stream: endpoint.url,
+      value: { ...consumer.checkpoint, cursor: 0 },
+    });
+    const live = await LiveConsumer.open({ endpoint, index, log: silentLogger, flushMs: 20 });
+    const running = live.run(ac.signal);
+    const last = kind === "firehose" ? relay.stream.lastSeq : relay.stream.lastTimeUs;
+    await until(() => live.checkpoint.cursor >= last, {
+      timeoutMs: 30_000,
+      what: "the consumer to reach the end",
+    });
+    await assertIndexIsTruth(index, relay);
+    const s = live.status();
+    assert(s.connected, "connected");
+    assert(s.pairs_added > 0, "pairs added");
+    assertEquals(s.accounts_deleted, relay.stream.deletedDids().length);
+    assert(s.pairs_removed > 0, "deleted accounts removed pairs");
+    assert(s.skipped.malformed > 0, "malformed frames counted");
+    assert(s.skipped.identity > 0 && s.skipped.unknown > 0, "identity and unknown counted");
+    if (kind === "firehose") assert(s.skipped.sync > 0, "sync counted");
+    // Deleted accounts have tombstones; the backfill does not bring them back.
+    const before = new Map<string, number>();
+    for (const c of relay.world.collections()) {
+      const cp = await index.getCheckpoint(c);
+      before.set(c, cp?.imported ?? 0);
     }
+    const again = await backfiller.start({ source: f.source, catchUp: true });
+    await again.done;
+    await assertIndexIsTruth(index, relay);
+    for (const c of relay.world.collections()) {
+      // `imported` still counts every DID the source listed, deleted accounts included.
+      assertEquals((await index.getCheckpoint(c))?.imported ?? 0, relay.world.size(c), c);
+    }
+    ac.abort();
+    await running;
   });
 }
 
@@ -89,18 +82,7 @@ Deno.test("live consumer: reconnects after drops and a silent socket, resuming f
     const endpoint = parseStreamUrl(
       relay.url.replace("http", "ws") + "/xrpc/com.atproto.sync.subscribeRepos",
     );
-    await index.applyLive([], {
-      stream: endpoint.url,
-      value: {
-        kind: "firehose",
-        cursor: 0,
-        eventTime: null,
-        accountsDeleted: 0,
-        outdatedCursors: 0,
-        catchUpSince: null,
-        catchUpReason: null,
-      },
-    });
+    await saveLiveCursor(index, endpoint, 0);
     await relay.stream.generate(1500);
     relay.stream.setFaults({ dropAfter: 400 });
     const live = await LiveConsumer.open({
@@ -152,18 +134,7 @@ Deno.test("live consumer: OutdatedCursor is counted and marks a catch-up as need
     const endpoint = parseStreamUrl(
       relay.url.replace("http", "ws") + "/xrpc/com.atproto.sync.subscribeRepos",
     );
-    await index.applyLive([], {
-      stream: endpoint.url,
-      value: {
-        kind: "firehose",
-        cursor: 1,
-        eventTime: null,
-        accountsDeleted: 0,
-        outdatedCursors: 0,
-        catchUpSince: null,
-        catchUpReason: null,
-      },
-    });
+    await saveLiveCursor(index, endpoint, 1);
     await relay.stream.generate(1000);
     const live = await LiveConsumer.open({ endpoint, index, log: silentLogger, flushMs: 10 });
     assert(!live.status().catch_up_needed);
