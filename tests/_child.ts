@@ -4,8 +4,10 @@ import { startEmbeddedPostgres } from "../lib/progress/embedded_pg.ts";
 import { type Checkpoint, IndexStore } from "../lib/index/store.ts";
 import { createSql } from "../lib/progress/store.ts";
 import { deadline } from "../lib/util/async.js";
-import type { SimWorld } from "../lib/sim/world.ts";
-import { indexDids, TEST_DATABASE_URL } from "./_helpers.ts";
+import { makeWorld, type SimWorld } from "../lib/sim/world.ts";
+import { startSimRelay } from "../lib/sim/relay.ts";
+import { indexDids, TEST_DATABASE_URL, until } from "./_helpers.ts";
+import { startPgProxy } from "./_pg_proxy.ts";
 
 /** Path of the service's entry point. */
 export const MAIN = new URL("../main.ts", import.meta.url).pathname;
@@ -250,4 +252,66 @@ export function shippedV8Flags(denoJson: string): string {
   const m = typeof task === "string" ? task.match(/--v8-flags=(\S+)/) : null;
   if (!m) throw new Error(`deno.json: the backfill task has no --v8-flags (task: ${task})`);
   return m[1];
+}
+
+/** A finished {@link backfillThroughPgRestart}; disposing it removes its relay, database and files. */
+export interface PgRestartRun extends AsyncDisposable {
+  readonly world: SimWorld;
+  readonly dbUrl: string;
+  readonly dataDir: string;
+  /** Undefined when the child did not exit within a minute (it is killed). */
+  readonly status: Deno.CommandStatus | undefined;
+  readonly stdout: string;
+  readonly stderr: string;
+  /** From the relay's last page served to the child's exit. */
+  readonly msAfterLastPage: number;
+}
+
+/** `main.ts backfill` of a small world whose Postgres (behind a proxy) restarts for 1 s mid-run. */
+export async function backfillThroughPgRestart(): Promise<PgRestartRun> {
+  const world = makeWorld({ seed: 3, largeSizes: [3000, 2000], collections: 10 });
+  const relay = await startSimRelay({ world, latencyMs: 20 });
+  const db = await freshDatabase("pgrestart");
+  const proxy = startPgProxy();
+  const dataDir = await Deno.makeTempDir({ prefix: "backfill-pgrestart-" });
+  const close = async () => {
+    await proxy.close();
+    await relay.close();
+    await db.drop();
+    await Deno.remove(dataDir, { recursive: true }).catch(() => {});
+  };
+  try {
+    const child = spawnMain(["backfill"], {
+      DATABASE_URL: proxy.url(db.url),
+      DATA_DIR: dataDir,
+      BACKFILL_SOURCE: relay.url,
+      LEXICON_LIST_URL: `${relay.url}/llms.txt`,
+      BACKFILL_PAGE_LIMIT: "50",
+      BACKFILL_MAX_RPS: "1000",
+      LOG_LEVEL: "warn",
+    });
+    await until(() => relay.stats.pages > 20, { timeoutMs: 30_000, what: "pages" });
+    await proxy.restart(1000);
+    let last = relay.stats.pages, lastAt = performance.now();
+    const watch = setInterval(() => {
+      if (relay.stats.pages !== last) [last, lastAt] = [relay.stats.pages, performance.now()];
+    }, 10);
+    const status = await child.waitFor(60_000);
+    clearInterval(watch);
+    const msAfterLastPage = performance.now() - lastAt;
+    if (!status) child.kill("SIGKILL");
+    return {
+      world,
+      dbUrl: db.url,
+      dataDir,
+      status,
+      stdout: await child.stdout,
+      stderr: await child.stderr,
+      msAfterLastPage,
+      [Symbol.asyncDispose]: close,
+    };
+  } catch (err) {
+    await close();
+    throw err;
+  }
 }

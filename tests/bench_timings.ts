@@ -6,8 +6,7 @@
  */
 import type { LiveFigure } from "./bench_live.ts";
 import { pagesReach, proxiedBackfillFixture, until } from "./_helpers.ts";
-import { startPgProxy } from "./_pg_proxy.ts";
-import { freePort, freshDatabase, spawnMain } from "./_child.ts";
+import { backfillThroughPgRestart, freePort, spawnMain } from "./_child.ts";
 import { makeWorld, startSimRelay } from "../lib/sim/mod.ts";
 import { parseSource } from "../lib/source/source.ts";
 import { SourceClient } from "../lib/source/client.ts";
@@ -63,39 +62,9 @@ const TIMINGS: Timing[] = [
     name: "main.ts backfill exit after its last page",
     limitMs: 2_500,
     async run() {
-      const world = makeWorld({ seed: 3, largeSizes: [3000, 2000], collections: 10 });
-      const relay = await startSimRelay({ world, latencyMs: 20 });
-      const db = await freshDatabase("timing");
-      const proxy = startPgProxy();
-      const dataDir = await Deno.makeTempDir({ prefix: "backfill-timing-" });
-      try {
-        const child = spawnMain(["backfill"], {
-          DATABASE_URL: proxy.url(db.url),
-          DATA_DIR: dataDir,
-          BACKFILL_SOURCE: relay.url,
-          LEXICON_LIST_URL: `${relay.url}/llms.txt`,
-          BACKFILL_PAGE_LIMIT: "50",
-          BACKFILL_MAX_RPS: "1000",
-          LOG_LEVEL: "warn",
-        });
-        await until(() => relay.stats.pages > 20, { timeoutMs: 30_000, what: "pages" });
-        await proxy.restart(1000);
-        let last = relay.stats.pages, lastAt = performance.now();
-        const watch = setInterval(() => {
-          if (relay.stats.pages !== last) [last, lastAt] = [relay.stats.pages, performance.now()];
-        }, 10);
-        const status = await child.waitFor(60_000);
-        clearInterval(watch);
-        const ms = performance.now() - lastAt;
-        if (!status) child.kill("SIGKILL");
-        if (status?.code !== 0) throw new Error(`exit ${status?.code}: ${await child.stderr}`);
-        return { ms, note: "1 s Postgres restart mid-run" };
-      } finally {
-        await proxy.close();
-        await relay.close();
-        await db.drop();
-        await Deno.remove(dataDir, { recursive: true }).catch(() => {});
-      }
+      await using run = await backfillThroughPgRestart();
+      if (run.status?.code !== 0) throw new Error(`exit ${run.status?.code}: ${run.stderr}`);
+      return { ms: run.msAfterLastPage, note: "1 s Postgres restart mid-run" };
     },
   },
   {

@@ -3,8 +3,7 @@ import { BusyError } from "../lib/util/errors.ts";
 import type { IndexStore } from "../lib/index/store.ts";
 import { createSql } from "../lib/progress/store.ts";
 import { takeRunLock } from "../lib/progress/run_lock.ts";
-import { type SimRelay, startSimRelay } from "../lib/sim/relay.ts";
-import { makeWorld } from "../lib/sim/world.ts";
+import type { SimRelay } from "../lib/sim/relay.ts";
 import { deadline, sleep } from "../lib/util/async.js";
 import {
   indexDids,
@@ -18,7 +17,7 @@ import {
   until,
 } from "./_helpers.ts";
 import { startPgProxy } from "./_pg_proxy.ts";
-import { checkExact, freshDatabase, readIndex, readRows, spawnMain } from "./_child.ts";
+import { backfillThroughPgRestart, checkExact, readIndex, readRows } from "./_child.ts";
 
 async function assertExact(relay: SimRelay, index: IndexStore, db: TestDb) {
   const rows = new Map((await db.progress.list()).map((r) => [r.collection, r]));
@@ -125,42 +124,20 @@ Deno.test({
   },
 });
 
-Deno.test({
-  name: "main.ts backfill through a restarting Postgres exits 0 with its summary",
-  async fn() {
-    const world = makeWorld({ seed: 3, largeSizes: [3000, 2000], collections: 10 });
-    const relay = await startSimRelay({ world, latencyMs: 20 });
-    const db = await freshDatabase("pgrestart");
-    const proxy = startPgProxy();
-    const dataDir = await Deno.makeTempDir({ prefix: "backfill-pgrestart-" });
-    const sql = createSql(db.url, { max: 1 });
-    try {
-      const child = spawnMain(["backfill"], {
-        DATABASE_URL: proxy.url(db.url),
-        DATA_DIR: dataDir,
-        BACKFILL_SOURCE: relay.url,
-        LEXICON_LIST_URL: `${relay.url}/llms.txt`,
-        BACKFILL_PAGE_LIMIT: "50",
-        BACKFILL_MAX_RPS: "1000",
-        LOG_LEVEL: "warn",
-      });
-      await until(() => relay.stats.pages > 20, { timeoutMs: 30_000, what: "pages" });
-      await proxy.restart(1000);
-      // How soon it exits after its last page is a figure of `deno task bench` (bench_timings.ts).
-      const status = await child.waitFor(60_000);
-      if (!status) child.kill("SIGKILL");
-      assertEquals(checkExact(world, await readIndex(dataDir, world), await readRows(sql)), []);
-      const out = await child.stdout;
-      assertEquals(status?.code, 0, `${out}\n${await child.stderr}`);
-      assert(out.includes("done in"), out);
-    } finally {
-      await sql.end({ timeout: 1 });
-      await proxy.close();
-      await relay.close();
-      await db.drop();
-      await Deno.remove(dataDir, { recursive: true }).catch(() => {});
-    }
-  },
+Deno.test("main.ts backfill through a restarting Postgres exits 0 with its summary", async () => {
+  // How soon it exits after its last page is a figure of `deno task bench` (bench_timings.ts).
+  await using run = await backfillThroughPgRestart();
+  const sql = createSql(run.dbUrl, { max: 1 });
+  try {
+    assertEquals(
+      checkExact(run.world, await readIndex(run.dataDir, run.world), await readRows(sql)),
+      [],
+    );
+  } finally {
+    await sql.end({ timeout: 1 });
+  }
+  assertEquals(run.status?.code, 0, `${run.stdout}\n${run.stderr}`);
+  assert(run.stdout.includes("done in"), run.stdout);
 });
 
 Deno.test("stopping a run while Postgres is unreachable returns promptly; the index keeps the truth", async () => {
