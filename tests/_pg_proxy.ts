@@ -21,10 +21,10 @@ export interface PgProxy {
   /** Connections currently open through the proxy. */
   readonly open: number;
   /**
-   * Cuts every connection, stays down for `down` ms (or until the promise `down` settles), then
-   * accepts again; resolves when back up.
+   * Cuts every connection, stays down for `downFor` ms (or, given a promise, until it settles),
+   * then accepts again; resolves when back up.
    */
-  restart(down: number | Promise<unknown>, opts?: RestartOptions): Promise<void>;
+  restart(downFor: number | Promise<unknown>, opts?: RestartOptions): Promise<void>;
   close(): Promise<void>;
 }
 
