@@ -264,7 +264,7 @@ export class LiveConsumer {
     this.#opts.log.info("live stream connecting", { url, cursor: cursor ?? null });
     const started = this.#clock.now();
     const eventsBefore = this.#events;
-    const how = await this.#session(url, signal).catch((err) => {
+    const how = await this.#session(url, signal, cursor === undefined).catch((err) => {
       this.#lastError = errorMessage(err);
       return "error" as const;
     });
@@ -346,8 +346,32 @@ export class LiveConsumer {
     return Math.max(0, c - (this.#opts.jetstreamRewindUs ?? 2_000_000));
   }
 
+  /**
+   * Makes the start of a connection without a cursor durable before anything from it is indexed,
+   * so that a crash before the first batch replays from there instead of the tip. `cursor` is the
+   * last event before the start: the first frame's seq − 1, or a Jetstream's time_us at connect.
+   */
+  async #startAt(cursor: number): Promise<void> {
+    await this.#settle();
+    const cp: LiveCheckpoint = { ...this.#checkpoint, cursor, eventTime: null };
+    await this.#opts.index.applyLive([], { stream: this.#opts.endpoint.url, value: cp });
+    this.#checkpoint = cp;
+    this.#seen = cursor;
+    this.#dropCursor = false;
+    this.#opts.log.info("live stream: started without a cursor; the start is durable", { cursor });
+  }
+
   /** One connection: resolves with why it ended, after every message it delivered is handled. */
-  #session(url: string, signal: AbortSignal): Promise<"closed" | "idle" | "overflow" | "error"> {
+  async #session(
+    url: string,
+    signal: AbortSignal,
+    fromTip: boolean,
+  ): Promise<"closed" | "idle" | "overflow" | "error"> {
+    // A Jetstream's cursor is a time: the start is known before the first message.
+    if (fromTip && this.#opts.endpoint.kind === "jetstream") {
+      await this.#startAt(Math.floor(this.#clock.now() * 1000));
+      fromTip = false;
+    }
     const idleMs = this.#opts.idleTimeoutMs ?? 60_000;
     const maxQueue = this.#opts.maxQueue ?? 20_000;
     const firehose = this.#opts.endpoint.kind === "firehose";
@@ -416,6 +440,10 @@ export class LiveConsumer {
                 : (firehose
                   ? decodeFirehoseFrame(new Uint8Array(m))
                   : badType("binary message on a Jetstream"));
+              if (fromTip && "cursor" in ev && ev.cursor !== undefined) {
+                fromTip = false;
+                await this.#startAt(ev.cursor - 1);
+              }
               const stop = await this.#handle(ev);
               if (stop) close("error", stop);
               if (this.#shouldFlush()) {
