@@ -57,7 +57,7 @@ function load(): string {
  * nothing here): decode each frame, plan, write batches with a cursor. Wall-clock ops/s is the
  * figure; ops per CPU-second (all threads) shows the path's cost apart from the machine's load.
  */
-async function decodeIndex(n: number, log: (l: string) => void): Promise<LiveFigure> {
+export async function decodeIndex(n: number, log: (l: string) => void): Promise<LiveFigure> {
   const relay = await startSimRelay({
     world: makeWorld({ seed: 8 }),
     stream: { seed: 8, backlog: n },
@@ -198,7 +198,7 @@ export async function proofChecked(n: number, log: (l: string) => void): Promise
   }
 }
 
-async function throughput(backlog: number, log: (l: string) => void): Promise<LiveFigure> {
+export async function throughput(backlog: number, log: (l: string) => void): Promise<LiveFigure> {
   const relay = await startSimRelay({
     world: makeWorld({ seed: 7 }),
     stream: { seed: 7, backlog },
@@ -251,7 +251,7 @@ async function throughput(backlog: number, log: (l: string) => void): Promise<Li
   }
 }
 
-async function lag(opts: LiveBenchOptions, log: (l: string) => void): Promise<LiveFigure[]> {
+export async function lag(opts: LiveBenchOptions, log: (l: string) => void): Promise<LiveFigure[]> {
   const rate = opts.rate ?? 2000, seconds = opts.seconds ?? 30;
   const world = makeWorld({
     seed: 42,

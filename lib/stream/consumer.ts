@@ -4,11 +4,18 @@
  * and jitter, treats a silent socket as dead, and resumes from the durable cursor: after a crash
  * the stream resends what followed it, and every write is idempotent, so each event counts once.
  */
-import type { IndexStore, LiveCounts, LiveStep } from "../index/mod.ts";
+import {
+  type IndexStore,
+  type LiveCounts,
+  type LiveStep,
+  parseTombstone,
+  PresentCache,
+} from "../index/mod.ts";
 import {
   type Backoff,
   type Clock,
   errorMessage,
+  isNsid,
   type Logger,
   retry,
   type RetryAttempt,
@@ -192,6 +199,10 @@ export class LiveConsumer {
   #durableOps = 0;
   #mirrored = "";
   #socket?: WebSocket;
+  /** Pairs the index holds or will hold once the planned batches are written (see #prefetch). */
+  #known = new PresentCache(KNOWN_PAIRS);
+  /** Accounts deleted since: their pairs in #known are stale. */
+  readonly #gone = new Set<string>();
 
   private constructor(opts: LiveConsumerOptions, checkpoint: LiveCheckpoint) {
     this.#opts = opts;
@@ -434,24 +445,32 @@ export class LiveConsumer {
         try {
           for (;;) {
             while (queue.length > 0) {
-              const m = queue.shift()!;
-              const ev = typeof m === "string"
-                ? (firehose ? badType("text message on a firehose") : decodeJetstreamMessage(m))
-                : (firehose
-                  ? decodeFirehoseFrame(new Uint8Array(m))
-                  : badType("binary message on a Jetstream"));
-              if (fromTip && "cursor" in ev && ev.cursor !== undefined) {
-                fromTip = false;
-                await this.#startAt(ev.cursor - 1);
+              // A chunk at a time: its index reads are one round trip, not one per event.
+              const events = queue.splice(0, CHUNK).map((m) =>
+                typeof m === "string"
+                  ? (firehose ? badType("text message on a firehose") : decodeJetstreamMessage(m))
+                  : (firehose
+                    ? decodeFirehoseFrame(new Uint8Array(m))
+                    : badType("binary message on a Jetstream"))
+              );
+              if (fromTip) {
+                const first = events.find((ev) => "cursor" in ev && ev.cursor !== undefined);
+                if (first && "cursor" in first && first.cursor !== undefined) {
+                  fromTip = false;
+                  await this.#startAt(first.cursor - 1);
+                }
               }
-              const stop = await this.#handle(ev);
-              if (stop) close("error", stop);
-              if (this.#shouldFlush()) {
-                // At most one batch being written while the next is built.
-                if (this.#inflight > 0) await this.#writing;
-                this.#flush();
+              const held = await this.#prefetch(events);
+              for (const ev of events) {
+                const stop = await this.#handle(ev, held);
+                if (stop) close("error", stop);
+                if (this.#shouldFlush()) {
+                  // At most one batch being written while the next is built.
+                  if (this.#inflight > 0) await this.#writing;
+                  this.#flush();
+                }
+                if (this.#writeFailed !== undefined) throw this.#writeFailed;
               }
-              if (this.#writeFailed !== undefined) throw this.#writeFailed;
             }
             if (!open) break;
             const waitMs = this.#pending.times.length > 0
@@ -490,15 +509,92 @@ export class LiveConsumer {
     });
   }
 
+  /**
+   * Whether the index holds each (collection, repo) that a chunk's firehose creates name and this
+   * consumer does not know of, read in one getMany per collection, all at once: `decideCommit`
+   * asks it to skip needless proofs, and a read per op would make every event wait for a LevelDB
+   * round trip. A read that a batch in flight overtakes only costs a proof that was not needed.
+   */
+  async #prefetch(events: readonly LiveEvent[]): Promise<Map<string, boolean>> {
+    const read = new Map<string, boolean>();
+    if (this.#opts.decide) return read;
+    const byCollection = new Map<string, string[]>();
+    for (const ev of events) {
+      if (ev.type !== "commit" || !ev.firehose) continue;
+      for (const op of ev.ops) {
+        if (op.action !== "create" || !isNsid(op.collection)) continue;
+        const key = pairKey(op.collection, ev.did);
+        if (read.has(key) || this.#knows(key, ev.did)) continue;
+        read.set(key, false);
+        let dids = byCollection.get(op.collection);
+        if (!dids) byCollection.set(op.collection, dids = []);
+        dids.push(ev.did);
+      }
+    }
+    await Promise.all([...byCollection].map(async ([collection, dids]) => {
+      const look = await this.#opts.index.lookup(collection, dids);
+      look.unique.forEach((did, i) => {
+        const v = look.existing[i];
+        if (v !== undefined && parseTombstone(v) === undefined) {
+          read.set(pairKey(collection, did), true);
+        }
+      });
+    }));
+    return read;
+  }
+
+  /** True when the index holds the pair, or will once the batches planned so far are written. */
+  #knows(key: string, did: string): boolean {
+    return this.#known.has(key) && !this.#gone.has(did);
+  }
+
+  /** Remembers what planned steps change, for later `holds` questions. */
+  #learn(steps: readonly LiveStep[], from: number, read: Map<string, boolean>): void {
+    for (let i = from; i < steps.length; i++) {
+      const s = steps[i];
+      if (s.kind === "add" || s.kind === "remove") {
+        const key = pairKey(s.collection, s.did);
+        read.set(key, s.kind === "add");
+        if (s.kind === "add") this.#known.add(key);
+        else this.#known.delete(key);
+      } else if (s.kind === "delete-account") {
+        if (this.#gone.size >= KNOWN_PAIRS / 20) {
+          this.#gone.clear();
+          this.#known = new PresentCache(KNOWN_PAIRS);
+        }
+        this.#gone.add(s.did);
+        for (const key of read.keys()) if (key.endsWith("\x00" + s.did)) read.set(key, false);
+      }
+    }
+  }
+
   /** Applies one decoded event to the pending batch; returns a reason to close the connection. */
-  async #handle(ev: LiveEvent): Promise<string | undefined> {
+  async #handle(ev: LiveEvent, read = new Map<string, boolean>()): Promise<string | undefined> {
     const log = this.#opts.log;
     this.#events++;
+    const before = this.#pending.steps.length;
+    try {
+      return await this.#plan(ev, read, log);
+    } finally {
+      this.#learn(this.#pending.steps, before, read);
+    }
+  }
+
+  async #plan(
+    ev: LiveEvent,
+    read: Map<string, boolean>,
+    log: Logger,
+  ): Promise<string | undefined> {
     switch (ev.type) {
       case "commit": {
+        const holds = (c: string, did: string) => {
+          const key = pairKey(c, did);
+          const h = read.get(key) ?? (this.#knows(key, did) || undefined);
+          return h === undefined ? this.#opts.index.holds(c, did) : Promise.resolve(h);
+        };
         const decision = this.#opts.decide
           ? await this.#opts.decide(ev)
-          : await decideCommit(ev, (c, did) => this.#opts.index.holds(c, did));
+          : await decideCommit(ev, holds);
         planEvent(ev, this.#pending.steps, this.#counts, decision);
         this.#advance(ev.cursor, ev.timeMs);
         return;
@@ -651,6 +747,7 @@ export class LiveConsumer {
       this.#lastError = errorMessage(this.#writeFailed);
       this.#writeFailed = undefined;
       this.#pending = this.#fresh();
+      this.#known = new PresentCache(KNOWN_PAIRS);
       this.#seen = this.#checkpoint.cursor;
       this.#accountsDeleted = this.#checkpoint.accountsDeleted;
     }
@@ -677,6 +774,15 @@ export class LiveConsumer {
       });
     }
   }
+}
+
+/** Messages decoded and planned together (their index reads are one round trip). */
+const CHUNK = 1_000;
+/** Pairs the consumer remembers as held (first in, first out). */
+const KNOWN_PAIRS = 200_000;
+
+function pairKey(collection: string, did: string): string {
+  return collection + "\x00" + did;
 }
 
 function badType(detail: string): LiveEvent {
