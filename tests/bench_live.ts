@@ -251,15 +251,30 @@ export async function throughput(backlog: number, log: (l: string) => void): Pro
   }
 }
 
+/**
+ * Lag at `rate` events/s while `main.ts start` also runs a full-speed backfill of a 1.5M-pair world
+ * into the same index. The events are generated beforehand and held back (the generator is slower
+ * than the rate on this machine); the relay releases them at the rate, each stamped with the time
+ * it is sent. Lag is the consumer's: time made durable minus event time, as status reports it over
+ * the last 10,000 events, sampled each second while the backfill runs.
+ */
 export async function lag(opts: LiveBenchOptions, log: (l: string) => void): Promise<LiveFigure[]> {
-  const rate = opts.rate ?? 2000, seconds = opts.seconds ?? 30;
+  const rate = opts.rate ?? 2000, seconds = opts.seconds ?? 20;
   const world = makeWorld({
     seed: 42,
     collections: 100,
-    largeSizes: [120_000, 80_000, 60_000, 40_000],
+    largeSizes: [600_000, 400_000, 300_000, 200_000],
     tailMax: 60,
   });
-  const relay = await startSimRelay({ world, stream: { seed: 42, backlog: rate * 120 } });
+  const n = rate * (seconds + 10);
+  const relay = await startSimRelay({ world, stream: { seed: 42, backlog: n + 1000 } });
+  const g0 = performance.now();
+  await relay.stream.hold(n);
+  log(
+    `[live] lag run: ${n} events generated ahead in ${
+      ((performance.now() - g0) / 1000).toFixed(1)
+    } s`,
+  );
   const db = await freshDatabase("bench_live_lag");
   const dataDir = await Deno.makeTempDir({ prefix: "backfill-bench-lag-" });
   const port = freePort();
@@ -290,41 +305,54 @@ export async function lag(opts: LiveBenchOptions, log: (l: string) => void): Pro
       }
       await new Promise((r) => setTimeout(r, 100));
     }
-    relay.stream.setRate(rate);
-    relay.stream.start();
-    await new Promise((r) => setTimeout(r, 3000));
+    const r0 = performance.now();
+    let releasing = true;
+    const released = relay.stream.release(rate).then(() => releasing = false);
+    await new Promise((r) => setTimeout(r, 2000));
     await fetch(`${base}/admin/backfill-collections`, { method: "POST", headers: auth })
       .then((r) => r.body?.cancel());
-    const p99s: number[] = [], rates: number[] = [];
-    let backfillSeen = false, backfillS = 0;
+    const p50s: number[] = [], p99s: number[] = [], rates: number[] = [];
+    let backfillS = 0, pairs0: number | undefined, pairs1 = 0;
     const t0 = performance.now();
-    while (performance.now() - t0 < seconds * 1000) {
+    while (releasing && performance.now() - t0 < (seconds + 5) * 1000) {
       await new Promise((r) => setTimeout(r, 1000));
       const s = await status();
-      if (!s?.live) continue;
-      if (s.running) {
-        backfillSeen = true;
-        backfillS = (performance.now() - t0) / 1000;
-        if (s.live.lag_p99_seconds !== null) p99s.push(s.live.lag_p99_seconds);
-        rates.push(s.live.events_per_sec);
+      if (!s?.live || !s.running) continue;
+      backfillS = (performance.now() - t0) / 1000;
+      const imported: number = s.total_imported ?? 0;
+      pairs0 ??= imported;
+      pairs1 = imported;
+      if (s.live.lag_p99_seconds !== null) {
+        p50s.push(s.live.lag_p50_seconds);
+        p99s.push(s.live.lag_p99_seconds);
       }
+      rates.push(s.live.events_per_sec);
     }
+    await released;
+    const releaseS = (performance.now() - r0) / 1000;
     relay.stream.stop();
     const worst = Math.max(...p99s);
+    const p50 = [...p50s].sort((a, b) => a - b)[Math.floor(p50s.length / 2)] ?? NaN;
     const meanRate = rates.reduce((a, b) => a + b, 0) / Math.max(1, rates.length);
     log(
-      `[live] lag at ${rate} events/s with a backfill running (${backfillS.toFixed(0)} s of it): ` +
-        `p99 over 10k-event windows, worst ${worst.toFixed(3)} s, samples ${
-          p99s.map((x) => x.toFixed(2)).join(" ")
-        }; durable ${Math.round(meanRate)} events/s`,
+      `[live] lag at ${rate} events/s (released ${n} in ${
+        releaseS.toFixed(1)
+      } s) with a backfill ` +
+        `running for ${backfillS.toFixed(0)} s of it (${
+          (pairs1 - (pairs0 ?? 0)).toLocaleString("en-US")
+        } DIDs imported meanwhile): per 10k-event window, p50 ${
+          p50s.map((x) => x.toFixed(2)).join(" ")
+        }; p99 ${p99s.map((x) => x.toFixed(2)).join(" ")}; durable ${
+          Math.round(meanRate)
+        } events/s`,
     );
     return [{
-      name: `live lag p99 at ${rate} events/s + backfill`,
-      target: "≤ 1 s",
-      measured: backfillSeen
-        ? `worst p99 ${worst.toFixed(3)} s (${p99s.length} windows)`
-        : "the backfill did not run",
-      ok: backfillSeen && worst <= 1,
+      name: `live lag at ${rate} events/s + backfill`,
+      target: "p99 ≤ 1 s",
+      measured: p99s.length > 0
+        ? `p50 ${p50.toFixed(3)} s, worst p99 ${worst.toFixed(3)} s (${p99s.length} windows)`
+        : "the backfill did not run while events flowed",
+      ok: p99s.length > 0 && worst <= 1,
     }];
   } finally {
     child.kill("SIGTERM");

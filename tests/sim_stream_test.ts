@@ -154,3 +154,31 @@ Deno.test("sim streams: hang and drop faults", async () => {
     await relay.close();
   }
 });
+
+Deno.test("sim stream: held events enter the log at the release rate, stamped when released", async () => {
+  const relay = await startSimRelay({ world: makeWorld({ seed: 5 }), stream: { seed: 5 } });
+  try {
+    await relay.stream.hold(300);
+    assertEquals(relay.stream.lastSeq > 0, true);
+    assertEquals(relay.stream.frames().length, 0, "nothing in the log before the release");
+    assertEquals(relay.stream.held, 300);
+    const t0 = Date.now();
+    await relay.stream.release(3000);
+    const t1 = Date.now();
+    assertEquals(relay.stream.held, 0);
+    const frames = relay.stream.frames();
+    assertEquals(frames.length, 300);
+    // 300 events at 3,000/s take about 100 ms: not all at once.
+    assert(t1 - t0 >= 90, `released in ${t1 - t0} ms`);
+    let timed = 0;
+    for (const f of frames) {
+      const ev = decodeFirehoseFrame(f);
+      if (ev.type !== "commit" && ev.type !== "account") continue;
+      assert(ev.timeMs >= t0 - 5 && ev.timeMs <= t1 + 5, `time ${ev.timeMs} in [${t0}, ${t1}]`);
+      timed++;
+    }
+    assert(timed > 250, `${timed} events with a time`);
+  } finally {
+    await relay.close();
+  }
+});

@@ -151,6 +151,9 @@ export class SimStream {
   readonly #recent: [number, string][] = [];
   #rate: number;
   #timer?: ReturnType<typeof setInterval>;
+  #releaser?: ReturnType<typeof setInterval>;
+  /** Events generated ahead, not in the log yet (see `hold`). */
+  #held: Entry[] = [];
   #generating: Promise<void> = Promise.resolve();
   #wake: (() => void)[] = [];
   #faults: StreamFaults = {};
@@ -237,20 +240,65 @@ export class SimStream {
     }, 10);
   }
 
-  /** Stops growth (connections stay open). */
+  /** Stops growth and releases (connections stay open). */
   stop(): void {
     clearInterval(this.#timer);
     this.#timer = undefined;
+    clearInterval(this.#releaser);
+    this.#releaser = undefined;
   }
 
   /** Appends `n` events now; resolves when they are in the log and sent to waiting subscribers. */
   generate(n: number): Promise<void> {
     const run = this.#generating.then(async () => {
-      for (let i = 0; i < n; i++) await this.#append(this.#next());
+      for (let i = 0; i < n; i++) this.#push(await this.#entry(this.#next()));
       this.#wakeAll();
     });
     this.#generating = run.catch(() => {});
     return run;
+  }
+
+  /**
+   * Generates `n` firehose events now and holds them back; `release` lets them into the log at a
+   * set rate, each stamped with the time it is released. So a benchmark can offer a rate that the
+   * generator could not keep up with live. Do not `generate` while held events remain.
+   */
+  hold(n: number): Promise<void> {
+    const run = this.#generating.then(async () => {
+      for (let i = 0; i < n; i++) this.#held.push(await this.#entry(this.#next()));
+    });
+    this.#generating = run.catch(() => {});
+    return run;
+  }
+
+  /** Held events not yet released. */
+  get held(): number {
+    return this.#held.length;
+  }
+
+  /** Releases held events at `rate` per second from now; resolves when the last is in the log. */
+  release(rate: number): Promise<void> {
+    const t0 = this.#now();
+    let released = 0;
+    return new Promise((resolve) => {
+      const tick = () => {
+        const due = Math.floor((this.#now() - t0) * rate / 1000) - released;
+        const time = new Date(this.#now()).toISOString();
+        for (let i = 0; i < due && this.#held.length > 0; i++) {
+          const e = this.#held.shift()!;
+          retime(e.frame, time);
+          this.#push({ ...e, time });
+          released++;
+        }
+        if (due > 0) this.#wakeAll();
+        if (this.#held.length === 0) {
+          clearInterval(this.#releaser);
+          this.#releaser = undefined;
+          resolve();
+        }
+      };
+      this.#releaser = setInterval(tick, 2);
+    });
   }
 
   /**
@@ -411,7 +459,8 @@ export class SimStream {
     for (const r of w) r();
   }
 
-  async #append(desc: Desc): Promise<void> {
+  /** Builds the log entry of an event (numbering it); `#push` puts it in the log. */
+  async #entry(desc: Desc): Promise<Entry> {
     const nowMs = this.#now();
     const time = new Date(nowMs).toISOString();
     const ops = opCount(desc);
@@ -428,7 +477,11 @@ export class SimStream {
       seq = this.#seq += 1 + (this.#rand() < 0.1 ? Math.floor(this.#rand() * 3) : 0);
       frame = await this.#frame(desc, seq, time);
     }
-    this.#entries.push({ seq, us, time, frame, desc });
+    return { seq, us, time, frame, desc };
+  }
+
+  #push(entry: Entry): void {
+    this.#entries.push(entry);
     this.stats.events++;
     if (this.#entries.length > this.#max) {
       const drop = Math.max(1, Math.floor(this.#max / 10));
@@ -608,6 +661,23 @@ function upperBound(entries: readonly Entry[], cursor: number): number {
     else hi = mid;
   }
   return lo;
+}
+
+/** The CBOR bytes of the map key `time` followed by the head of a 24-byte text string. */
+const TIME_KEY = [0x64, 0x74, 0x69, 0x6d, 0x65, 0x78, 0x18];
+
+/**
+ * Rewrites a frame's body `time` (an ISO string of 24 characters, like `iso`) in place. DAG-CBOR
+ * sorts shorter keys first, so the body's `time` comes before its blocks and is the first match.
+ */
+function retime(frame: Uint8Array, iso: string): void {
+  const bytes = new TextEncoder().encode(iso);
+  if (bytes.length !== 24) return;
+  outer: for (let i = 0; i + TIME_KEY.length + 24 <= frame.length; i++) {
+    for (let k = 0; k < TIME_KEY.length; k++) if (frame[i + k] !== TIME_KEY[k]) continue outer;
+    frame.set(bytes, i + TIME_KEY.length);
+    return;
+  }
 }
 
 function frame(t: string, body: Record<string, unknown>): Uint8Array {

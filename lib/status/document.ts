@@ -225,6 +225,7 @@ function parseLive(l: Record<string, unknown>): LiveStatus {
     cursor: asNumber(l.cursor) ?? null,
     event_time: asString(l.event_time) ?? null,
     lag_seconds: asNumber(l.lag_seconds) ?? null,
+    lag_p50_seconds: asNumber(l.lag_p50_seconds) ?? null,
     lag_p99_seconds: asNumber(l.lag_p99_seconds) ?? null,
     events_per_sec: count(l.events_per_sec),
     ops_per_sec: count(l.ops_per_sec),

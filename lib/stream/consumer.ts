@@ -53,7 +53,8 @@ export interface LiveStatus {
   event_time: string | null;
   /** Now minus the event time of the last durable event. */
   lag_seconds: number | null;
-  /** 99th percentile of (durable time − event time) over the last 10,000 events. */
+  /** Median and 99th percentile of (durable time − event time) over the last 10,000 events. */
+  lag_p50_seconds: number | null;
   lag_p99_seconds: number | null;
   events_per_sec: number;
   ops_per_sec: number;
@@ -324,7 +325,8 @@ export class LiveConsumer {
       cursor: cp.cursor >= 0 ? cp.cursor : null,
       event_time: cp.eventTime === null ? null : new Date(cp.eventTime).toISOString(),
       lag_seconds: cp.eventTime === null ? null : round((now - cp.eventTime) / 1000),
-      lag_p99_seconds: this.#lagP99(),
+      lag_p50_seconds: this.#lagQuantile(0.5),
+      lag_p99_seconds: this.#lagQuantile(0.99),
       events_per_sec: secs > 0 ? round((this.#durableEvents - first[1]) / secs) : 0,
       ops_per_sec: secs > 0 ? round((this.#durableOps - first[2]) / secs) : 0,
       pairs_added: totals.added,
@@ -753,11 +755,11 @@ export class LiveConsumer {
     }
   }
 
-  #lagP99(): number | null {
+  #lagQuantile(q: number): number | null {
     const n = Math.min(this.#lagN, LAG_SAMPLES);
     if (n === 0) return null;
     const sorted = this.#lag.slice(0, n).sort();
-    return round(sorted[Math.min(n - 1, Math.floor(n * 0.99))]);
+    return round(sorted[Math.min(n - 1, Math.floor(n * q))]);
   }
 
   async #mirror(): Promise<void> {
@@ -817,6 +819,7 @@ export function mirroredStatus(
     cursor: row.cursor >= 0 ? row.cursor : null,
     event_time: t === null ? null : new Date(t).toISOString(),
     lag_seconds: t === null ? null : round((now - t) / 1000),
+    lag_p50_seconds: null,
     lag_p99_seconds: null,
     events_per_sec: 0,
     ops_per_sec: 0,
