@@ -113,6 +113,10 @@ export const LIVE_FIGURES = {
   ],
   accounts_deleted: ["backfill_live_accounts_deleted_total", "Deleted accounts removed."],
   reconnects: ["backfill_live_reconnects_total", "Live stream reconnections since start."],
+  queue_overflows: [
+    "backfill_live_queue_overflows_total",
+    "Reconnections because messages came faster than they were indexed (resumed from the cursor).",
+  ],
   outdated_cursor: [
     "backfill_live_outdated_cursor_total",
     "Times the relay no longer held the cursor (OutdatedCursor).",

@@ -236,6 +236,7 @@ function parseLive(l: Record<string, unknown>): LiveStatus {
     deletes_kept_by_reason: counts(l.deletes_kept_by_reason),
     accounts_deleted: count(l.accounts_deleted),
     reconnects: count(l.reconnects),
+    queue_overflows: count(l.queue_overflows),
     last_error: asString(l.last_error) ?? null,
     outdated_cursor: count(l.outdated_cursor),
     catch_up_needed: l.catch_up_needed === true,

@@ -62,6 +62,8 @@ export interface LiveStatus {
   pairs_removed: number;
   accounts_deleted: number;
   reconnects: number;
+  /** Of reconnects: the queue outgrew its bound (the stream came faster than it was indexed). */
+  queue_overflows: number;
   last_error: string | null;
   outdated_cursor: number;
   catch_up_needed: boolean;
@@ -188,6 +190,7 @@ export class LiveConsumer {
   #accountsDeleted: number;
   #connected = false;
   #reconnects = 0;
+  #overflows = 0;
   #streamErrors = 0;
   #events = 0;
   #lastError: string | null = null;
@@ -254,7 +257,10 @@ export class LiveConsumer {
           sleep: (ms, s) => this.#clock.sleep(ms, s),
           onRetry: (err, _failures, ms) => this.#reconnecting(errorMessage(err), ms),
         }).catch(() => {/* only an abort ends it */});
-        if (!signal.aborted) this.#reconnecting("overflow", 0);
+        if (!signal.aborted) {
+          this.#overflows++;
+          this.#reconnecting("overflow", 0);
+        }
       }
     } finally {
       clearInterval(mirrorTimer);
@@ -336,6 +342,7 @@ export class LiveConsumer {
       deletes_kept_by_reason: totals.keptByReason,
       accounts_deleted: cp.accountsDeleted,
       reconnects: this.#reconnects,
+      queue_overflows: this.#overflows,
       last_error: this.#lastError,
       outdated_cursor: cp.outdatedCursors,
       catch_up_needed: cp.catchUpSince !== null,
@@ -830,6 +837,7 @@ export function mirroredStatus(
     deletes_kept_by_reason: totals.keptByReason,
     accounts_deleted: row.accountsDeleted,
     reconnects: 0,
+    queue_overflows: 0,
     last_error: "not consuming: LIVE_STREAM_URL is not set on this server",
     outdated_cursor: row.outdatedCursors,
     catch_up_needed: row.catchUpSince !== null,
