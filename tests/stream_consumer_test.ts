@@ -2,8 +2,8 @@
 import { assert, assertEquals } from "./_assert.ts";
 import { backfillFixture, indexDids, saveLiveCursor, testIndex, until } from "./_helpers.ts";
 import { makeWorld, type SimRelay, startSimRelay } from "../lib/sim/mod.ts";
-import { LiveConsumer, parseStreamUrl } from "../lib/stream/mod.ts";
-import type { IndexStore } from "../lib/index/mod.ts";
+import { LiveConsumer, type LiveConsumerOptions, parseStreamUrl } from "../lib/stream/mod.ts";
+import { IndexStore } from "../lib/index/mod.ts";
 import { silentLogger } from "../lib/util/mod.ts";
 
 /** Every collection of the world, index vs the stream's truth. */
@@ -14,6 +14,22 @@ async function assertIndexIsTruth(index: IndexStore, relay: SimRelay): Promise<v
     assertEquals(got.length, want.length, `${c}: ${got.length} in the index, ${want.length} true`);
     assertEquals(got, want, c);
   }
+}
+
+/** Runs a consumer until its durable cursor reaches the stream's last event. */
+async function runToEnd(
+  opts: LiveConsumerOptions,
+  relay: SimRelay,
+  signal: AbortSignal,
+): Promise<{ live: LiveConsumer; running: Promise<void> }> {
+  const live = await LiveConsumer.open(opts);
+  const running = live.run(signal);
+  const last = opts.endpoint.kind === "firehose" ? relay.stream.lastSeq : relay.stream.lastTimeUs;
+  await until(() => live.checkpoint.cursor >= last, {
+    timeoutMs: 60_000,
+    what: `the consumer to reach ${last}`,
+  });
+  return { live, running };
 }
 
 for (const kind of ["firehose", "jetstream"] as const) {
@@ -40,13 +56,11 @@ for (const kind of ["firehose", "jetstream"] as const) {
       stream: endpoint.url,
       value: { ...consumer.checkpoint, cursor: 0 },
     });
-    const live = await LiveConsumer.open({ endpoint, index, log: silentLogger, flushMs: 20 });
-    const running = live.run(ac.signal);
-    const last = kind === "firehose" ? relay.stream.lastSeq : relay.stream.lastTimeUs;
-    await until(() => live.checkpoint.cursor >= last, {
-      timeoutMs: 30_000,
-      what: "the consumer to reach the end",
-    });
+    const { live, running } = await runToEnd(
+      { endpoint, index, log: silentLogger, flushMs: 20 },
+      relay,
+      ac.signal,
+    );
     await assertIndexIsTruth(index, relay);
     const s = live.status();
     assert(s.connected, "connected");
@@ -158,4 +172,105 @@ Deno.test("live consumer: OutdatedCursor is counted and marks a catch-up as need
     await relay.close();
     await cleanup();
   }
+});
+
+for (const kind of ["firehose", "jetstream"] as const) {
+  Deno.test(`live consumer (${kind}): killed before its first batch, a restart loses nothing`, async () => {
+    await using f = await backfillFixture({
+      label: "live_crash",
+      relay: {
+        world: makeWorld({ seed: 14, largeSizes: [2000, 1000], collections: 8 }),
+        stream: { seed: 14 },
+      },
+    });
+    const { relay, index } = f;
+    const ac = new AbortController();
+    f.defer(() => ac.abort());
+    await (await f.backfiller.start({ source: f.source })).done;
+    await index.close();
+    const path = kind === "firehose" ? "/xrpc/com.atproto.sync.subscribeRepos" : "/subscribe";
+    const url = relay.url.replace("http", "ws") + path;
+    const child = new Deno.Command(Deno.execPath(), {
+      args: [
+        "run",
+        "-A",
+        new URL("./live_crash_child.ts", import.meta.url).pathname,
+        url,
+        index.path,
+      ],
+      stdout: "piped",
+      stderr: "inherit",
+    }).spawn();
+    f.defer(async () => {
+      try {
+        child.kill("SIGKILL");
+      } catch { /* exited */ }
+      await child.status;
+    });
+    // The child's last status line.
+    let last = { connected: false, events: 0 };
+    const reading = (async () => {
+      let buf = "";
+      for await (const chunk of child.stdout.pipeThrough(new TextDecoderStream())) {
+        buf += chunk;
+        const lines = buf.split("\n");
+        buf = lines.pop()!;
+        if (lines.length > 0) last = JSON.parse(lines[lines.length - 1]);
+      }
+    })();
+    await until(() => last.connected, { timeoutMs: 30_000, what: "the child to connect" });
+    await relay.stream.generate(1500);
+    await until(() => last.events >= 1000, {
+      timeoutMs: 30_000,
+      what: "the child to take 1,000 events",
+    });
+    child.kill("SIGKILL");
+    await child.status;
+    await reading;
+    // The events it had taken are in no batch; the start it made durable replays them.
+    const reopened = await IndexStore.open({ path: index.path });
+    f.defer(() => reopened.close());
+    const endpoint = parseStreamUrl(url);
+    const saved = await reopened.liveCheckpoint(endpoint.url) as { cursor: number } | undefined;
+    assert(saved !== undefined && saved.cursor >= 0, `a durable start: ${JSON.stringify(saved)}`);
+    const { running } = await runToEnd(
+      { endpoint, index: reopened, log: silentLogger, flushMs: 20 },
+      relay,
+      ac.signal,
+    );
+    await assertIndexIsTruth(reopened, relay);
+    ac.abort();
+    await running;
+  });
+}
+
+Deno.test("live consumer: a queue overflow reconnects from the durable cursor, is counted, and loses nothing", async () => {
+  await using f = await backfillFixture({
+    label: "live_overflow",
+    relay: {
+      world: makeWorld({ seed: 15, largeSizes: [2000, 1000], collections: 8 }),
+      stream: { seed: 15 },
+    },
+  });
+  const { relay, index } = f;
+  const ac = new AbortController();
+  f.defer(() => ac.abort());
+  await (await f.backfiller.start({ source: f.source })).done;
+  await relay.stream.generate(3000);
+  const endpoint = parseStreamUrl(
+    relay.url.replace("http", "ws") + "/xrpc/com.atproto.sync.subscribeRepos",
+  );
+  await saveLiveCursor(index, endpoint, 0);
+  // A queue of 50 messages: the backlog arrives far faster than that.
+  const { live, running } = await runToEnd(
+    { endpoint, index, log: silentLogger, flushMs: 20, maxQueue: 50 },
+    relay,
+    ac.signal,
+  );
+  const s = live.status();
+  assert(s.queue_overflows > 0, `overflows: ${s.queue_overflows}`);
+  assert(s.reconnects >= s.queue_overflows, "an overflow is a reconnect");
+  await assertIndexIsTruth(index, relay);
+  ac.abort();
+  await running;
 });
