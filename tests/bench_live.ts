@@ -8,6 +8,7 @@ import { freePort, freshDatabase, spawnMain } from "./_child.ts";
 import { makeWorld, startSimRelay } from "../lib/sim/mod.ts";
 import { IndexStore, type LiveStep } from "../lib/index/mod.ts";
 import { decideCommit, decodeFirehoseFrame, newPlanCounts, planEvent } from "../lib/stream/mod.ts";
+import { proofCost } from "./bench_proof.ts";
 
 /** One figure: name, target, measured, pass. */
 export interface LiveFigure {
@@ -187,6 +188,7 @@ export async function proofChecked(n: number, log: (l: string) => void): Promise
     await run(false); // warms the JIT and the page cache; not reported
     const proven = await run(true);
     const plain = await run(false);
+    await proofCost(frames, log);
     const share = (100 * proven.deletes / proven.ops).toFixed(1);
     log(
       `[live] proof-checked: ${proven.ops} ops (${share}% deletes), ${proven.proofs} commits proven, ` +

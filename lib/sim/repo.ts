@@ -8,13 +8,13 @@
  * Commits are signed with one fixed P-256 sim key (`SIM_SIGNING_KEY`); the consumer does not check
  * signatures (it trusts its relay for them), but the commit object has the real shape.
  */
-import { Buffer } from "node:buffer";
 import { writeCarStream } from "@atcute/car";
 import { encode, toBytes } from "@atcute/cbor";
 import * as CID from "@atcute/cid";
 import { P256PrivateKey } from "@atcute/crypto";
 import { MemoryBlockStore, mstDiff, MSTNode, NodeStore, NodeWrangler } from "@atcute/mst";
 import * as TID from "@atcute/tid";
+import { widenBufferPool } from "../util/mod.ts";
 
 /** A CID link as the sim emits it (a `CidLinkWrapper`: encodes as a CID, reads as `$link`). */
 export type SimLink = CID.CidLink;
@@ -132,9 +132,7 @@ export interface SimRepoOptions {
 
 const EMPTY = MSTNode.empty();
 
-// @atcute's encoders and hashes take small Buffers from node's pool; Deno refills an 8 KiB pool
-// slowly, so a bigger pool makes commits much cheaper to build.
-if (Buffer.poolSize < 1 << 20) Buffer.poolSize = 1 << 20;
+widenBufferPool();
 
 /** A block store that can note the blocks added while a commit is built. */
 class LoggedStore extends MemoryBlockStore {

@@ -3,15 +3,31 @@
  * on the blocks it carries and checking the result against `prevData`, whether a delete left the
  * repo with no record in the collection, and whether a create was the repo's first record there.
  *
- * Pure: no I/O, nothing kept between calls. Signatures are not checked here: the consumer trusts its
+ * Pure: no I/O; what is kept between the two questions asked of one commit lives on its input
+ * object (a WeakMap), so nothing outlives the commit. Signatures are not checked here: the consumer trusts its
  * relay for them (and for account status). The proof rests on the commit CID the relay vouched for:
  * every block read is hashed against its CID, so the trees walked are the commit's own.
+ *
+ * The MST work is `@atcute/mst`'s: its NodeStore loads (and checks) nodes from the commit's blocks,
+ * its NodeWrangler inverts the ops, its NodeWalker finds a key's neighbours.
  */
 import { hash } from "node:crypto";
 import { fromUint8Array } from "@atcute/car";
 import { type Bytes, decode, fromBytes } from "@atcute/cbor";
 import * as CID from "@atcute/cid";
-import { getKeyHeight, isMstKey, isNodeData, MSTNode } from "@atcute/mst";
+import {
+  type BlockMap,
+  isMstKey,
+  MemoryBlockStore,
+  MissingBlockError,
+  MSTNode,
+  NodeStore,
+  NodeWalker,
+  NodeWrangler,
+  OverlayBlockStore,
+  type ReadonlyBlockStore,
+} from "@atcute/mst";
+import { widenBufferPool } from "../util/mod.ts";
 
 /** Why a commit proved nothing; the consumer counts deletes kept (not removed) by these. */
 export type ProofReason =
@@ -84,9 +100,17 @@ export async function proveCommit(input: ProofInput): Promise<CommitProof> {
   try {
     return await prove(input);
   } catch (err) {
-    if (err instanceof Unproven) return { proven: false, reason: err.reason, detail: err.message };
-    throw err;
+    return unproven(err);
   }
+}
+
+/** Any failure is doubt: the library throws plain errors on trees that are not well-formed MSTs. */
+function unproven(err: unknown): CommitProof & { proven: false } {
+  if (err instanceof Unproven) return { proven: false, reason: err.reason, detail: err.message };
+  if (err instanceof MissingBlockError) {
+    return { proven: false, reason: "missing_blocks", detail: `block ${err.cid} is not carried` };
+  }
+  return { proven: false, reason: "bad_block", detail: String((err as Error)?.message ?? err) };
 }
 
 interface Op {
@@ -136,22 +160,67 @@ function linkOf(v: unknown): string | null {
   return link;
 }
 
+/**
+ * The collections of a commit's creates in which the commit's new tree shows, next to a created
+ * key, a record of that collection the commit did not create: the repo held a record there before,
+ * so no create there is its first. Reads one search path per create and inverts nothing; what it
+ * cannot read gives no collection (the caller then asks the index, and maybe `proveCommit`).
+ */
+export async function heldBefore(input: ProofInput): Promise<ReadonlySet<string>> {
+  const held = new Set<string>();
+  try {
+    const created = new Set<string>();
+    for (const op of input.ops) if (op.action === "create") created.add(op.path);
+    if (created.size === 0) return held;
+    const { ns, data } = open(input);
+    for (const path of created) {
+      const collection = path.slice(0, path.indexOf("/") + 1);
+      if (held.has(collection.slice(0, -1))) continue;
+      const { below, above } = await seek(ns, data, path);
+      if (
+        (below.startsWith(collection) && !created.has(below)) ||
+        (above.startsWith(collection) && !created.has(above))
+      ) held.add(collection.slice(0, -1));
+    }
+  } catch {
+    return new Set();
+  }
+  return held;
+}
+
+/** A commit's blocks opened once for both questions: the root they name and a store over them. */
+interface Opened {
+  readonly car: CarBlocks;
+  readonly data: string;
+  readonly ns: NodeStore;
+}
+const opened = new WeakMap<ProofInput, Opened>();
+
+function open(input: ProofInput): Opened {
+  let o = opened.get(input);
+  if (o !== undefined) return o;
+  const commitCid = linkOf(input.commit);
+  if (commitCid === null) throw new Unproven("malformed", "commit has no commit CID");
+  const car = new CarBlocks(
+    input.blocks instanceof Uint8Array ? input.blocks : fromBytes(input.blocks),
+  );
+  const data = commitData(car, commitCid, input);
+  // The nodes an inversion builds over the commit's blocks.
+  o = { car, data, ns: new NodeStore(new OverlayBlockStore(new MemoryBlockStore(), car)) };
+  opened.set(input, o);
+  return o;
+}
+
 async function prove(input: ProofInput): Promise<CommitProof> {
   const prevData = linkOf(input.prevData);
   if (prevData === null) throw new Unproven("no_prev_data", "commit has no prevData (pre-v1.1)");
   if (input.tooBig) throw new Unproven("too_big", "commit is marked tooBig");
   const ops = parseOps(input);
-  const commitCid = linkOf(input.commit);
-  if (commitCid === null) throw new Unproven("malformed", "commit has no commit CID");
-
-  const tree = new Tree(
-    input.blocks instanceof Uint8Array ? input.blocks : fromBytes(input.blocks),
-  );
-  const data = commitData(tree, commitCid, input);
+  const { ns, data } = open(input);
 
   // Forward check: the new tree holds what the ops say it holds.
   for (const op of ops) {
-    const found = tree.lookup(data, op.path);
+    const found = (await seek(ns, data, op.path)).value;
     if (found !== op.cid) {
       throw new Unproven(
         "not_inverting",
@@ -163,11 +232,12 @@ async function prove(input: ProofInput): Promise<CommitProof> {
   }
 
   // Invert every op; paths are distinct, so the order does not change the result.
+  const wrangler = new NodeWrangler(ns);
   let root = data;
   for (const op of ops) {
     root = op.action === "create"
-      ? await tree.remove(root, op.path)
-      : await tree.insert(root, op.path, { $link: op.prev! });
+      ? await wrangler.deleteRecord(root, op.path)
+      : await wrangler.putRecord(root, op.path, { $link: op.prev! });
   }
   if (root !== prevData) {
     throw new Unproven("not_inverting", `inverted tree is ${root}, prevData is ${prevData}`);
@@ -180,10 +250,10 @@ async function prove(input: ProofInput): Promise<CommitProof> {
     let lastInCollection = false;
     let firstInCollection = false;
     if (op.action === "delete") {
-      lastInCollection = !tree.neighbourIn(data, op.path, op.collection);
+      lastInCollection = !(await neighbourIn(ns, data, op.path, op.collection));
       if (lastInCollection) emptied.add(op.collection);
     } else if (op.action === "create") {
-      firstInCollection = !tree.neighbourIn(prevData, op.path, op.collection);
+      firstInCollection = !(await neighbourIn(ns, prevData, op.path, op.collection));
       if (firstInCollection) entered.add(op.collection);
     }
     verdicts.push({
@@ -198,8 +268,8 @@ async function prove(input: ProofInput): Promise<CommitProof> {
 }
 
 /** Reads and checks the commit object; returns its MST root. */
-function commitData(tree: Tree, commitCid: string, input: ProofInput): string {
-  const bytes = tree.block(commitCid);
+function commitData(car: CarBlocks, commitCid: string, input: ProofInput): string {
+  const bytes = car.read(commitCid);
   if (bytes === null) {
     throw new Unproven("missing_blocks", `commit block ${commitCid} is not carried`);
   }
@@ -222,44 +292,61 @@ function commitData(tree: Tree, commitCid: string, input: ProofInput): string {
   return data.$link as string;
 }
 
-/** An MST node as the proof uses it. */
-interface Node {
-  readonly keys: readonly string[];
-  readonly values: readonly CID.CidLink[];
-  readonly subtrees: readonly (CID.CidLink | null)[];
-}
-
-const link = (cid: string): CID.CidLink => CID.toCidLink(CID.fromString(cid));
-
 /**
- * Encodes nodes with the library's serializer, skipping `MSTNode.create`'s hashing of every key to
- * check its height (the proof computes heights from the root and hashes only the ops' keys).
+ * Walks the tree at `root` down to where `key` is or would be (a NodeWalker, which checks each
+ * subtree's height on the way): its value if present, and the keys on either side of it. The
+ * keys next to a key all lie on its search path, so only that path is read.
  */
-class BuiltNode extends MSTNode {
-  static of(node: Node): BuiltNode {
-    return new BuiltNode(node.keys, node.values, node.subtrees);
+async function seek(
+  ns: NodeStore,
+  root: string,
+  key: string,
+): Promise<{ value: string | null; below: string; above: string }> {
+  const walker = await NodeWalker.create(ns, root);
+  while (true) {
+    while (walker.rpath < key) walker.right();
+    if (walker.rpath === key) {
+      return { value: walker.rval!.$link, below: walker.lpath, above: walker.rpath };
+    }
+    if (walker.subtree === null) return { value: null, below: walker.lpath, above: walker.rpath };
+    await walker.down();
   }
 }
 
+/** True when a key next to `key` (absent from the tree at `root`) is in `collection`. */
+async function neighbourIn(
+  ns: NodeStore,
+  root: string,
+  key: string,
+  collection: string,
+): Promise<boolean> {
+  const { value, below, above } = await seek(ns, root, key);
+  if (value !== null) {
+    throw new Unproven("not_inverting", `${key} is in the tree it should be absent from`);
+  }
+  const prefix = collection + "/";
+  return below.startsWith(prefix) || above.startsWith(prefix);
+}
+
+const EMPTY_NODE_CID = await EMPTY_TREE_CID;
+widenBufferPool();
+const EMPTY_NODE_BYTES = await MSTNode.empty().serialize();
+
 const sha256 = (bytes: Uint8Array): Uint8Array => hash("sha256", bytes, "buffer");
 
-/**
- * The commit's blocks and the nodes built while inverting it. Blocks are hashed against their CIDs
- * when first read, so every node walked belongs to the tree the commit CID names. Insertion and
- * removal follow the MST spec (and `@atcute/mst`'s NodeWrangler, which the tests compare against):
- * a key lives at the level given by its hash; inserting splits the subtree it falls in, removing
- * merges the subtrees on either side of it.
- */
-class Tree {
-  readonly #blocks = new Map<string, { cid: CID.Cid; bytes: Uint8Array; checked: boolean }>();
-  readonly #nodes = new Map<string, Node>();
+/** The CAR's blocks as a read-only block store; each block is hashed against its CID when first read. */
+class CarBlocks implements ReadonlyBlockStore {
+  readonly #blocks = new Map<
+    string,
+    { cid: CID.Cid; bytes: Uint8Array<ArrayBuffer>; checked: boolean }
+  >();
 
   constructor(car: Uint8Array) {
     try {
       for (const entry of fromUint8Array(car)) {
         this.#blocks.set(CID.toString(entry.cid), {
           cid: entry.cid,
-          bytes: entry.bytes,
+          bytes: entry.bytes as Uint8Array<ArrayBuffer>,
           checked: false,
         });
       }
@@ -268,8 +355,8 @@ class Tree {
     }
   }
 
-  /** A carried block's bytes, hashed against its CID on first read; null when not carried. */
-  block(cid: string): Uint8Array | null {
+  /** A carried block's bytes, checked; null when not carried. */
+  read(cid: string): Uint8Array<ArrayBuffer> | null {
     const block = this.#blocks.get(cid);
     if (block === undefined) return null;
     if (!block.checked) {
@@ -285,216 +372,26 @@ class Tree {
     return block.bytes;
   }
 
-  node(cid: string): Node {
-    let node = this.#nodes.get(cid);
-    if (node !== undefined) return node;
-    const bytes = this.block(cid);
-    if (bytes === null) {
-      if (cid === EMPTY_NODE_CID) node = { keys: [], values: [], subtrees: [null] };
-      else throw new Unproven("missing_blocks", `MST node ${cid} is not carried`);
-    } else {
-      node = decodeNode(cid, bytes);
+  /** As `read`; the empty node, which a commit that empties the repo need not carry, is known. */
+  get(cid: string): Promise<Uint8Array<ArrayBuffer> | null> {
+    const bytes = this.read(cid);
+    return Promise.resolve(bytes ?? (cid === EMPTY_NODE_CID ? EMPTY_NODE_BYTES : null));
+  }
+
+  getMany(cids: string[]): Promise<{ found: BlockMap; missing: string[] }> {
+    const found: BlockMap = new Map();
+    const missing: string[] = [];
+    for (const cid of cids) {
+      const bytes = this.read(cid) ?? (cid === EMPTY_NODE_CID ? EMPTY_NODE_BYTES : null);
+      if (bytes === null) missing.push(cid);
+      else found.set(cid, bytes);
     }
-    this.#nodes.set(cid, node);
-    return node;
+    return Promise.resolve({ found, missing });
   }
 
-  /** Stores a built node; returns its CID, or null for a node with nothing in it. */
-  async #put(node: Node): Promise<CID.CidLink | null> {
-    if (node.keys.length === 0 && node.subtrees[0] === null) return null;
-    const bytes = await BuiltNode.of(node).serialize();
-    const link = CID.toCidLink(CID.fromDigest(CID.CODEC_DCBOR, sha256(bytes)));
-    this.#nodes.set(link.$link, node);
-    return link;
+  has(cid: string): Promise<boolean> {
+    return Promise.resolve(this.#blocks.has(cid));
   }
-
-  /** The height of the tree at `root` (its top node's level). */
-  async #rootHeight(root: string): Promise<number> {
-    let depth = 0;
-    let node = this.node(root);
-    while (node.keys.length === 0 && node.subtrees[0] !== null) {
-      node = this.node(node.subtrees[0].$link);
-      depth++;
-    }
-    return node.keys.length === 0 ? 0 : (await this.#keyHeight(node.keys[0])) + depth;
-  }
-
-  readonly #keyHeights = new Map<string, number>();
-  async #keyHeight(key: string): Promise<number> {
-    let h = this.#keyHeights.get(key);
-    if (h === undefined) this.#keyHeights.set(key, h = await getKeyHeight(key));
-    return h;
-  }
-
-  /** The value at `key` in the tree at `root`, or null. */
-  lookup(root: string, key: string): string | null {
-    let cid: string | null = root;
-    while (cid !== null) {
-      const node = this.node(cid);
-      const i = lowerBound(node.keys, key);
-      if (node.keys[i] === key) return node.values[i].$link;
-      cid = node.subtrees[i]?.$link ?? null;
-    }
-    return null;
-  }
-
-  /**
-   * True when a key next to `key` (absent from the tree at `root`) is in `collection`. The keys next
-   * to an absent key all lie on its search path, so only that path is read.
-   */
-  neighbourIn(root: string, key: string, collection: string): boolean {
-    let below: string | undefined;
-    let above: string | undefined;
-    let cid: string | null = root;
-    while (cid !== null) {
-      const node = this.node(cid);
-      const i = lowerBound(node.keys, key);
-      if (node.keys[i] === key) {
-        throw new Unproven("not_inverting", `${key} is in the tree it should be absent from`);
-      }
-      if (i > 0) below = node.keys[i - 1];
-      if (i < node.keys.length) above = node.keys[i];
-      cid = node.subtrees[i]?.$link ?? null;
-    }
-    const prefix = collection + "/";
-    return (below?.startsWith(prefix) ?? false) || (above?.startsWith(prefix) ?? false);
-  }
-
-  /** Inserts (or replaces) `key` in the tree at `root`; returns the new root's CID. */
-  async insert(root: string, key: string, value: CID.CidLink): Promise<string> {
-    const h = await this.#keyHeight(key);
-    const rootNode = this.node(root);
-    if (rootNode.keys.length === 0 && rootNode.subtrees[0] === null) {
-      return (await this.#put({ keys: [key], values: [value], subtrees: [null, null] }))!.$link;
-    }
-    let height = await this.#rootHeight(root);
-    let top: CID.CidLink | null = link(root);
-    while (height < h) {
-      // The key sits above the tree: grow it with key-less levels.
-      top = await this.#put({ keys: [], values: [], subtrees: [top] });
-      height++;
-    }
-    return (await this.#insertAt(top!.$link, height, key, h, value))!.$link;
-  }
-
-  async #insertAt(
-    cid: string | null,
-    height: number,
-    key: string,
-    h: number,
-    value: CID.CidLink,
-  ): Promise<CID.CidLink | null> {
-    const node = cid === null ? EMPTY_NODE : this.node(cid);
-    const i = lowerBound(node.keys, key);
-    if (h < height) {
-      const child = await this.#insertAt(
-        node.subtrees[i]?.$link ?? null,
-        height - 1,
-        key,
-        h,
-        value,
-      );
-      return await this.#put({ ...node, subtrees: node.subtrees.with(i, child) });
-    }
-    if (node.keys[i] === key) {
-      return await this.#put({ ...node, values: node.values.with(i, value) });
-    }
-    const [left, right] = await this.#split(node.subtrees[i], key, height - 1);
-    return await this.#put({
-      keys: node.keys.toSpliced(i, 0, key),
-      values: node.values.toSpliced(i, 0, value),
-      subtrees: node.subtrees.toSpliced(i, 1, left, right),
-    });
-  }
-
-  /** The subtree at `link` cut at `key` into the part below it and the part above it. */
-  async #split(
-    link: CID.CidLink | null,
-    key: string,
-    height: number,
-  ): Promise<[CID.CidLink | null, CID.CidLink | null]> {
-    if (link === null) return [null, null];
-    const node = this.node(link.$link);
-    const i = lowerBound(node.keys, key);
-    const [left, right] = await this.#split(node.subtrees[i], key, height - 1);
-    return [
-      await this.#put({
-        keys: node.keys.slice(0, i),
-        values: node.values.slice(0, i),
-        subtrees: [...node.subtrees.slice(0, i), left],
-      }),
-      await this.#put({
-        keys: node.keys.slice(i),
-        values: node.values.slice(i),
-        subtrees: [right, ...node.subtrees.slice(i + 1)],
-      }),
-    ];
-  }
-
-  /** Removes `key` from the tree at `root`; returns the new root's CID. */
-  async remove(root: string, key: string): Promise<string> {
-    const h = await this.#keyHeight(key);
-    let top = await this.#removeAt(root, await this.#rootHeight(root), key, h);
-    // Key-less levels left at the top are trimmed.
-    while (top !== null) {
-      const node = this.node(top.$link);
-      if (node.keys.length > 0 || node.subtrees[0] === null) break;
-      top = node.subtrees[0];
-    }
-    return top?.$link ?? EMPTY_NODE_CID;
-  }
-
-  async #removeAt(
-    cid: string,
-    height: number,
-    key: string,
-    h: number,
-  ): Promise<CID.CidLink | null> {
-    const node = this.node(cid);
-    const unchanged = () => node.keys.length === 0 && node.subtrees[0] === null ? null : link(cid);
-    if (h > height) return unchanged();
-    const i = lowerBound(node.keys, key);
-    if (h < height) {
-      const sub = node.subtrees[i];
-      if (sub === null) return unchanged();
-      const child = await this.#removeAt(sub.$link, height - 1, key, h);
-      return await this.#put({ ...node, subtrees: node.subtrees.with(i, child) });
-    }
-    if (node.keys[i] !== key) return unchanged();
-    const merged = await this.#merge(node.subtrees[i], node.subtrees[i + 1], height - 1);
-    return await this.#put({
-      keys: node.keys.toSpliced(i, 1),
-      values: node.values.toSpliced(i, 1),
-      subtrees: node.subtrees.toSpliced(i, 2, merged),
-    });
-  }
-
-  /** One subtree holding both `a`'s keys and `b`'s (all of `a`'s sort first). */
-  async #merge(
-    a: CID.CidLink | null,
-    b: CID.CidLink | null,
-    height: number,
-  ): Promise<CID.CidLink | null> {
-    if (a === null) return b;
-    if (b === null) return a;
-    const left = this.node(a.$link);
-    const right = this.node(b.$link);
-    const mid = await this.#merge(left.subtrees.at(-1)!, right.subtrees[0], height - 1);
-    return await this.#put({
-      keys: [...left.keys, ...right.keys],
-      values: [...left.values, ...right.values],
-      subtrees: [...left.subtrees.slice(0, -1), mid, ...right.subtrees.slice(1)],
-    });
-  }
-}
-
-const EMPTY_NODE: Node = { keys: [], values: [], subtrees: [null] };
-const EMPTY_NODE_CID = await EMPTY_TREE_CID;
-
-function lowerBound(keys: readonly string[], key: string): number {
-  let i = 0;
-  while (i < keys.length && keys[i] < key) i++;
-  return i;
 }
 
 function sameBytes(a: Uint8Array, b: Uint8Array): boolean {
@@ -502,34 +399,3 @@ function sameBytes(a: Uint8Array, b: Uint8Array): boolean {
   for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
   return true;
 }
-
-/** Decodes an MST node block (structure, key compression and key order checked). */
-function decodeNode(cid: string, bytes: Uint8Array): Node {
-  let data: unknown;
-  try {
-    data = decode(bytes);
-  } catch (err) {
-    throw new Unproven("bad_block", `MST node ${cid} does not decode: ${err}`);
-  }
-  if (!isNodeData(data)) throw new Unproven("bad_block", `block ${cid} is not an MST node`);
-  const keys: string[] = [];
-  const values: CID.CidLink[] = [];
-  const subtrees: (CID.CidLink | null)[] = [data.l];
-  let prev = "";
-  for (const e of data.e) {
-    if (!Number.isInteger(e.p) || e.p < 0 || e.p > prev.length) {
-      throw new Unproven("bad_block", `MST node ${cid} has a bad key prefix length ${e.p}`);
-    }
-    const key = prev.slice(0, e.p) + UTF8.decode(fromBytes(e.k));
-    if (key <= prev || !isMstKey(key)) {
-      throw new Unproven("bad_block", `MST node ${cid} has key ${key} out of order or invalid`);
-    }
-    keys.push(key);
-    values.push(e.v);
-    subtrees.push(e.t);
-    prev = key;
-  }
-  return { keys, values, subtrees };
-}
-
-const UTF8 = new TextDecoder("utf-8", { fatal: true });
