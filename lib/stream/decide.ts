@@ -5,7 +5,7 @@
  */
 import type { LiveEvent } from "./event.ts";
 import type { DeleteVerdict } from "./plan.ts";
-import { heldBefore, type ProofReason, proveCommit } from "./proof.ts";
+import { type ProofReason, proveCommit } from "./proof.ts";
 
 /** What a commit decided. */
 export interface CommitDecision {
@@ -24,8 +24,8 @@ type Commit = Extract<LiveEvent, { type: "commit" }>;
 
 /**
  * Decides a commit. The proof runs only when it can change something: the commit deletes, or it
- * creates in a collection where neither the commit's tree (a record of it beside the new one) nor
- * the index (`holds`) shows the repo there already. Otherwise the answer is that nothing is removed and no first record is proven.
+ * creates in a collection where the index does not hold the pair yet (`holds`, usually answered
+ * from memory). Otherwise the answer is that nothing is removed and no first record is proven.
  */
 export async function decideCommit(
   ev: Commit,
@@ -40,17 +40,9 @@ export async function decideCommit(
     };
   }
   let needed = deletes;
-  if (!needed) {
-    // The commit's own tree answers most creates (a record of the collection sits next to the new
-    // one) without a read of the index; the index is asked only about the rest.
-    const held = await heldBefore(ev.firehose);
-    for (const op of ev.ops) {
-      if (op.action !== "create" || held.has(op.collection)) continue;
-      if (!(await holds(op.collection, ev.did))) {
-        needed = true;
-        break;
-      }
-    }
+  for (const op of ev.ops) {
+    if (needed) break;
+    if (op.action === "create" && !(await holds(op.collection, ev.did))) needed = true;
   }
   if (!needed) return { deletes: ev.ops.map(() => undefined), entered: NONE };
   const proof = await proveCommit(ev.firehose);

@@ -3,8 +3,7 @@
  * on the blocks it carries and checking the result against `prevData`, whether a delete left the
  * repo with no record in the collection, and whether a create was the repo's first record there.
  *
- * Pure: no I/O; what is kept between the two questions asked of one commit lives on its input
- * object (a WeakMap), so nothing outlives the commit. Signatures are not checked here: the consumer trusts its
+ * Pure: no I/O, nothing kept between calls. Signatures are not checked here: the consumer trusts its
  * relay for them (and for account status). The proof rests on the commit CID the relay vouched for:
  * every block read is hashed against its CID, so the trees walked are the commit's own.
  *
@@ -160,45 +159,14 @@ function linkOf(v: unknown): string | null {
   return link;
 }
 
-/**
- * The collections of a commit's creates in which the commit's new tree shows, next to a created
- * key, a record of that collection the commit did not create: the repo held a record there before,
- * so no create there is its first. Reads one search path per create and inverts nothing; what it
- * cannot read gives no collection (the caller then asks the index, and maybe `proveCommit`).
- */
-export async function heldBefore(input: ProofInput): Promise<ReadonlySet<string>> {
-  const held = new Set<string>();
-  try {
-    const created = new Set<string>();
-    for (const op of input.ops) if (op.action === "create") created.add(op.path);
-    if (created.size === 0) return held;
-    const { ns, data } = open(input);
-    for (const path of created) {
-      const collection = path.slice(0, path.indexOf("/") + 1);
-      if (held.has(collection.slice(0, -1))) continue;
-      const { below, above } = await seek(ns, data, path);
-      if (
-        (below.startsWith(collection) && !created.has(below)) ||
-        (above.startsWith(collection) && !created.has(above))
-      ) held.add(collection.slice(0, -1));
-    }
-  } catch {
-    return new Set();
-  }
-  return held;
-}
-
-/** A commit's blocks opened once for both questions: the root they name and a store over them. */
+/** A commit's blocks opened: the root they name and a store over them. */
 interface Opened {
   readonly car: CarBlocks;
   readonly data: string;
   readonly ns: NodeStore;
 }
-const opened = new WeakMap<ProofInput, Opened>();
 
 function open(input: ProofInput): Opened {
-  let o = opened.get(input);
-  if (o !== undefined) return o;
   const commitCid = linkOf(input.commit);
   if (commitCid === null) throw new Unproven("malformed", "commit has no commit CID");
   const car = new CarBlocks(
@@ -206,9 +174,7 @@ function open(input: ProofInput): Opened {
   );
   const data = commitData(car, commitCid, input);
   // The nodes an inversion builds over the commit's blocks.
-  o = { car, data, ns: new NodeStore(new OverlayBlockStore(new MemoryBlockStore(), car)) };
-  opened.set(input, o);
-  return o;
+  return { car, data, ns: new NodeStore(new OverlayBlockStore(new MemoryBlockStore(), car)) };
 }
 
 async function prove(input: ProofInput): Promise<CommitProof> {
