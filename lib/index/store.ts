@@ -618,19 +618,28 @@ export class IndexStore {
     const prefix = rbcPrefix(id);
     const dids: string[] = [];
     let more = false;
-    // Tombstones sit among the pairs; they are skipped (rare, so a page reads few extra keys).
-    for await (
-      const [key, value] of this.#db.iterator({
-        gt: after === undefined ? prefix : prefix + compactDid(after),
-        lt: prefix + END,
-      })
-    ) {
-      if (parseTombstone(value) !== undefined) continue;
-      if (dids.length === limit) {
-        more = true;
-        break;
+    const it = this.#db.iterator({
+      gt: after === undefined ? prefix : prefix + compactDid(after),
+      lt: prefix + END,
+    });
+    try {
+      // A page in one or two reads: each read waits its turn on the event loop, which a backfill
+      // keeps busy, so an entry-by-entry walk would wait that turn hundreds of times.
+      read: for (;;) {
+        // Tombstones sit among the pairs; they are skipped (rare, so a page reads few extra keys).
+        const entries = await it.nextv(limit + 1 - dids.length + 16);
+        if (entries.length === 0) break;
+        for (const [key, value] of entries) {
+          if (parseTombstone(value) !== undefined) continue;
+          if (dids.length === limit) {
+            more = true;
+            break read;
+          }
+          dids.push(expandDid(key.slice(prefix.length)));
+        }
       }
-      dids.push(expandDid(key.slice(prefix.length)));
+    } finally {
+      await it.close();
     }
     return { dids, last: more ? dids[dids.length - 1] : undefined };
   }
