@@ -73,14 +73,15 @@ function commit(body: Rec, seq: number | undefined): LiveEvent {
     if (parsed === undefined) return malformed("#commit with a malformed op", seq);
     ops.push(parsed);
   }
-  const blocks = isBytes(body.blocks) ? fromBytes(body.blocks) : new Uint8Array();
+  // The body was decoded for this event alone: its blocks become bytes in place, not in a copy.
+  body.blocks = isBytes(body.blocks) ? fromBytes(body.blocks) : new Uint8Array();
   return {
     type: "commit",
     cursor: seq,
     timeMs: timeOf(body.time),
     did: body.repo,
     ops,
-    firehose: { ...body, blocks } as unknown as FirehoseCommit,
+    firehose: body as unknown as FirehoseCommit,
   };
 }
 
