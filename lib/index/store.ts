@@ -478,7 +478,9 @@ export class IndexStore {
           break;
       }
     }
-    const unknown = [...pairs].filter(([k, p]) => !(p.present && this.#present.has(k)));
+    // In key order, like a page's reads (see lookup).
+    const unknown = [...pairs].filter(([k, p]) => !(p.present && this.#present.has(k)))
+      .sort((a, b) => a[0] < b[0] ? -1 : a[0] > b[0] ? 1 : 0);
     const values = await this.#db.getMany(unknown.map(([k]) => k));
     const stored = new Map(unknown.map(([k], i) => [k, values[i]]));
     const batch = this.#db.batch();
