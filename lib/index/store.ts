@@ -126,11 +126,6 @@ export class IndexStore {
   readonly #changes = new ChangeLog();
   readonly #present: PresentCache;
   readonly #liveCounts: Map<string, LiveCounts>;
-  /**
-   * Page reads run two at a time. Each is thousands of lookups on a LevelDB thread; a dozen at once
-   * would only share the same cores, and a listReposByCollection read would queue behind them all.
-   */
-  readonly #reads = new Slots(2);
   readonly path: string;
   /** Random, written when the index was created; progress records it to notice a lost index. */
   readonly identity: string;
@@ -241,7 +236,7 @@ export class IndexStore {
       return { dids: seen, unique, compact, existing: new Array(unique.length), epoch, suppressed };
     }
     const prefix = rbcPrefix(id);
-    const existing = await this.#reads.run(() => this.#db.getMany(compact.map((d) => prefix + d)));
+    const existing = await this.#db.getMany(compact.map((d) => prefix + d));
     return { dids: seen, unique, compact, existing, epoch, suppressed };
   }
 
@@ -738,28 +733,6 @@ export class IndexStore {
   /** Closes the database; safe to call twice. */
   async close(): Promise<void> {
     if (this.#db.status === "open" || this.#db.status === "opening") await this.#db.close();
-  }
-}
-
-/** Runs at most `n` tasks at once, the others in the order they came. */
-class Slots {
-  #free: number;
-  readonly #waiting: (() => void)[] = [];
-
-  constructor(n: number) {
-    this.#free = n;
-  }
-
-  async run<T>(task: () => Promise<T>): Promise<T> {
-    if (this.#free > 0) this.#free--;
-    else await new Promise<void>((resolve) => this.#waiting.push(resolve));
-    try {
-      return await task();
-    } finally {
-      const next = this.#waiting.shift();
-      if (next) next();
-      else this.#free++;
-    }
   }
 }
 
