@@ -4,7 +4,7 @@
  * 2,000 events/s while `main.ts start` also runs a zero-latency backfill of the bench world.
  */
 import process from "node:process";
-import { freePort, freshDatabase, spawnMain } from "./_child.ts";
+import { freePort, freshDatabase, shippedV8Flags, spawnMain } from "./_child.ts";
 import { makeWorld, startSimRelay } from "../lib/sim/mod.ts";
 import { IndexStore, type LiveStep } from "../lib/index/mod.ts";
 import { decideCommit, decodeFirehoseFrame, newPlanCounts, planEvent } from "../lib/stream/mod.ts";
@@ -250,7 +250,9 @@ export async function throughput(backlog: number, log: (l: string) => void): Pro
           args: [
             "run",
             "-A",
-            "--v8-flags=--max-semi-space-size=2,--max-old-space-size=256",
+            `--v8-flags=${
+              shippedV8Flags(Deno.readTextFileSync(new URL("../deno.json", import.meta.url)))
+            }`,
             new URL("./bench_live_child.ts", import.meta.url).pathname,
             url,
             dir,
