@@ -98,6 +98,15 @@ Deno.test({
       await pagesReach(f.backfiller, 10);
       await f.proxy.restart(500);
       await pagesReach(f.backfiller, (f.backfiller.state?.pages ?? 0) + 5);
+      // Pages no longer wait for Postgres (its mirror is off the write path), so wait for what this
+      // test is about: Postgres back, and the first run holding its lock again.
+      await until(async () => {
+        const [r] = await f.db.sql`
+          SELECT count(*)::int AS n FROM pg_locks
+          WHERE locktype = 'advisory' AND granted AND objsubid = 1
+            AND objid = ((hashtext('backfill:run:' || current_schema())::bigint & 4294967295)::text)::oid`;
+        return r.n === 1;
+      }, { what: "the first run to hold its run lock again after the restart" });
       assert(f.backfiller.running, "the first run is still going");
       let refused = false;
       const idx = await testIndex();
