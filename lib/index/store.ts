@@ -209,8 +209,8 @@ export class IndexStore {
     return this.#db.status === "open";
   }
 
-  /** Records one DID in one collection, both directions, outside any page; tests use it to stand in
-   * for live indexing (the live consumer writes in batches through applyLive). */
+  /** Records one DID in one collection outside any page; tests use it to stand in for live
+   * indexing (the live consumer writes in batches through applyLive). */
   async addCollection(did: string, collection: string): Promise<void> {
     await this.applyLive([{ kind: "add", collection, did }]);
   }

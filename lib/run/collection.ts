@@ -1,5 +1,10 @@
 /** Backfills one collection: resume from its checkpoint, fetching and reading ahead of the writes. */
-import { type Checkpoint, type IndexStore, initialCheckpoint } from "../index/mod.ts";
+import {
+  type Checkpoint,
+  type IndexStore,
+  initialCheckpoint,
+  type PageLookup,
+} from "../index/mod.ts";
 import { Pager } from "../paging/mod.ts";
 import type { ProgressRow, ProgressStore, RowCheckpoint } from "../progress/mod.ts";
 import type { SourceClient } from "../source/mod.ts";
@@ -65,7 +70,7 @@ export async function runCollection(job: CollectionJob): Promise<CollectionOutco
   let writing: Promise<void> = Promise.resolve();
   // Pages fetched but not yet durable, oldest first. A page's lookup may predate their writes, so
   // their DIDs are what the write must not count again (`carried`; see IndexStore.applyPage).
-  const unwritten: { dids?: ReadonlySet<string>; written: Promise<void> }[] = [];
+  const unwritten: { lookup: Promise<PageLookup>; written: Promise<void> }[] = [];
   try {
     for (;;) {
       // Fetch ahead while up to WRITES_AHEAD pages wait to be written: the source, the index reads
@@ -84,13 +89,12 @@ export async function runCollection(job: CollectionJob): Promise<CollectionOutco
         throw new StuckError(`${collection}: ${step.reason}`, { collection, cursor: pager.cursor });
       }
       // Read the index for this page while earlier ones are still being written.
-      const before = [...unwritten];
+      const before = unwritten.map((p) => p.lookup);
       const lookup = index.lookup(collection, page.dids);
       lookup.catch(() => {});
       const done = step.kind === "done";
       const cursor = done ? step.finalCursor : step.cursor;
       const previous = writing;
-      const entry: (typeof unwritten)[number] = { written: Promise.resolve() };
       writing = (async () => {
         await previous;
         const ahead = await lookup;
@@ -103,13 +107,13 @@ export async function runCollection(job: CollectionJob): Promise<CollectionOutco
           // Counted with the page it came in, so a replayed page does not count its entries twice.
           invalid: (cp.invalid ?? 0) + page.invalid,
         };
-        entry.dids = ahead.dids;
         const r = await index.applyPage(collection, page.dids, next, cp, {
           lookup: ahead,
-          carried: union(before.map((p) => p.dids!)),
+          carried: union((await Promise.all(before)).map((l) => l.dids)),
         });
         cp = r.checkpoint;
-        unwritten.splice(unwritten.indexOf(entry), 1);
+        // Writes finish in order, so this page is the oldest unwritten one.
+        unwritten.shift();
         const stuck = pager.noteImported(page.dids.length, r.imported);
         if (stuck) {
           throw new StuckError(`${collection}: ${stuck}`, { collection, cursor: next.cursor });
@@ -124,8 +128,7 @@ export async function runCollection(job: CollectionJob): Promise<CollectionOutco
           checkpoint: cp,
         });
       })();
-      entry.written = writing;
-      unwritten.push(entry);
+      unwritten.push({ lookup, written: writing });
       // Handled here so a failed write cannot surface as an unhandled rejection while we fetch.
       writing.catch(() => {});
       if (done) break;
