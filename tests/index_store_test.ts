@@ -812,3 +812,49 @@ Deno.test("IndexStore: a collection id table with a gap or a duplicate is refuse
     }
   }
 });
+
+Deno.test("IndexStore: holdsMany answers per DID, and what it saw present keeps live counts exact", async () => {
+  await using fx = await testIndex();
+  const { index } = fx;
+  const C = "a.b.c";
+  const [a, b, c, d] = ["did:plc:a", "did:plc:b", "did:plc:c", "did:plc:d"];
+  assertEquals(await index.holdsMany(C, [a, b]), [false, false], "a collection the index lacks");
+  // Written by the backfill, so the live writer has not seen them.
+  await index.applyPage(C, [a, b, c], next(1, "c1"), undefined);
+  await index.removeProven(C, c, "3l2aaaaaaaa22", 1000);
+  assertEquals(await index.holdsMany(C, [a, d, c, b, a]), [true, false, false, true, true]);
+  // a and b were seen present: adding them again adds nothing; d is new.
+  const added = await index.applyLive([
+    { kind: "add", collection: C, did: a },
+    { kind: "add", collection: C, did: b },
+    { kind: "add", collection: C, did: d },
+  ]);
+  assertEquals(added.added.get(C), 1);
+  // A pair removed after it was seen present is not taken as present any more.
+  await index.applyLive([{
+    kind: "remove",
+    collection: C,
+    did: a,
+    rev: "3l2aaaaaaaa23",
+    timeMs: 2000,
+  }]);
+  assertEquals(await index.holdsMany(C, [a]), [false]);
+  const again = await index.applyLive([{ kind: "add", collection: C, did: a }]);
+  assertEquals(again.added.get(C), 1);
+});
+
+Deno.test("IndexStore: holdsMany does not remember a pair a live write removed while it read", async () => {
+  await using fx = await testIndex();
+  const { index } = fx;
+  const C = "a.b.c", dids = Array.from({ length: 5 }, (_, i) => `did:plc:r${i}`);
+  await index.applyPage(C, dids, next(1, "c1"), undefined);
+  // A long read that takes the DID first, so a removal lands while the rest is read.
+  const absent = Array.from({ length: 100_000 }, (_, i) => `did:plc:absent${i}`);
+  for (const did of dids) {
+    await Promise.all([
+      index.holdsMany(C, [did, ...absent]),
+      index.applyLive([{ kind: "remove", collection: C, did, rev: "3l2aaaaaaaa23", timeMs: 2000 }]),
+    ]);
+    assertEquals(await index.holds(C, did), false, `${did} after the race`);
+  }
+});

@@ -666,6 +666,34 @@ export class IndexStore {
     return value !== undefined && parseTombstone(value) === undefined;
   }
 
+  /**
+   * `holds` for many DIDs of one collection in one read, as the live writer asks before it decides
+   * whether a commit needs a proof. Pairs found present are remembered (so the write that follows
+   * does not read them again), unless a live write changed them while the read was in flight.
+   */
+  async holdsMany(collection: string, dids: readonly string[]): Promise<boolean[]> {
+    const out = new Array<boolean>(dids.length).fill(false);
+    const id = this.#ids.get(collection);
+    if (id === undefined) return out;
+    const prefix = rbcPrefix(id);
+    const at: number[] = [], keys: string[] = [];
+    dids.forEach((did, i) => {
+      const key = prefix + compactDid(did);
+      if (this.#present.has(key)) out[i] = true;
+      else at.push(i), keys.push(key);
+    });
+    if (keys.length === 0) return out;
+    const epoch = this.#changes.epoch;
+    const values = await this.#db.getMany(keys);
+    const since = this.#changes.since(epoch);
+    values.forEach((v, k) => {
+      if (v === undefined || parseTombstone(v) !== undefined) return;
+      out[at[k]] = true;
+      if (since?.every((c) => !c.keys.has(keys[k]))) this.#present.add(keys[k]);
+    });
+    return out;
+  }
+
   /** The tombstone of a pair a proven delete removed, if it has one. */
   async tombstone(collection: string, did: string): Promise<Tombstone | undefined> {
     const id = this.#ids.get(collection);
@@ -684,6 +712,8 @@ export class IndexStore {
       const value = await this.#db.get(key);
       const held = value !== undefined && parseTombstone(value) === undefined;
       await this.#db.put(key, tombstoneValue({ rev, timeMs }));
+      this.#present.delete(key);
+      this.#changes.record(new Set([key]), new Set());
       return held;
     });
   }

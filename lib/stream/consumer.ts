@@ -4,13 +4,7 @@
  * and jitter, treats a silent socket as dead, and resumes from the durable cursor: after a crash
  * the stream resends what followed it, and every write is idempotent, so each event counts once.
  */
-import {
-  type IndexStore,
-  type LiveCounts,
-  type LiveStep,
-  parseTombstone,
-  PresentCache,
-} from "../index/mod.ts";
+import { type IndexStore, type LiveCounts, type LiveStep, PresentCache } from "../index/mod.ts";
 import {
   type Backoff,
   type Clock,
@@ -541,13 +535,8 @@ export class LiveConsumer {
       }
     }
     await Promise.all([...byCollection].map(async ([collection, dids]) => {
-      const look = await this.#opts.index.lookup(collection, dids);
-      look.unique.forEach((did, i) => {
-        const v = look.existing[i];
-        if (v !== undefined && parseTombstone(v) === undefined) {
-          read.set(pairKey(collection, did), true);
-        }
-      });
+      const held = await this.#opts.index.holdsMany(collection, dids);
+      dids.forEach((did, i) => held[i] && read.set(pairKey(collection, did), true));
     }));
     return read;
   }
