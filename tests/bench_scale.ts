@@ -449,18 +449,23 @@ interface Probe {
   readonly full: boolean;
 }
 
-/** Fetches one 2000-DID page of a random large collection at a random cursor from `base`. */
-async function probeXrpc(base: string, world: SimWorld, rand: () => number): Promise<Probe> {
+/** The URL of one 2000-DID page of a random large collection at a random cursor on `base`. */
+function probeUrl(base: string, world: SimWorld, rand: () => number): string {
   const [c] = NETWORK_LARGE[Math.floor(rand() * NETWORK_LARGE.length)];
   const size = world.size(c);
   const cursor = size > 0
     ? `&cursor=${encodeCursor(world.didAt(c, Math.floor(rand() * size)))}`
     : "";
+  return `${base}${XRPC}?collection=${c}&limit=${XRPC_LIMIT}${cursor}`;
+}
+
+/** Fetches one 2000-DID page of a random large collection at a random cursor from `base`. */
+async function probeXrpc(base: string, world: SimWorld, rand: () => number): Promise<Probe> {
   const t = performance.now();
-  const res = await fetch(`${base}${XRPC}?collection=${c}&limit=${XRPC_LIMIT}${cursor}`);
+  const res = await fetch(probeUrl(base, world, rand));
   const text = await res.text();
   const ms = performance.now() - t;
-  if (!res.ok) throw new Error(`XRPC ${c} answered ${res.status}: ${text.slice(0, 300)}`);
+  if (!res.ok) throw new Error(`XRPC ${res.url} answered ${res.status}: ${text.slice(0, 300)}`);
   return { ms, full: (JSON.parse(text) as { repos: unknown[] }).repos.length === XRPC_LIMIT };
 }
 
@@ -840,13 +845,27 @@ async function run(flags: ScaleFlags): Promise<Summary> {
         throw new HarnessError(`POST /admin/backfill-collections: ${res.status} ${body}`);
       }
       log(`backfill started: ${body.slice(0, 200)}`);
-      // About 10 pages a second while the backfill writes.
-      during = [];
+      // About 10 pages a second while the backfill writes, from a worker (see bench_scale_probe.ts).
       const rand = seededRandom(flags.seed ^ 0x5ca1e);
-      while (!done) {
-        const next = performance.now() + 100;
-        if (progress.pairs > 0) during.push(await probeXrpc(base, world, rand));
-        await sleep(Math.max(0, next - performance.now()));
+      const urls = Array.from({ length: 20_000 }, () => probeUrl(base, world, rand));
+      while (!done && progress.pairs === 0) await sleep(20);
+      const prober = new Worker(new URL("./bench_scale_probe.ts", import.meta.url), {
+        type: "module",
+      });
+      try {
+        const probes = new Promise<Probe[]>((resolve, reject) => {
+          prober.onmessage = (e: MessageEvent<Probe[]>) => resolve(e.data);
+          prober.onerror = (e) => {
+            e.preventDefault();
+            reject(new HarnessError(`XRPC prober: ${e.message}`));
+          };
+        });
+        prober.postMessage({ urls });
+        while (!done) await sleep(20);
+        prober.postMessage({ stop: true });
+        during = await probes;
+      } finally {
+        prober.terminate();
       }
       await sampling;
       samplerOk();

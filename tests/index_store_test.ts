@@ -858,3 +858,18 @@ Deno.test("IndexStore: holdsMany does not remember a pair a live write removed w
     assertEquals(await index.holds(C, did), false, `${did} after the race`);
   }
 });
+
+Deno.test("IndexStore: a backfill page waits while a listing is in flight", async () => {
+  await using fx = await testIndex();
+  const { index } = fx;
+  const dids = Array.from({ length: 100_000 }, (_, i) => `did:plc:l${i}`);
+  await index.applyPage("a.b.c", dids, next(1, "c1"), undefined);
+  const order: string[] = [];
+  const listing = index.listDids("a.b.c", 100_000).then((p) =>
+    order.push(`listing ${p.dids.length}`)
+  );
+  const page = index.applyPage("a.b.d", ["did:plc:x"], next(1, "d1"), undefined)
+    .then((r) => order.push(`page ${r.imported}`));
+  await Promise.all([listing, page]);
+  assertEquals(order, ["listing 100000", "page 1"]);
+});

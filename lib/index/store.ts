@@ -1,6 +1,6 @@
 /** The collection index in LevelDB: collection→DID pairs ("rbc"), per-collection checkpoints and live state. */
 import { ClassicLevel } from "classic-level";
-import { InputError, StoreError } from "../util/mod.ts";
+import { InputError, sleep, StoreError } from "../util/mod.ts";
 import {
   CKPT,
   compactDid,
@@ -110,10 +110,23 @@ export interface IndexStoreOptions {
   readonly liveCacheKeys?: number;
 }
 
+/** How long after a listing backfill pages keep going one at a time (see #pageTurn). */
+const LISTINGS_RECENT_MS = 2_000;
+/** DIDs of a page written between chances for a listing to run (see #yieldToListings). */
+const YIELD_EVERY = 2_000;
+
 /** The LevelDB-backed collection index. */
 export class IndexStore {
   readonly #db: ClassicLevel<string, string>;
   readonly #writing = new Map<string, Promise<unknown>>();
+  /** Listings in flight, and what backfill pages wait on while there are any (see #pageTurn). */
+  #listings = 0;
+  #listingsDone?: PromiseWithResolvers<void>;
+  /** When the last listing ended (performance.now() ms). */
+  #lastListing = -Infinity;
+  /** Backfill page reads and writes in flight, and pages waiting for a turn. */
+  #pageOps = 0;
+  readonly #pageWaiters: (() => void)[] = [];
   /** Collection → id and back; as many entries as collections, loaded at open. */
   readonly #ids: Map<string, string>;
   readonly #names: Map<string, string>;
@@ -217,6 +230,15 @@ export class IndexStore {
 
   /** Reads which of a page's DIDs the index already holds in a collection: the read half of applyPage. */
   async lookup(collection: string, dids: readonly string[]): Promise<PageLookup> {
+    const done = await this.#pageTurn();
+    try {
+      return await this.#lookup(collection, dids);
+    } finally {
+      done();
+    }
+  }
+
+  async #lookup(collection: string, dids: readonly string[]): Promise<PageLookup> {
     const seen = new Set<string>();
     const byKey: [string, string][] = [];
     for (const did of dids) {
@@ -267,7 +289,7 @@ export class IndexStore {
   /** A read taken ahead of a write, brought up to date with what live indexing changed since. */
   async #refresh(collection: string, look: PageLookup): Promise<PageLookup> {
     const since = look.epoch === undefined ? undefined : this.#changes.since(look.epoch);
-    if (since === undefined) return await this.lookup(collection, look.unique);
+    if (since === undefined) return await this.#lookup(collection, look.unique);
     if (since.length === 0) return look;
     const id = this.#ids.get(collection);
     const prefix = id === undefined ? undefined : rbcPrefix(id);
@@ -307,62 +329,78 @@ export class IndexStore {
     ahead?: { lookup: PageLookup; carried: ReadonlySet<string> },
   ): Promise<PageResult> {
     return this.#serial([collection], async () => {
-      const mark = String(next.gen);
-      const look = ahead
-        ? await this.#refresh(collection, ahead.lookup)
-        : await this.lookup(collection, dids);
-      const { unique, compact, existing, suppressed } = look;
-      const carried = ahead?.carried;
-      const id = unique.length > 0 ? await this.#idFor(collection) : "";
-      const prefix = rbcPrefix(id), suffix = "\x00" + id;
-      // A chained batch marshals far cheaper than an array of operation objects.
-      const batch = this.#db.batch();
-      let imported = 0, newCount = 0;
-      for (let i = 0; i < unique.length; i++) {
-        const value = existing[i];
-        const s = suppressed?.get(i);
-        if (s !== undefined) {
-          // A deleted account: counted as listed, never written back (see README, live indexing).
-          const counted = value === mark || s.ghost === mark || carried?.has(unique[i]) ||
-            parseTombstone(value)?.gen === mark;
-          if (s.tomb) {
-            if (!counted) {
-              imported++;
-              batch.put(GHOST + compact[i] + suffix, mark);
-            }
-            continue;
+      const done = await this.#pageTurn();
+      try {
+        return await this.#applyPage(collection, dids, next, prev, ahead);
+      } finally {
+        done();
+      }
+    });
+  }
+
+  async #applyPage(
+    collection: string,
+    dids: readonly string[],
+    next: Omit<Checkpoint, "imported" | "new" | "pages">,
+    prev: Checkpoint | undefined,
+    ahead?: { lookup: PageLookup; carried: ReadonlySet<string> },
+  ): Promise<PageResult> {
+    const mark = String(next.gen);
+    const look = ahead
+      ? await this.#refresh(collection, ahead.lookup)
+      : await this.#lookup(collection, dids);
+    const { unique, compact, existing, suppressed } = look;
+    const carried = ahead?.carried;
+    const id = unique.length > 0 ? await this.#idFor(collection) : "";
+    const prefix = rbcPrefix(id), suffix = "\x00" + id;
+    // A chained batch marshals far cheaper than an array of operation objects.
+    const batch = this.#db.batch();
+    let imported = 0, newCount = 0;
+    for (let i = 0; i < unique.length; i++) {
+      if (i % YIELD_EVERY === YIELD_EVERY - 1) await this.#yieldToListings();
+      const value = existing[i];
+      const s = suppressed?.get(i);
+      if (s !== undefined) {
+        // A deleted account: counted as listed, never written back (see README, live indexing).
+        const counted = value === mark || s.ghost === mark || carried?.has(unique[i]) ||
+          parseTombstone(value)?.gen === mark;
+        if (s.tomb) {
+          if (!counted) {
+            imported++;
+            batch.put(GHOST + compact[i] + suffix, mark);
           }
-          if (s.ghost === mark && value !== mark) {
-            // Counted before the account was deleted; it is active again, so the pair returns.
-            batch.put(prefix + compact[i], mark);
-            batch.del(GHOST + compact[i] + suffix);
-            continue;
-          }
-        }
-        if (value === mark || carried?.has(unique[i])) continue;
-        const tomb = parseTombstone(value);
-        if (tomb !== undefined && tomb.timeMs >= this.#gapMs) {
-          // Proven gone after anything this source can know: listed, not re-added.
-          if (tomb.gen === mark) continue;
-          imported++;
-          batch.put(prefix + compact[i], tombstoneValue({ ...tomb, gen: mark }));
           continue;
         }
-        imported++;
-        if (value === undefined || tomb !== undefined) newCount++;
-        batch.put(prefix + compact[i], mark);
+        if (s.ghost === mark && value !== mark) {
+          // Counted before the account was deleted; it is active again, so the pair returns.
+          batch.put(prefix + compact[i], mark);
+          batch.del(GHOST + compact[i] + suffix);
+          continue;
+        }
       }
-      const sameGen = prev !== undefined && prev.gen === next.gen;
-      const checkpoint: Checkpoint = {
-        ...next,
-        imported: (sameGen ? prev.imported : 0) + imported,
-        new: (sameGen ? prev.new : 0) + newCount,
-        pages: (sameGen ? prev.pages : 0) + 1,
-      };
-      batch.put(CKPT + collection, JSON.stringify(checkpoint));
-      await batch.write();
-      return { imported, new: newCount, checkpoint };
-    });
+      if (value === mark || carried?.has(unique[i])) continue;
+      const tomb = parseTombstone(value);
+      if (tomb !== undefined && tomb.timeMs >= this.#gapMs) {
+        // Proven gone after anything this source can know: listed, not re-added.
+        if (tomb.gen === mark) continue;
+        imported++;
+        batch.put(prefix + compact[i], tombstoneValue({ ...tomb, gen: mark }));
+        continue;
+      }
+      imported++;
+      if (value === undefined || tomb !== undefined) newCount++;
+      batch.put(prefix + compact[i], mark);
+    }
+    const sameGen = prev !== undefined && prev.gen === next.gen;
+    const checkpoint: Checkpoint = {
+      ...next,
+      imported: (sameGen ? prev.imported : 0) + imported,
+      new: (sameGen ? prev.new : 0) + newCount,
+      pages: (sameGen ? prev.pages : 0) + 1,
+    };
+    batch.put(CKPT + collection, JSON.stringify(checkpoint));
+    await batch.write();
+    return { imported, new: newCount, checkpoint };
   }
 
   /** Reads a collection's checkpoint, if it has one. */
@@ -613,8 +651,53 @@ export class IndexStore {
     return result;
   }
 
+  /**
+   * A backfill page's turn at the index; call what it returns when the read or write is done.
+   * Listings (the XRPC endpoint's reads) go first: pages wait while one is in flight, and for a
+   * while after one they go one at a time, so that a full-speed backfill, which would otherwise
+   * keep both cores and the event loop busy, slows down instead of the reads.
+   */
+  async #pageTurn(): Promise<() => void> {
+    for (;;) {
+      if (this.#listings > 0) {
+        await (this.#listingsDone ??= Promise.withResolvers<void>()).promise;
+        continue;
+      }
+      if (!this.#listed() || this.#pageOps === 0) break;
+      await new Promise<void>((resolve) => this.#pageWaiters.push(resolve));
+    }
+    this.#pageOps++;
+    return () => {
+      this.#pageOps--;
+      this.#pageWaiters.shift()?.();
+    };
+  }
+
+  /** True for a while after a listing (see #pageTurn). */
+  #listed(): boolean {
+    return this.#listings > 0 || performance.now() - this.#lastListing < LISTINGS_RECENT_MS;
+  }
+
+  /** Between slices of a page's work while listings are served: a listing waiting to run goes first. */
+  async #yieldToListings(): Promise<void> {
+    if (this.#listed()) await sleep(0);
+  }
+
   /** Lists a collection's DIDs in key order, strictly after `after`, at most `limit`. */
   async listDids(collection: string, limit: number, after?: string): Promise<DidPage> {
+    this.#listings++;
+    try {
+      return await this.#listDids(collection, limit, after);
+    } finally {
+      this.#lastListing = performance.now();
+      if (--this.#listings === 0) {
+        this.#listingsDone?.resolve();
+        this.#listingsDone = undefined;
+      }
+    }
+  }
+
+  async #listDids(collection: string, limit: number, after?: string): Promise<DidPage> {
     const id = this.#ids.get(collection);
     if (id === undefined) return { dids: [], last: undefined };
     const prefix = rbcPrefix(id);
@@ -643,7 +726,8 @@ export class IndexStore {
         }
       }
     } finally {
-      await it.close();
+      // Not awaited: the page is complete, and the wait would be one more turn on a busy event loop.
+      it.close().catch(() => {});
     }
     return { dids, last: more ? dids[dids.length - 1] : undefined };
   }
