@@ -247,10 +247,10 @@ function sameList(a: readonly string[], b: readonly string[]): boolean {
 }
 
 /** The `--v8-flags` value of deno.json's `backfill` task, so the bench runs what users run. */
-export function shippedV8Flags(denoJson: string): string {
-  const task: unknown = JSON.parse(denoJson)?.tasks?.backfill;
+export function shippedV8Flags(denoJson: string, name: "backfill" | "start" = "backfill"): string {
+  const task: unknown = JSON.parse(denoJson)?.tasks?.[name];
   const m = typeof task === "string" ? task.match(/--v8-flags=(\S+)/) : null;
-  if (!m) throw new Error(`deno.json: the backfill task has no --v8-flags (task: ${task})`);
+  if (!m) throw new Error(`deno.json: the ${name} task has no --v8-flags (task: ${task})`);
   return m[1];
 }
 

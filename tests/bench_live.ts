@@ -251,7 +251,10 @@ export async function throughput(backlog: number, log: (l: string) => void): Pro
             "run",
             "-A",
             `--v8-flags=${
-              shippedV8Flags(Deno.readTextFileSync(new URL("../deno.json", import.meta.url)))
+              shippedV8Flags(
+                Deno.readTextFileSync(new URL("../deno.json", import.meta.url)),
+                "start",
+              )
             }`,
             new URL("./bench_live_child.ts", import.meta.url).pathname,
             url,

@@ -479,6 +479,8 @@ export class IndexStore {
     const setPair = (c: string, id: string, present: boolean, proof?: Tombstone) => {
       const key = rbcPrefix(id) + c;
       pairs.set(key, { present, collection: this.#names.get(id)!, did: c, id, proof });
+      // Only an account deletion later in the batch asks which keys a DID has.
+      if (held.size === 0) return;
       let keys = byDid.get(c);
       if (!keys) byDid.set(c, keys = new Set());
       keys.add(key);
