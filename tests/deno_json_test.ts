@@ -16,3 +16,33 @@ Deno.test("deno.json: every npm package with install scripts is denied them expl
   const denied: string[] = config.allowScripts?.deny ?? [];
   assertEquals(withScripts.filter((p) => !denied.includes(p)), [], "not denied explicitly");
 });
+
+Deno.test("deno.json: the tasks that run without read access start with only the permissions they are given", async (t) => {
+  const config = JSON.parse(await Deno.readTextFile(new URL("deno.json", ROOT)));
+  // `status` runs from a laptop (and as the catch-up trigger), so it must never load the index's
+  // native module, which reads files it is not allowed to.
+  const runs: { task: string; args: string[]; env?: Record<string, string>; want: RegExp }[] = [
+    {
+      task: "status",
+      args: [],
+      env: { RELAY_URL: "http://127.0.0.1:1" },
+      want: /cannot reach backfill server at http:\/\/127\.0\.0\.1:1/,
+    },
+    { task: "sim-relay", args: ["--help"], want: /^usage: sim-relay/ },
+  ];
+  for (const { task, args, env, want } of runs) {
+    await t.step(task, async () => {
+      assert(!/ -A | --allow-all | --allow-read/.test(config.tasks[task]), config.tasks[task]);
+      const out = await new Deno.Command(Deno.execPath(), {
+        args: ["task", "-q", task, ...args],
+        cwd: ROOT,
+        env,
+        stdout: "piped",
+        stderr: "piped",
+      }).output();
+      const text = new TextDecoder().decode(out.stdout) + new TextDecoder().decode(out.stderr);
+      assert(!/NotCapable|Requires \w+ access/.test(text), `${task}: ${text.slice(0, 400)}`);
+      assert(want.test(text), `${task} ${args.join(" ")} printed: ${text.slice(0, 400)}`);
+    });
+  }
+});

@@ -2,7 +2,8 @@
 import { type FlagSpec, InputError, parseCommandLine } from "../util/mod.ts";
 import { MAX_PAGE_LIMIT, parseSource, type Source, sourceAllowed } from "../source/mod.ts";
 import type { LogLevel } from "../util/mod.ts";
-import { parseStreamUrl, type StreamEndpoint } from "../stream/mod.ts";
+// The URL parser alone: the stage's entry would load the index's native module into `status`.
+import { parseStreamUrl, type StreamEndpoint } from "../stream/url.ts";
 
 /** Everything the service reads from its environment, validated and typed. */
 export interface Config {
