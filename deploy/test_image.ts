@@ -1428,8 +1428,9 @@ async function deploymentScenario(ctx: Ctx) {
     expect(waited, `still running ${s3.grace} s after SIGTERM (killed, as the kubelet would)`);
     const code = Number(waited.stdout.trim());
     expect(code === 0, `exit ${code}: ${lastLines(log, 2)}`);
-    expect(!/"listening"/.test(log), "it started serving after the signal");
-    return `exit 0 in ${seconds.toFixed(1)} s, never listened`;
+    // It listens from the start (for its probes); "ready" would mean startup went on after the signal.
+    expect(!/"ready"/.test(log), "it finished starting after the signal");
+    return `exit 0 in ${seconds.toFixed(1)} s, never ready`;
   });
 
   await check("batch.catchup", async () => {
@@ -1531,10 +1532,11 @@ async function offlineScenario(ctx: Ctx) {
   const ok = await check("offline.start", async () => {
     const t0 = performance.now();
     await start(spec, ctx.img.image);
-    await waitFor("the offline server to listen", 180_000, async () => {
+    // It listens at once (for its probes), and is ready once Postgres is up and migrated.
+    await waitFor("the offline server to be ready", 180_000, async () => {
       const st = await inspectState(spec.name);
       fatalUnless(st.running, `exited ${st.exitCode}: ${lastLines(await logs(spec.name), 3)}`);
-      return /"listening"/.test(await logs(spec.name)) ? true : undefined;
+      return /"ready"/.test(await logs(spec.name)) ? true : undefined;
     });
     const seconds = (performance.now() - t0) / 1000;
     const log = await logs(spec.name);
@@ -1551,7 +1553,7 @@ async function offlineScenario(ctx: Ctx) {
     expect(/healthz 200/.test(ready.stdout) && /readyz 200/.test(ready.stdout), ready.stdout);
     const st = await Deno.readTextFile(`/proc/${await denoPid(spec.name)}/status`);
     const kb = (k: string) => Number(new RegExp(`^${k}:\\s+(\\d+)`, "m").exec(st)?.[1] ?? 0);
-    return `listening after ${seconds.toFixed(1)} s; migrations applied; healthz and readyz 200 ` +
+    return `ready after ${seconds.toFixed(1)} s; migrations applied; healthz and readyz 200 ` +
       `from inside; RSS ${(kb("VmRSS") / 1024).toFixed(0)} MiB (anonymous ${
         (kb("RssAnon") / 1024).toFixed(0)
       }, file ${(kb("RssFile") / 1024).toFixed(0)})`;

@@ -78,6 +78,11 @@ Deno.test("server: a deleted index is detected at startup, logged, shown in stat
       onListen: () => ready++,
     });
     await until(() => ready > 0, { timeoutMs: 10_000, what: "the server to listen" });
+    // It listens during startup; "ready" says the whole service answers.
+    await until(() => lines.some((l) => JSON.parse(l).msg === "ready"), {
+      timeoutMs: 10_000,
+      what: 'the "ready" log line',
+    });
     // 15 pages at 20 ms each at the least: the re-import is still going.
     const early = await fetch(`${base}/readyz`);
     const body = await early.json();

@@ -87,6 +87,8 @@ export async function serve(opts: ServeOptions): Promise<void> {
       },
     });
     handler = app.fetch;
+    // "listening" came at bind time, during startup; this says the whole service now answers.
+    log.info("ready", { live: config.liveStream?.url ?? null });
     // Listen first: a signal during the boot-time resume must stop that run too.
     opts.signal.addEventListener("abort", () => {
       log.info("shutting down");
