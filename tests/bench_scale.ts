@@ -854,7 +854,8 @@ async function run(flags: ScaleFlags): Promise<Summary> {
       });
       try {
         const probes = new Promise<Probe[]>((resolve, reject) => {
-          prober.onmessage = (e: MessageEvent<Probe[]>) => resolve(e.data);
+          prober.onmessage = (e: MessageEvent<{ ms: number; repos: number }[]>) =>
+            resolve(e.data.map((p) => ({ ms: p.ms, full: p.repos === XRPC_LIMIT })));
           prober.onerror = (e) => {
             e.preventDefault();
             reject(new HarnessError(`XRPC prober: ${e.message}`));

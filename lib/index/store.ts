@@ -229,13 +229,8 @@ export class IndexStore {
   }
 
   /** Reads which of a page's DIDs the index already holds in a collection: the read half of applyPage. */
-  async lookup(collection: string, dids: readonly string[]): Promise<PageLookup> {
-    const done = await this.#pageTurn();
-    try {
-      return await this.#lookup(collection, dids);
-    } finally {
-      done();
-    }
+  lookup(collection: string, dids: readonly string[]): Promise<PageLookup> {
+    return this.#pageTurn(() => this.#lookup(collection, dids));
   }
 
   async #lookup(collection: string, dids: readonly string[]): Promise<PageLookup> {
@@ -328,14 +323,10 @@ export class IndexStore {
     prev: Checkpoint | undefined,
     ahead?: { lookup: PageLookup; carried: ReadonlySet<string> },
   ): Promise<PageResult> {
-    return this.#serial([collection], async () => {
-      const done = await this.#pageTurn();
-      try {
-        return await this.#applyPage(collection, dids, next, prev, ahead);
-      } finally {
-        done();
-      }
-    });
+    return this.#serial(
+      [collection],
+      () => this.#pageTurn(() => this.#applyPage(collection, dids, next, prev, ahead)),
+    );
   }
 
   async #applyPage(
@@ -654,12 +645,11 @@ export class IndexStore {
   }
 
   /**
-   * A backfill page's turn at the index; call what it returns when the read or write is done.
-   * Listings (the XRPC endpoint's reads) go first: pages wait while one is in flight, and for a
+   * Runs a backfill page's read or write in its turn at the index. Listings (the XRPC endpoint's reads) go first: pages wait while one is in flight, and for a
    * while after one they go one at a time, so that a full-speed backfill, which would otherwise
    * keep both cores and the event loop busy, slows down instead of the reads.
    */
-  async #pageTurn(): Promise<() => void> {
+  async #pageTurn<T>(fn: () => Promise<T>): Promise<T> {
     for (;;) {
       if (this.#listings > 0) {
         await (this.#listingsDone ??= Promise.withResolvers<void>()).promise;
@@ -669,10 +659,12 @@ export class IndexStore {
       await new Promise<void>((resolve) => this.#pageWaiters.push(resolve));
     }
     this.#pageOps++;
-    return () => {
+    try {
+      return await fn();
+    } finally {
       this.#pageOps--;
       this.#pageWaiters.shift()?.();
-    };
+    }
   }
 
   /** True for a while after a listing (see #pageTurn). */

@@ -88,8 +88,6 @@ export type CommitProof =
 /** The CID of the empty MST node: what a repo with no records has as its `data`. */
 export const EMPTY_TREE_CID: Promise<string> = MSTNode.empty().cid().then((c) => c.$link);
 
-const NO_PREV_DATA = "commit has no prevData (pre-v1.1)";
-
 class Unproven extends Error {
   constructor(readonly reason: ProofReason, message: string) {
     super(message);
@@ -98,11 +96,6 @@ class Unproven extends Error {
 
 /** Checks a `#commit` against itself and says, per op, what it proves (see the module doc). */
 export async function proveCommit(input: ProofInput): Promise<CommitProof> {
-  // Without prevData nothing can be proven: answered without the cost of a throw, as a pre-v1.1
-  // stream sends none on every commit.
-  if (input.prevData === null || input.prevData === undefined) {
-    return { proven: false, reason: "no_prev_data", detail: NO_PREV_DATA };
-  }
   try {
     return await prove(input);
   } catch (err) {
@@ -186,7 +179,10 @@ function open(input: ProofInput): Opened {
 
 async function prove(input: ProofInput): Promise<CommitProof> {
   const prevData = linkOf(input.prevData);
-  if (prevData === null) throw new Unproven("no_prev_data", NO_PREV_DATA);
+  // Returned, not thrown: a pre-v1.1 stream sends no prevData on any commit, and a throw costs.
+  if (prevData === null) {
+    return { proven: false, reason: "no_prev_data", detail: "commit has no prevData (pre-v1.1)" };
+  }
   if (input.tooBig) throw new Unproven("too_big", "commit is marked tooBig");
   const ops = parseOps(input);
   const { ns, data } = open(input);
