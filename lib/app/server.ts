@@ -1,8 +1,8 @@
 /** Server mode: the HTTP app on a port, resuming an interrupted run on boot, until the signal aborts. */
 import type { Hono } from "hono";
 import type { Config } from "./config.ts";
-import { createApp } from "../http/mod.ts";
-import { BusyError, InputError, type Logger } from "../util/mod.ts";
+import { createApp, type HttpFront, startFront } from "../http/mod.ts";
+import type { Logger } from "../util/mod.ts";
 import { renderMetrics, type Runtime } from "./runtime.ts";
 import { parseSource } from "../source/mod.ts";
 import { startRetryLoop } from "../run/mod.ts";
@@ -35,7 +35,7 @@ export interface ServeOptions {
 export async function serve(opts: ServeOptions): Promise<void> {
   const { config, log } = opts;
   let handler: (req: Request) => Response | Promise<Response> = starting;
-  const server = bind(config, opts, (req) => handler(req));
+  const server = await bind(config, opts, (req) => handler(req));
   let rt: Runtime;
   try {
     rt = await opts.open();
@@ -87,6 +87,9 @@ export async function serve(opts: ServeOptions): Promise<void> {
       },
     });
     handler = app.fetch;
+    // Listings are answered on the front's thread from here on, beside whatever this one is doing.
+    // (A failure is logged by the front, and listings stay here.)
+    server.serveIndex(rt.index).catch(() => {});
     // "listening" came at bind time, during startup; this says the whole service now answers.
     log.info("ready", { live: config.liveStream?.url ?? null });
     // Listen first: a signal during the boot-time resume must stop that run too.
@@ -146,40 +149,27 @@ function watchCatchUp(
   signal.addEventListener("abort", () => clearInterval(timer), { once: true });
 }
 
-function bind(
+/** Binds the port through the HTTP front, which closes it when `signal` aborts. */
+async function bind(
   config: Config,
   opts: ServeOptions,
   handler: (req: Request) => Response | Promise<Response>,
-): Deno.HttpServer {
-  try {
-    return Deno.serve({
-      port: config.port,
-      hostname: config.host,
-      signal: opts.signal,
-      onListen: (addr) => {
-        opts.log.info("listening", {
-          host: addr.hostname,
-          port: addr.port,
-          admin: config.adminPassword ? "on" : "off",
-        });
-        opts.onListen?.(addr);
-      },
-    }, handler);
-  } catch (err) {
-    if (err instanceof Deno.errors.AddrInUse) {
-      throw new BusyError(
-        `port ${config.port} on ${config.host} is already in use by another process (PORT)`,
-        { cause: err },
-      );
-    }
-    throw new InputError(
-      `HOST ${JSON.stringify(config.host)} cannot be bound on port ${config.port}: ${
-        (err as Error).message
-      }`,
-      "HOST",
-      { cause: err },
-    );
-  }
+): Promise<HttpFront> {
+  const front = await startFront({
+    hostname: config.host,
+    port: config.port,
+    handler,
+    log: opts.log,
+  });
+  opts.log.info("listening", {
+    host: front.addr.hostname,
+    port: front.addr.port,
+    admin: config.adminPassword ? "on" : "off",
+  });
+  opts.onListen?.(front.addr);
+  if (opts.signal.aborted) front.shutdown();
+  else opts.signal.addEventListener("abort", () => front.shutdown(), { once: true });
+  return front;
 }
 
 /** Answers while startup waits for Postgres: alive, not ready. */

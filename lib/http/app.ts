@@ -1,5 +1,5 @@
 /** The HTTP surface: XRPC read, admin API, health, readiness and metrics, behind one error boundary. */
-import { Hono } from "hono";
+import { type ErrorHandler, type Handler, Hono, type MiddlewareHandler } from "hono";
 import { HTTPException } from "hono/http-exception";
 import { adminAuth } from "./admin_auth.ts";
 import type { Backfiller } from "../run/mod.ts";
@@ -11,7 +11,7 @@ import {
   InputError,
   SourceError,
 } from "../util/mod.ts";
-import type { IndexStore } from "../index/mod.ts";
+import type { DidPage, IndexStore } from "../index/mod.ts";
 import type { Logger } from "../util/mod.ts";
 import { isRunMode, type ProgressStore } from "../progress/mod.ts";
 import { parseSource, type Source } from "../source/mod.ts";
@@ -39,7 +39,8 @@ export interface AppOptions {
   readonly extend?: (app: Hono) => void;
 }
 
-const XRPC_LIST = "/xrpc/com.atproto.sync.listReposByCollection";
+/** The XRPC read this service serves. */
+export const XRPC_LIST = "/xrpc/com.atproto.sync.listReposByCollection";
 
 /** The longest URL the app answers. */
 export const MAX_URL_BYTES = 16 * 1024;
@@ -49,17 +50,7 @@ export function createApp(opts: AppOptions): Hono {
   const app = new Hono();
   const now = opts.now ?? Date.now;
 
-  // Longer URLs than this get a JSON 414 here; past ~64 KiB the HTTP layer refuses them itself.
-  app.use("*", async (c, next) => {
-    const bytes = new TextEncoder().encode(c.req.url).length;
-    if (bytes > MAX_URL_BYTES) {
-      return c.json({
-        error: "URITooLong",
-        message: `the URL is ${bytes} bytes; the limit is ${MAX_URL_BYTES}`,
-      }, 414);
-    }
-    await next();
-  });
+  app.use("*", urlLimit);
 
   app.get("/healthz", (c) => c.json({ status: "ok" }));
   app.get("/readyz", async (c) => {
@@ -82,39 +73,7 @@ export function createApp(opts: AppOptions): Hono {
     return c.text(await opts.metrics(), 200, { "content-type": "text/plain; version=0.0.4" });
   });
 
-  app.get(XRPC_LIST, async (c) => {
-    // Repeated parameters are refused, as on the admin routes: the first value must not win silently.
-    const all = c.req.queries();
-    const q: Record<string, string | undefined> = {};
-    for (const name of ["collection", "limit", "cursor"]) {
-      if (all[name]) q[name] = single(all[name], name);
-    }
-    const collection = q.collection;
-    if (collection === undefined) return xrpcError(c, "collection is required");
-    if (!isNsid(collection)) {
-      return xrpcError(c, `collection must be a valid NSID, got ${show(collection)}`);
-    }
-    let limit = 500;
-    if (q.limit !== undefined) {
-      if (!/^[0-9]{1,4}$/.test(q.limit) || Number(q.limit) < 1 || Number(q.limit) > 2000) {
-        return xrpcError(c, `limit must be an integer from 1 to 2000, got ${show(q.limit)}`);
-      }
-      limit = Number(q.limit);
-    }
-    let after: string | undefined;
-    if (q.cursor !== undefined && q.cursor !== "") {
-      after = decodeCursor(q.cursor);
-      if (after === undefined) {
-        return xrpcError(c, `cursor is not one this server issued: ${show(q.cursor)}`);
-      }
-    }
-    const page = await opts.index.listDids(collection, limit, after);
-    const body: { cursor?: string; repos: { did: string }[] } = {
-      repos: page.dids.map((did) => ({ did })),
-    };
-    if (page.last !== undefined) body.cursor = encodeCursor(page.last);
-    return c.json(body);
-  });
+  app.get(XRPC_LIST, listReposByCollection((c, l, a) => opts.index.listDids(c, l, a)));
 
   const admin = new Hono();
   admin.use("*", adminAuth(opts.adminPassword));
@@ -224,7 +183,65 @@ export function createApp(opts: AppOptions): Hono {
   app.notFound((c) =>
     c.json({ error: "NotFound", message: `no route for ${c.req.method} ${c.req.path}` }, 404)
   );
-  app.onError((err, c) => {
+  app.onError(errorBoundary(opts.log));
+  return app;
+}
+
+/** Longer URLs than MAX_URL_BYTES get a JSON 414; past ~64 KiB the HTTP layer refuses them itself. */
+export const urlLimit: MiddlewareHandler = async (c, next) => {
+  const bytes = new TextEncoder().encode(c.req.url).length;
+  if (bytes > MAX_URL_BYTES) {
+    return c.json({
+      error: "URITooLong",
+      message: `the URL is ${bytes} bytes; the limit is ${MAX_URL_BYTES}`,
+    }, 414);
+  }
+  await next();
+};
+
+/** Lists one page of a collection's DIDs: IndexStore.listDids, or IndexReader.listDids in the HTTP front. */
+export type ListDids = (collection: string, limit: number, after?: string) => Promise<DidPage>;
+
+/** The `com.atproto.sync.listReposByCollection` handler over `list`. */
+export function listReposByCollection(list: ListDids): Handler {
+  return async (c) => {
+    // Repeated parameters are refused, as on the admin routes: the first value must not win silently.
+    const all = c.req.queries();
+    const q: Record<string, string | undefined> = {};
+    for (const name of ["collection", "limit", "cursor"]) {
+      if (all[name]) q[name] = single(all[name], name);
+    }
+    const collection = q.collection;
+    if (collection === undefined) return xrpcError(c, "collection is required");
+    if (!isNsid(collection)) {
+      return xrpcError(c, `collection must be a valid NSID, got ${show(collection)}`);
+    }
+    let limit = 500;
+    if (q.limit !== undefined) {
+      if (!/^[0-9]{1,4}$/.test(q.limit) || Number(q.limit) < 1 || Number(q.limit) > 2000) {
+        return xrpcError(c, `limit must be an integer from 1 to 2000, got ${show(q.limit)}`);
+      }
+      limit = Number(q.limit);
+    }
+    let after: string | undefined;
+    if (q.cursor !== undefined && q.cursor !== "") {
+      after = decodeCursor(q.cursor);
+      if (after === undefined) {
+        return xrpcError(c, `cursor is not one this server issued: ${show(q.cursor)}`);
+      }
+    }
+    const page = await list(collection, limit, after);
+    const body: { cursor?: string; repos: { did: string }[] } = {
+      repos: page.dids.map((did) => ({ did })),
+    };
+    if (page.last !== undefined) body.cursor = encodeCursor(page.last);
+    return c.json(body);
+  };
+}
+
+/** The one error boundary: typed errors become their status and JSON body; anything else is logged and a 500. */
+export function errorBoundary(log: Logger): ErrorHandler {
+  return (err, c) => {
     if (err instanceof HTTPException) {
       return c.json({ error: errorName(err.status), message: err.message }, err.status);
     }
@@ -238,14 +255,13 @@ export function createApp(opts: AppOptions): Hono {
     if (err instanceof SourceError) {
       return c.json({ error: "BadGateway", message: err.message }, 502);
     }
-    opts.log.error("request failed", {
+    log.error("request failed", {
       method: c.req.method,
       path: c.req.path,
       error: err.message,
     });
     return c.json({ error: "InternalServerError", message: "internal error" }, 500);
-  });
-  return app;
+  };
 }
 
 function xrpcError(c: { json: (b: unknown, s: 400) => Response }, message: string): Response {

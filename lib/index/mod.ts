@@ -2,4 +2,6 @@
 export * from "./keys.ts";
 export * from "./migrate.ts";
 export * from "./store.ts";
+export * from "./listings.ts";
+export * from "./reader.ts";
 export * from "./live.ts";

@@ -8,7 +8,6 @@ import {
   DICT,
   encodeId,
   END,
-  expandDid,
   GAP_KEY,
   GHOST,
   ghostKey,
@@ -25,6 +24,13 @@ import {
   tombstoneValue,
   VERSION_KEY,
 } from "./keys.ts";
+import {
+  type DidPage,
+  listingRange,
+  listingReadBytes,
+  ListingSignal,
+  readPage,
+} from "./listings.ts";
 import {
   ChangeLog,
   DidFilter,
@@ -80,13 +86,6 @@ export interface PageLookup {
   readonly suppressed?: ReadonlyMap<number, { tomb: boolean; ghost?: string }>;
 }
 
-/** One page of a collection's DIDs as listed from the index. */
-export interface DidPage {
-  readonly dids: string[];
-  /** The last DID when more follow; pass it back as `after` for the next page. */
-  readonly last?: string;
-}
-
 /**
  * Table files of 8 MiB rather than LevelDB's 2 MiB: LevelDB maps at most 1000 table files and reads
  * the rest into the heap, index and Bloom filter blocks included, so with 2 MiB files the anonymous
@@ -115,15 +114,15 @@ const LISTINGS_RECENT_MS = 2_000;
 /** DIDs of a page written between chances for a listing to run (see #yieldToListings). */
 const YIELD_EVERY = 2_000;
 
+/** Index directories (real paths) an IndexStore holds open in this thread. */
+const OPEN_HERE = new Set<string>();
+
 /** The LevelDB-backed collection index. */
 export class IndexStore {
   readonly #db: ClassicLevel<string, string>;
   readonly #writing = new Map<string, Promise<unknown>>();
-  /** Listings in flight, and what backfill pages wait on while there are any (see #pageTurn). */
-  #listings = 0;
-  #listingsDone?: PromiseWithResolvers<void>;
-  /** When the last listing ended (performance.now() ms). */
-  #lastListing = -Infinity;
+  /** Listings in flight on any thread, which backfill pages let go first (see #pageTurn). */
+  readonly listings = new ListingSignal();
   /** Backfill page reads and writes in flight, and pages waiting for a turn. */
   #pageOps = 0;
   readonly #pageWaiters: (() => void)[] = [];
@@ -140,6 +139,7 @@ export class IndexStore {
   readonly #present: PresentCache;
   readonly #liveCounts: Map<string, LiveCounts>;
   readonly path: string;
+  readonly #real: string;
   /** Random, written when the index was created; progress records it to notice a lost index. */
   readonly identity: string;
   /** True when this open found an empty directory and created the index. */
@@ -148,12 +148,14 @@ export class IndexStore {
   private constructor(
     db: ClassicLevel<string, string>,
     path: string,
+    real: string,
     layout: { ids: Map<string, string>; identity: string; created: boolean },
     gapMs: number,
     live: { filter: DidFilter; counts: Map<string, LiveCounts>; cacheKeys: number },
   ) {
     this.#db = db;
     this.path = path;
+    this.#real = real;
     this.#ids = layout.ids;
     this.#gapMs = gapMs;
     this.#names = new Map([...layout.ids].map(([name, id]) => [id, name]));
@@ -175,6 +177,12 @@ export class IndexStore {
         { cause: err },
       );
     }
+    // LevelDB's lock keeps other processes out; the handle is shared with this process's readers
+    // (multithreading), so a second store here is refused by this set instead.
+    const real = await Deno.realPath(opts.path);
+    if (OPEN_HERE.has(real)) {
+      throw new StoreError(`index directory ${opts.path} is already open in this process`, "index");
+    }
     const db = new ClassicLevel<string, string>(opts.path, {
       keyEncoding: "utf8",
       valueEncoding: "utf8",
@@ -185,9 +193,12 @@ export class IndexStore {
       // DIDs are random base32: Snappy saves almost nothing on them and costs CPU in every compaction.
       compression: false,
     });
+    OPEN_HERE.add(real);
     try {
-      await db.open();
+      // Shared with the HTTP front's IndexReader, which lists from its own thread.
+      await db.open({ multithreading: true });
     } catch (err) {
+      OPEN_HERE.delete(real);
       const code = (err as { cause?: { code?: string } }).cause?.code;
       if (code === "LEVEL_LOCKED") {
         throw new StoreError(
@@ -207,12 +218,13 @@ export class IndexStore {
     try {
       const layout = await prepareLayout(db, opts.path, opts.log ?? silentLogger);
       const live = await loadLive(db);
-      return new IndexStore(db, opts.path, layout, Number(await db.get(GAP_KEY) ?? 0), {
+      return new IndexStore(db, opts.path, real, layout, Number(await db.get(GAP_KEY) ?? 0), {
         ...live,
         cacheKeys: opts.liveCacheKeys ?? 200_000,
       });
     } catch (err) {
       await db.close();
+      OPEN_HERE.delete(real);
       throw err;
     }
   }
@@ -651,8 +663,8 @@ export class IndexStore {
    */
   async #pageTurn<T>(fn: () => Promise<T>): Promise<T> {
     for (;;) {
-      if (this.#listings > 0) {
-        await (this.#listingsDone ??= Promise.withResolvers<void>()).promise;
+      if (this.listings.inFlight > 0) {
+        await this.listings.idle();
         continue;
       }
       if (!this.#listed() || this.#pageOps === 0) break;
@@ -669,7 +681,7 @@ export class IndexStore {
 
   /** True for a while after a listing (see #pageTurn). */
   #listed(): boolean {
-    return this.#listings > 0 || performance.now() - this.#lastListing < LISTINGS_RECENT_MS;
+    return this.listings.recent(LISTINGS_RECENT_MS);
   }
 
   /** Between slices of a page's work while listings are served: a listing waiting to run goes first. */
@@ -679,51 +691,19 @@ export class IndexStore {
 
   /** Lists a collection's DIDs in key order, strictly after `after`, at most `limit`. */
   async listDids(collection: string, limit: number, after?: string): Promise<DidPage> {
-    this.#listings++;
-    try {
-      return await this.#listDids(collection, limit, after);
-    } finally {
-      this.#lastListing = performance.now();
-      if (--this.#listings === 0) {
-        this.#listingsDone?.resolve();
-        this.#listingsDone = undefined;
-      }
-    }
-  }
-
-  async #listDids(collection: string, limit: number, after?: string): Promise<DidPage> {
     const id = this.#ids.get(collection);
     if (id === undefined) return { dids: [], last: undefined };
     const prefix = rbcPrefix(id);
-    const dids: string[] = [];
-    let more = false;
-    const it = this.#db.iterator({
-      gt: after === undefined ? prefix : prefix + compactDid(after),
-      lt: prefix + END,
-      // LevelDB hands back at most this many bytes a read (16 KiB, ~550 pairs, by default).
-      highWaterMarkBytes: (limit + 16) * 64,
-    });
+    const { from, to } = listingRange(prefix, after);
+    this.listings.begin();
+    const it = this.#db.iterator({ gt: from, lt: to, highWaterMarkBytes: listingReadBytes(limit) });
     try {
-      // A page in one or two reads: each read waits its turn on the event loop, which a backfill
-      // keeps busy, so an entry-by-entry walk would wait that turn hundreds of times.
-      read: for (;;) {
-        // Tombstones sit among the pairs; they are skipped (rare, so a page reads few extra keys).
-        const entries = await it.nextv(limit + 1 - dids.length + 16);
-        if (entries.length === 0) break;
-        for (const [key, value] of entries) {
-          if (parseTombstone(value) !== undefined) continue;
-          if (dids.length === limit) {
-            more = true;
-            break read;
-          }
-          dids.push(expandDid(key.slice(prefix.length)));
-        }
-      }
+      return await readPage(it, prefix, limit, after);
     } finally {
+      this.listings.end();
       // Not awaited: the page is complete, and the wait would be one more turn on a busy event loop.
       it.close().catch(() => {});
     }
-    return { dids, last: more ? dids[dids.length - 1] : undefined };
   }
 
   /** True when the index holds `did` under `collection`. */
@@ -841,6 +821,7 @@ export class IndexStore {
   /** Closes the database; safe to call twice. */
   async close(): Promise<void> {
     if (this.#db.status === "open" || this.#db.status === "opening") await this.#db.close();
+    OPEN_HERE.delete(this.#real);
   }
 }
 
