@@ -65,7 +65,8 @@ Deno.test("IndexReader: a listing reads a snapshot no older than maxAgeMs, renew
   const reader = await IndexReader.open({
     path: fx.dir,
     refreshMs: 500,
-    maxAgeMs: 2_000,
+    // Long in real time too: a snapshot no listing uses for maxAgeMs is released (tested below).
+    maxAgeMs: 60_000,
     now: clock.now,
   });
   try {
@@ -84,9 +85,29 @@ Deno.test("IndexReader: a listing reads a snapshot no older than maxAgeMs, renew
       timeoutMs: 5_000,
     });
     await index.applyPage("a.b.c", [did(3)], next(1, "3"), undefined);
-    clock.advance(2_001);
+    clock.advance(60_001);
     // Past maxAgeMs: renewed before the listing reads.
     assertEquals(await list(), [did(1), did(2), did(3)]);
+  } finally {
+    await reader.close();
+  }
+});
+
+Deno.test("IndexReader: a snapshot no listing used for maxAgeMs is released", async () => {
+  await using fx = await testIndex();
+  const { index } = fx;
+  const clock = fakeClock();
+  await index.applyPage("a.b.c", [did(1)], next(1, "1"), undefined);
+  // The fake clock never moves: only the release, on a real timer, lets a listing see the write.
+  const reader = await IndexReader.open({ path: fx.dir, maxAgeMs: 50, now: clock.now });
+  try {
+    assertEquals((await reader.listDids("a.b.c", 10)).dids, [did(1)]);
+    await index.applyPage("a.b.c", [did(2)], next(1, "2"), undefined);
+    await until(async () => (await reader.listDids("a.b.c", 10)).dids.length === 2, {
+      what: "a listing after the idle snapshot was released",
+      everyMs: 200,
+      timeoutMs: 10_000,
+    });
   } finally {
     await reader.close();
   }

@@ -45,6 +45,7 @@ export class IndexReader {
   /** Listings share one iterator, so they take turns on it. */
   #turn: Promise<unknown> = Promise.resolve();
   #renewal?: ReturnType<typeof setTimeout>;
+  #drop?: ReturnType<typeof setTimeout>;
   #closed = false;
 
   private constructor(db: ClassicLevel<string, string>, opts: IndexReaderOptions) {
@@ -88,6 +89,7 @@ export class IndexReader {
     } finally {
       this.#signal.end();
       this.#renewSoon();
+      this.#dropWhenIdle();
     }
   }
 
@@ -95,6 +97,7 @@ export class IndexReader {
   async close(): Promise<void> {
     this.#closed = true;
     clearTimeout(this.#renewal);
+    clearTimeout(this.#drop);
     await this.#turn;
     await this.#snap?.it.close().catch(() => {});
     this.#snap = undefined;
@@ -129,9 +132,27 @@ export class IndexReader {
     this.#renewal = setTimeout(() => {
       this.#inTurn(() => {
         this.#renewal = undefined;
-        if (!this.#closed && this.#now() - this.#snap!.born > this.#refreshMs) this.#renew();
+        const snap = this.#snap;
+        if (!this.#closed && snap !== undefined && this.#now() - snap.born > this.#refreshMs) {
+          this.#renew();
+        }
       });
     }, 0);
+  }
+
+  /**
+   * A snapshot pins the files and memtables it reads: LevelDB deletes nothing a compaction replaced
+   * while it lives. One no listing has used for maxAgeMs would be renewed before the next anyway.
+   */
+  #dropWhenIdle(): void {
+    clearTimeout(this.#drop);
+    this.#drop = setTimeout(() => {
+      this.#inTurn(() => {
+        const old = this.#snap;
+        this.#snap = undefined;
+        old?.it.close().catch(() => {});
+      });
+    }, this.#maxAgeMs);
   }
 
   /** Called between listings only: the old iterator is in no one's hands. */
