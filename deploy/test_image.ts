@@ -1542,6 +1542,8 @@ async function offlineScenario(ctx: Ctx) {
     const log = await logs(spec.name);
     expect(/"using embedded Postgres"/.test(log), "not on the embedded Postgres");
     expect(/"migrations applied"/.test(log), "no migrations in the log");
+    // Offline and --cached-only: the front's worker (not in main.ts's static graph) loaded and lists.
+    expect(/"listings are served on the HTTP front's thread"/.test(log), "the front does not list");
     const ready = await mustDocker([
       "exec",
       spec.name,

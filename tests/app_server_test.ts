@@ -83,6 +83,11 @@ Deno.test("server: a deleted index is detected at startup, logged, shown in stat
       timeoutMs: 10_000,
       what: 'the "ready" log line',
     });
+    // By then the HTTP front lists from the index on its own thread.
+    assert(
+      lines.some((l) => JSON.parse(l).msg === "listings are served on the HTTP front's thread"),
+      lines.join("\n"),
+    );
     // 15 pages at 20 ms each at the least: the re-import is still going.
     const early = await fetch(`${base}/readyz`);
     const body = await early.json();

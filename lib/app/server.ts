@@ -89,7 +89,7 @@ export async function serve(opts: ServeOptions): Promise<void> {
     handler = app.fetch;
     // Listings are answered on the front's thread from here on, beside whatever this one is doing.
     // (A failure is logged by the front, and listings stay here.)
-    server.serveIndex(rt.index).catch(() => {});
+    await server.serveIndex(rt.index).catch(() => {});
     // "listening" came at bind time, during startup; this says the whole service now answers.
     log.info("ready", { live: config.liveStream?.url ?? null });
     // Listen first: a signal during the boot-time resume must stop that run too.

@@ -117,6 +117,7 @@ scope.onmessage = (e) => {
       opening = IndexReader.open({ path: m.path, listings: m.listings }).then(
         (r) => {
           reader = r;
+          log.info("listings are served on the HTTP front's thread");
           send({ type: "indexed" });
         },
         (err) => {
