@@ -146,26 +146,24 @@ export class IndexReader {
    */
   #dropWhenIdle(): void {
     clearTimeout(this.#drop);
-    this.#drop = setTimeout(() => {
-      this.#inTurn(() => {
-        const old = this.#snap;
-        this.#snap = undefined;
-        old?.it.close().catch(() => {});
-      });
-    }, this.#maxAgeMs);
+    this.#drop = setTimeout(() => this.#inTurn(() => this.#replace(undefined)), this.#maxAgeMs);
   }
 
-  /** Called between listings only: the old iterator is in no one's hands. */
   #renew(): void {
-    const old = this.#snap;
     const born = this.#now();
     // Creating an iterator takes the database lock: this is the call that may wait.
     const it = this.#db.iterator({
       gte: rbcPrefix(""),
       lt: rbcPrefix(END),
+      // Sized for the largest page the XRPC endpoint asks for (2000 DIDs).
       highWaterMarkBytes: listingReadBytes(2_000),
     });
-    this.#snap = { it, born };
-    old?.it.close().catch(() => {});
+    this.#replace({ it, born });
+  }
+
+  /** Called between listings only: the old iterator is in no one's hands. */
+  #replace(next: Snapshot | undefined): void {
+    this.#snap?.it.close().catch(() => {});
+    this.#snap = next;
   }
 }

@@ -657,9 +657,10 @@ export class IndexStore {
   }
 
   /**
-   * Runs a backfill page's read or write in its turn at the index. Listings (the XRPC endpoint's reads) go first: pages wait while one is in flight, and for a
-   * while after one they go one at a time, so that a full-speed backfill, which would otherwise
-   * keep both cores and the event loop busy, slows down instead of the reads.
+   * Runs a backfill page's read or write in its turn at the index. Listings, on any thread, go
+   * first: pages wait while one is in flight, and for a while after one they go one at a time, so
+   * that a full-speed backfill, which would otherwise keep both cores busy, slows down instead of
+   * the reads.
    */
   async #pageTurn<T>(fn: () => Promise<T>): Promise<T> {
     for (;;) {
