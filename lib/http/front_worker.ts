@@ -1,8 +1,8 @@
 /** The HTTP front's thread (see front.ts): the port, listings from its own IndexReader, the rest forwarded. */
 import { Hono } from "hono";
-import { IndexReader } from "../index/mod.ts";
+import { IndexReader } from "../index/reader.ts";
 import { errorMessage, type Logger, type LogLevel } from "../util/mod.ts";
-import { errorBoundary, listReposByCollection, urlLimit, XRPC_LIST } from "./app.ts";
+import { errorBoundary, listReposByCollection, urlLimit, XRPC_LIST } from "./xrpc.ts";
 import type { FrontMessage, MainMessage } from "./front.ts";
 
 /** This worker's scope, typed here so that the file checks with the rest of lib/. */

@@ -4,4 +4,5 @@ export * from "./app.ts";
 export * from "./front.ts";
 export * from "./metrics.ts";
 export * from "./status_page.ts";
+export * from "./xrpc.ts";
 export * from "./xrpc_cursor.ts";
