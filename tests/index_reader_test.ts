@@ -1,6 +1,6 @@
 /** Tests for lib/index/reader.ts and lib/index/listings.ts: listings from a snapshot, on a real LevelDB. */
 import { assert, assertEquals, assertRejects } from "./_assert.ts";
-import { IndexReader } from "../lib/index/reader.ts";
+import { COLLECT_AFTER, IndexReader } from "../lib/index/reader.ts";
 import { ListingSignal } from "../lib/index/listings.ts";
 import { StoreError } from "../lib/util/errors.ts";
 import { testIndex, until } from "./_helpers.ts";
@@ -88,6 +88,35 @@ Deno.test("IndexReader: a listing reads a snapshot no older than maxAgeMs, renew
     clock.advance(60_001);
     // Past maxAgeMs: renewed before the listing reads.
     assertEquals(await list(), [did(1), did(2), did(3)]);
+  } finally {
+    await reader.close();
+  }
+});
+
+Deno.test("IndexReader: collects garbage after every COLLECT_AFTER snapshots it closes", async () => {
+  await using fx = await testIndex();
+  const { index } = fx;
+  const clock = fakeClock();
+  await index.applyPage("a.b.c", [did(1)], next(1, "1"), undefined);
+  let collected = 0;
+  const reader = await IndexReader.open({
+    path: fx.dir,
+    maxAgeMs: 60_000,
+    now: clock.now,
+    collect: () => collected++,
+  });
+  try {
+    // Each listing past maxAgeMs takes a new snapshot and closes the one before: 2×COLLECT_AFTER closes.
+    for (let i = 0; i <= 2 * COLLECT_AFTER; i++) {
+      assertEquals((await reader.listDids("a.b.c", 10)).dids, [did(1)]);
+      clock.advance(60_001);
+    }
+    await until(() => collected === 2, {
+      what: `two collections after ${2 * COLLECT_AFTER} closed snapshots`,
+      timeoutMs: 5_000,
+    });
+    assertEquals((await reader.listDids("a.b.c", 10)).dids, [did(1)]);
+    assertEquals(collected, 2, "one more closed snapshot is not another COLLECT_AFTER");
   } finally {
     await reader.close();
   }

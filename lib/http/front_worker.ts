@@ -11,6 +11,8 @@ const scope = globalThis as unknown as {
   postMessage(message: FrontMessage): void;
 };
 const send = (m: FrontMessage) => scope.postMessage(m);
+/** V8's collector, when the process runs with --expose-gc (see IndexReaderOptions.collect). */
+const gc = (globalThis as { gc?: () => void }).gc;
 
 const emit = (level: LogLevel) => (msg: string, fields?: Record<string, unknown>) =>
   send({ type: "log", level, msg, fields });
@@ -114,10 +116,16 @@ scope.onmessage = (e) => {
       listen(m.hostname, m.port);
       break;
     case "index":
-      opening = IndexReader.open({ path: m.path, listings: m.listings }).then(
+      opening = IndexReader.open({ path: m.path, listings: m.listings, collect: gc }).then(
         (r) => {
           reader = r;
           log.info("listings are served on the HTTP front's thread");
+          if (gc === undefined) {
+            log.warn(
+              "V8's gc is not exposed (--v8-flags=--expose-gc, as deno task start sets it): the " +
+                "memory of listings' closed snapshots is freed only when this thread collects garbage",
+            );
+          }
           send({ type: "indexed" });
         },
         (err) => {
