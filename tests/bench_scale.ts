@@ -861,6 +861,9 @@ async function run(flags: ScaleFlags): Promise<Summary> {
             reject(new HarnessError(`XRPC prober: ${e.message}`));
           };
         });
+        // Awaited below; a prober error before then (a service stopped by Ctrl-C) must not end this
+        // process as an unhandled rejection before the cleanup.
+        probes.catch(() => {});
         prober.postMessage({ urls });
         while (!done) await sleep(20);
         prober.postMessage({ stop: true });
