@@ -1544,6 +1544,8 @@ async function offlineScenario(ctx: Ctx) {
     expect(/"migrations applied"/.test(log), "no migrations in the log");
     // Offline and --cached-only: the front's worker (not in main.ts's static graph) loaded and lists.
     expect(/"listings are served on the HTTP front's thread"/.test(log), "the front does not list");
+    // The image's V8 flags expose gc, which the front needs (see IndexReaderOptions.collect).
+    expect(!/V8's gc is not exposed/.test(log), "the front runs without --expose-gc");
     const ready = await mustDocker([
       "exec",
       spec.name,

@@ -88,6 +88,12 @@ Deno.test("server: a deleted index is detected at startup, logged, shown in stat
       lines.some((l) => JSON.parse(l).msg === "listings are served on the HTTP front's thread"),
       lines.join("\n"),
     );
+    // `deno task test` runs without --expose-gc, which the front says (deno task start sets it).
+    assertEquals(
+      lines.some((l) => JSON.parse(l).msg.startsWith("V8's gc is not exposed")),
+      typeof (globalThis as { gc?: unknown }).gc !== "function",
+      lines.join("\n"),
+    );
     // 15 pages at 20 ms each at the least: the re-import is still going.
     const early = await fetch(`${base}/readyz`);
     const body = await early.json();
