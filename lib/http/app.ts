@@ -3,14 +3,19 @@ import { Hono } from "hono";
 import { HTTPException } from "hono/http-exception";
 import { adminAuth } from "./admin_auth.ts";
 import type { Backfiller } from "../run/mod.ts";
-import { BusyError, CONFIRM_SOURCE_SWITCH, deadline, InputError } from "../util/mod.ts";
+import {
+  BusyError,
+  CONFIRM_SOURCE_SWITCH,
+  deadline,
+  InputError,
+  isNsid,
+  type Logger,
+} from "../util/mod.ts";
 import type { IndexStore } from "../index/mod.ts";
-import type { Logger } from "../util/mod.ts";
 import { isRunMode, type ProgressStore } from "../progress/mod.ts";
 import { parseSource, type Source } from "../source/mod.ts";
 import { buildStatus } from "../status/mod.ts";
 import type { LiveStatus } from "../stream/mod.ts";
-import { isNsid } from "../util/mod.ts";
 import { errorBoundary, listReposByCollection, show, single, urlLimit, XRPC_LIST } from "./xrpc.ts";
 
 /** What the HTTP app needs. */
