@@ -109,6 +109,22 @@ export interface IndexStoreOptions {
   readonly liveCacheKeys?: number;
 }
 
+/** The LevelDB options the index opens with (tests/bench_lsm.ts opens its probe with them too). */
+export function levelOptions(
+  opts: Omit<IndexStoreOptions, "path" | "log" | "liveCacheKeys">,
+): ConstructorParameters<typeof ClassicLevel<string, string>>[1] {
+  return {
+    keyEncoding: "utf8",
+    valueEncoding: "utf8",
+    cacheSize: opts.cacheSize ?? 16 * 1024 * 1024,
+    writeBufferSize: opts.writeBufferSize ?? 8 * 1024 * 1024,
+    maxFileSize: opts.maxFileSize ?? DEFAULT_MAX_FILE_SIZE,
+    maxOpenFiles: opts.maxOpenFiles ?? 1000,
+    // DIDs are random base32: Snappy saves almost nothing on them and costs CPU in every compaction.
+    compression: false,
+  };
+}
+
 /** How long after a listing backfill pages keep going one at a time (see #pageTurn). */
 const LISTINGS_RECENT_MS = 2_000;
 /** DIDs of a page written between chances for a listing to run (see #yieldToListings). */
@@ -183,16 +199,7 @@ export class IndexStore {
     if (OPEN_HERE.has(real)) {
       throw new StoreError(`index directory ${opts.path} is already open in this process`, "index");
     }
-    const db = new ClassicLevel<string, string>(opts.path, {
-      keyEncoding: "utf8",
-      valueEncoding: "utf8",
-      cacheSize: opts.cacheSize ?? 16 * 1024 * 1024,
-      writeBufferSize: opts.writeBufferSize ?? 8 * 1024 * 1024,
-      maxFileSize: opts.maxFileSize ?? DEFAULT_MAX_FILE_SIZE,
-      maxOpenFiles: opts.maxOpenFiles ?? 1000,
-      // DIDs are random base32: Snappy saves almost nothing on them and costs CPU in every compaction.
-      compression: false,
-    });
+    const db = new ClassicLevel<string, string>(opts.path, levelOptions(opts));
     OPEN_HERE.add(real);
     try {
       // Shared with the HTTP front's IndexReader, which lists from its own thread.
