@@ -11,6 +11,7 @@ import { ClassicLevel } from "classic-level";
 import { parseCommandLine } from "../lib/util/args.ts";
 import { CKPT, compactDid, encodeId, rbcPrefix } from "../lib/index/keys.ts";
 import { levelOptions } from "../lib/index/store.ts";
+import { DidFilter } from "../lib/index/live.ts";
 import { formatDid } from "../lib/sim/world.ts";
 import { parsePairs } from "./bench_scale.ts";
 import { processCpuS } from "./bench_child.ts";
@@ -25,6 +26,11 @@ export interface LsmFlags {
   readonly blind: boolean;
   readonly blockSize?: number;
   readonly writeBuffer?: number;
+  /**
+   * MiB of a fixed Bloom filter per collection of the DIDs it has written: pages read from LevelDB
+   * only the DIDs it may hold (what an in-memory filter would save a first generation).
+   */
+  readonly filterMib?: number;
   readonly every: number;
 }
 
@@ -37,6 +43,8 @@ export interface LsmRow {
   readonly cpuUsPerPair: number;
   /** Table files at levels 0..4. */
   readonly levels: readonly number[];
+  /** Share of the stretch's pairs read from LevelDB before their write. */
+  readonly readShare: number;
 }
 
 const USAGE = `usage: deno task bench:lsm [flags]
@@ -45,6 +53,7 @@ const USAGE = `usage: deno task bench:lsm [flags]
   --blind            write without reading first
   --block-size N     LevelDB block size in bytes (LevelDB's 4096)
   --write-buffer N   LevelDB write buffer in bytes (the index's)
+  --filter-mib N     read only DIDs a fixed N MiB Bloom filter per collection may hold
   --every N          pairs per printed row (2M)`;
 
 /** Parses the flags; throws naming the flag and value at fault. */
@@ -55,6 +64,7 @@ export function parseLsmFlags(args: readonly string[]): LsmFlags | "help" {
     blind: { type: "boolean" },
     "block-size": { type: "string" },
     "write-buffer": { type: "string" },
+    "filter-mib": { type: "string" },
     every: { type: "string" },
     help: { type: "boolean", short: "h" },
   });
@@ -74,6 +84,7 @@ export function parseLsmFlags(args: readonly string[]): LsmFlags | "help" {
     blind: values.blind === true,
     blockSize: int("block-size", 1024, 4 * 1024 * 1024),
     writeBuffer: int("write-buffer", 1024 * 1024, 1024 * 1024 * 1024),
+    filterMib: int("filter-mib", 1, 1024),
     every: (values.every as string | undefined) === undefined
       ? 2_000_000
       : parsePairs(values.every as string),
@@ -92,7 +103,7 @@ export async function runLsm(
   });
   await db.open({ multithreading: true });
   const rows: LsmRow[] = [];
-  let written = 0, next = 0, mark = 0;
+  let written = 0, next = 0, mark = 0, read = 0;
   let t = performance.now(), cpu = processCpuS();
   // The sim's DIDs of accounts 0, 1, 2, …: random-looking, never repeated.
   const did = () => formatDid(next++, 1);
@@ -106,24 +117,31 @@ export async function runLsm(
       pairsPerS: (written - mark) / ((now - t) / 1000),
       cpuUsPerPair: (c - cpu) * 1e6 / (written - mark),
       levels,
+      readShare: read / (written - mark),
     };
     rows.push(r);
     onRow(r);
-    mark = written, t = now, cpu = c;
+    mark = written, t = now, cpu = c, read = 0;
   };
   const collection = async (n: number) => {
     const prefix = rbcPrefix(encodeId(n));
+    const filter = flags.filterMib === undefined
+      ? undefined
+      : new DidFilter({ fixedBits: flags.filterMib * 8 * 1024 * 1024 });
     while (next < flags.pairs) {
       const count = Math.min(PAGE, flags.pairs - next);
       const keys: string[] = [];
       for (let i = 0; i < count; i++) keys.push(prefix + compactDid(did()));
       keys.sort();
-      if (!flags.blind) await db.getMany(keys);
+      const ask = flags.blind ? [] : filter ? keys.filter((k) => filter.mayHave(k)) : keys;
+      if (ask.length > 0) await db.getMany(ask);
       const batch = db.batch();
       for (const k of keys) batch.put(k, "1");
       batch.put(CKPT + n, JSON.stringify({ cursor: String(next), imported: written }));
       await batch.write();
-      written += count;
+      for (const k of keys) filter?.add(k);
+      // Counted with the write, so a stretch's share covers the pages it wrote.
+      written += count, read += ask.length;
       if (written - mark >= flags.every || written === flags.pairs) row();
     }
   };
@@ -151,18 +169,20 @@ async function main(): Promise<void> {
   console.log(
     `bench:lsm: ${flags.pairs.toLocaleString("en-US")} pairs, ${flags.collections} collections, ${
       flags.blind ? "blind writes" : "read before write"
-    }, block ${flags.blockSize ?? 4096} B, write buffer ${
-      flags.writeBuffer ?? "the index's"
+    }, block ${flags.blockSize ?? 4096} B, write buffer ${flags.writeBuffer ?? "the index's"}${
+      flags.filterMib === undefined ? "" : `, a ${flags.filterMib} MiB filter per collection`
     }; ${dir}`,
   );
-  console.log("   pairs    pairs/s   CPU µs/pair   tables at L0/L1/L2/L3/L4");
+  console.log("   pairs    pairs/s   CPU µs/pair   read   tables at L0/L1/L2/L3/L4");
   const t0 = performance.now(), c0 = processCpuS();
   try {
     await runLsm(dir, flags, (r) =>
       console.log(
         `${(r.pairs / 1e6).toFixed(1).padStart(7)}M ${
           Math.round(r.pairsPerS).toLocaleString("en-US").padStart(10)
-        } ${r.cpuUsPerPair.toFixed(2).padStart(13)}   ${r.levels.join("/")}`,
+        } ${r.cpuUsPerPair.toFixed(2).padStart(13)} ${
+          (r.readShare * 100).toFixed(0).padStart(5)
+        }%   ${r.levels.join("/")}`,
       ));
     const s = (performance.now() - t0) / 1000;
     console.log(

@@ -16,6 +16,7 @@ Deno.test("parseLsmFlags", async (t) => {
       writeBuffer: 33554432,
     }],
     [["--every", "500k"], { every: 500_000 }],
+    [["--filter-mib", "6"], { filterMib: 6 }],
     [["-h"], "help"],
   ];
   for (const [args, want] of ok) {
@@ -32,6 +33,7 @@ Deno.test("parseLsmFlags", async (t) => {
     [["--block-size", "4k"], /--block-size must be an integer/],
     [["--write-buffer", "100"], /--write-buffer must be an integer from 1048576/],
     [["--every", "x"], /--pairs must be a count/],
+    [["--filter-mib", "0"], /--filter-mib must be an integer from 1 to 1024, got "0"/],
   ];
   for (const [args, re] of bad) {
     await t.step(`rejects ${args.join(" ")}`, () => assertThrows(() => parseLsmFlags(args), re));
@@ -47,6 +49,7 @@ Deno.test("runLsm writes every pair once and reports each stretch", async () => 
     assert(rows.length >= 2, `rows: ${rows.length}`);
     for (const r of rows) {
       assertEquals(r.levels.length, 5);
+      assertEquals(r.readShare, 1);
       assert(r.pairsPerS > 0 && r.cpuUsPerPair >= 0, JSON.stringify(r));
     }
     const db = new ClassicLevel<string, string>(dir);
@@ -54,6 +57,31 @@ Deno.test("runLsm writes every pair once and reports each stretch", async () => 
       const keys = await db.keys({ gt: "r", lt: "s" }).all();
       assertEquals(keys.length, 25_000);
       assertEquals(new Set(keys).size, 25_000);
+    } finally {
+      await db.close();
+    }
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("runLsm with a filter reads only the DIDs it may hold, and writes every pair once", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    const flags: LsmFlags = {
+      pairs: 30_000,
+      collections: 2,
+      blind: false,
+      every: 10_000,
+      filterMib: 1,
+    };
+    const rows = await runLsm(dir, flags);
+    assertEquals(rows.at(-1)?.pairs, 30_000);
+    // DIDs never repeat, so every read is a false hit: ~0 in 8M bits holding 15,000 DIDs.
+    for (const r of rows) assert(r.readShare < 0.01, JSON.stringify(r));
+    const db = new ClassicLevel<string, string>(dir);
+    try {
+      assertEquals((await db.keys({ gt: "r", lt: "s" }).all()).length, 30_000);
     } finally {
       await db.close();
     }

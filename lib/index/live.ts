@@ -70,7 +70,13 @@ export interface LiveResult {
  */
 export class DidFilter {
   readonly #parts: { bits: Uint32Array; size: number; cap: number }[] = [];
+  readonly #fixedBits: number | undefined;
   #count = 0;
+
+  /** `fixedBits`: one table of that many bits, which never grows, so false "maybe"s rise as it fills. */
+  constructor(opts: { fixedBits?: number } = {}) {
+    this.#fixedBits = opts.fixedBits;
+  }
 
   /** How many DIDs were added. */
   get count(): number {
@@ -81,7 +87,9 @@ export class DidFilter {
     let part = this.#parts[this.#parts.length - 1];
     if (!part || part.size >= part.cap) {
       const cap = Math.max(1 << 16, (part?.cap ?? 0) * 2);
-      part = { bits: new Uint32Array(Math.ceil(cap * 10 / 32)), size: 0, cap };
+      part = this.#fixedBits === undefined
+        ? { bits: new Uint32Array(Math.ceil(cap * 10 / 32)), size: 0, cap }
+        : { bits: new Uint32Array(Math.ceil(this.#fixedBits / 32)), size: 0, cap: Infinity };
       this.#parts.push(part);
     }
     const m = part.bits.length * 32;
