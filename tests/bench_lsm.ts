@@ -13,7 +13,7 @@ import { CKPT, compactDid, encodeId, rbcPrefix } from "../lib/index/keys.ts";
 import { levelOptions } from "../lib/index/store.ts";
 import { DidFilter } from "../lib/index/live.ts";
 import { formatDid } from "../lib/sim/world.ts";
-import { parsePairs } from "./bench_scale.ts";
+import { numberFlag, parsePairs } from "./bench_scale.ts";
 import { processCpuS } from "./bench_child.ts";
 
 const PAGE = 10_000;
@@ -69,15 +69,7 @@ export function parseLsmFlags(args: readonly string[]): LsmFlags | "help" {
     help: { type: "boolean", short: "h" },
   });
   if (values.help) return "help";
-  const int = (k: string, min: number, max: number): number | undefined => {
-    const v = values[k] as string | undefined;
-    if (v === undefined) return undefined;
-    const n = Number(v);
-    if (v.trim() === "" || !Number.isInteger(n) || n < min || n > max) {
-      throw new Error(`--${k} must be an integer from ${min} to ${max}, got ${JSON.stringify(v)}`);
-    }
-    return n;
-  };
+  const int = (k: string, min: number, max: number) => numberFlag(values, k, min, max, true);
   return {
     pairs: parsePairs((values.pairs as string | undefined) ?? "47M"),
     collections: int("collections", 1, 64) ?? 7,

@@ -6,7 +6,7 @@
  * end every collection's count is checked against the world and the figures against the targets.
  */
 import type { Sql } from "postgres";
-import { parseCommandLine } from "../lib/util/args.ts";
+import { type CommandLine, parseCommandLine } from "../lib/util/args.ts";
 import { sleep } from "../lib/util/async.js";
 import { encodeCursor } from "../lib/http/xrpc_cursor.ts";
 import { IndexStore } from "../lib/index/store.ts";
@@ -66,6 +66,30 @@ export function parsePairs(s: string): number {
   return Math.round(n);
 }
 
+/** A bench's numeric flag `--k`, checked against min..max; undefined when not given. */
+export function numberFlag(
+  values: CommandLine["values"],
+  k: string,
+  min: number,
+  max: number,
+  integer: boolean,
+): number | undefined {
+  const v = values[k] as string | undefined;
+  if (v === undefined) return undefined;
+  const n = Number(v);
+  if (
+    v.trim() === "" || !Number.isFinite(n) || n < min || n > max ||
+    (integer && !Number.isInteger(n))
+  ) {
+    throw new Error(
+      `--${k} must be ${integer ? "an integer" : "a number"} from ${min} to ${max}, got ${
+        JSON.stringify(v)
+      }`,
+    );
+  }
+  return n;
+}
+
 /** Parses the flags; throws naming the flag and value at fault. */
 export function parseScaleFlags(args: readonly string[]): ScaleFlags | "help" {
   const { values } = parseCommandLine(args, {
@@ -80,22 +104,8 @@ export function parseScaleFlags(args: readonly string[]): ScaleFlags | "help" {
   });
   if (values.help) return "help";
   const str = (k: string) => values[k] as string | undefined;
-  const num = (k: string, dflt: number, min: number, max: number, integer: boolean): number => {
-    const v = str(k);
-    if (v === undefined) return dflt;
-    const n = Number(v);
-    if (
-      v.trim() === "" || !Number.isFinite(n) || n < min || n > max ||
-      (integer && !Number.isInteger(n))
-    ) {
-      throw new Error(
-        `--${k} must be ${integer ? "an integer" : "a number"} from ${min} to ${max}, got ${
-          JSON.stringify(v)
-        }`,
-      );
-    }
-    return n;
-  };
+  const num = (k: string, dflt: number, min: number, max: number, integer: boolean): number =>
+    numberFlag(values, k, min, max, integer) ?? dflt;
   const mode = str("mode") ?? "backfill";
   if (mode !== "backfill" && mode !== "start") {
     throw new Error(`--mode must be backfill or start, got ${JSON.stringify(mode)}`);
