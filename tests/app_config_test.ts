@@ -25,6 +25,7 @@ Deno.test("parseConfig: an empty environment gives the documented defaults", () 
     liveStream: undefined,
     liveIdleTimeoutMs: 60_000,
     indexMaxOpenFiles: 1000,
+    indexFreshFilterMb: 32,
     liveAutoCatchUp: false,
   };
   assertEquals(parseConfig({}), want);
@@ -74,6 +75,7 @@ Deno.test("parseConfig: every variable is read, trimmed and typed", () => {
     LIVE_STREAM_URL: " wss://relay.example.com/xrpc/com.atproto.sync.subscribeRepos ",
     LIVE_IDLE_TIMEOUT_MS: "30000",
     INDEX_MAX_OPEN_FILES: "500",
+    INDEX_FRESH_FILTER_MB: "0",
     LIVE_AUTO_CATCH_UP: "true",
   });
   assertEquals(c, {
@@ -104,6 +106,7 @@ Deno.test("parseConfig: every variable is read, trimmed and typed", () => {
     },
     liveIdleTimeoutMs: 30_000,
     indexMaxOpenFiles: 500,
+    indexFreshFilterMb: 0,
     liveAutoCatchUp: true,
   });
 });
@@ -206,6 +209,8 @@ const REJECTED: [Record<string, string>, string, RegExp][] = [
   [{ LIVE_STREAM_URL: "wss://bsky.network/" }, "LIVE_STREAM_URL", /subscribeRepos/],
   [{ LIVE_IDLE_TIMEOUT_MS: "5" }, "LIVE_IDLE_TIMEOUT_MS", /1000 to 3600000/],
   [{ INDEX_MAX_OPEN_FILES: "10" }, "INDEX_MAX_OPEN_FILES", /64 to 100000/],
+  [{ INDEX_FRESH_FILTER_MB: "-1" }, "INDEX_FRESH_FILTER_MB", /0 to 4096, got "-1"/],
+  [{ INDEX_FRESH_FILTER_MB: "8192" }, "INDEX_FRESH_FILTER_MB", /0 to 4096/],
   [{ LIVE_AUTO_CATCH_UP: "maybe" }, "LIVE_AUTO_CATCH_UP", /true or false/],
   [
     { BACKFILL_SOURCE_HOSTS: "relay.example.com" },

@@ -83,6 +83,11 @@ Deno.test("runtime: a real run's /metrics covers pages, DIDs, statuses, latency,
     const states = new Map(m.get("backfill_collections")?.map((s) => [s.labels.state, s.value]));
     assertEquals(states.get("completed"), world.collections().length);
     assert((m.get("backfill_index_size_bytes")?.[0].value ?? -1) >= 0);
+    // A new index: pages after a collection's first skip the reads of keys it never wrote.
+    const keys = new Map(
+      m.get("backfill_index_page_keys_total")?.map((s) => [s.labels.how, s.value]),
+    );
+    assert((keys.get("skipped") ?? 0) > 0, `page keys ${JSON.stringify([...keys])}`);
     const log = lines.join("\n");
     assert(!log.includes(secret), "the admin token was logged");
     assert(

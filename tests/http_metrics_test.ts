@@ -135,6 +135,7 @@ function populated(): Metrics {
     [{ state: "failed" }, 3],
   ]);
   m.indexBytes.setAll([[{}, 123_456_789_012]]);
+  m.pageKeys.setAll([[{ how: "read" }, 10], [{ how: "skipped" }, 990]]);
   m.running.setAll([[{}, 1]]);
   return m;
 }
@@ -153,6 +154,7 @@ Deno.test("Metrics.render: parses strictly as Prometheus text", () => {
     "backfill_source_throttled_total",
     "backfill_collections",
     "backfill_index_size_bytes",
+    "backfill_index_page_keys_total",
     "backfill_running",
     "backfill_collection_invalid_entries",
     "backfill_collections_reimport_pending",

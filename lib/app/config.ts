@@ -39,6 +39,8 @@ export interface Config {
   readonly liveIdleTimeoutMs: number;
   /** LevelDB table files kept open, and so mapped: with ~8 MiB files, the bound on mapped index pages. */
   readonly indexMaxOpenFiles: number;
+  /** MiB of memory for the filter that spares a new collection's backfill its index reads (0: off). */
+  readonly indexFreshFilterMb: number;
   /** Start a catch-up backfill by itself when the live stream says events were missed. */
   readonly liveAutoCatchUp: boolean;
 }
@@ -59,6 +61,7 @@ export const DEFAULTS = {
   logLevel: "info" as LogLevel,
   liveIdleTimeoutMs: 60_000,
   indexMaxOpenFiles: 1000,
+  indexFreshFilterMb: 32,
 } as const;
 
 const LOG_LEVELS: readonly LogLevel[] = ["debug", "info", "warn", "error"];
@@ -127,6 +130,13 @@ export function parseConfig(env: Readonly<Record<string, string | undefined>>): 
       DEFAULTS.indexMaxOpenFiles,
       64,
       100_000,
+    ),
+    indexFreshFilterMb: int(
+      get("INDEX_FRESH_FILTER_MB"),
+      "INDEX_FRESH_FILTER_MB",
+      DEFAULTS.indexFreshFilterMb,
+      0,
+      4096,
     ),
     liveIdleTimeoutMs: int(
       get("LIVE_IDLE_TIMEOUT_MS"),

@@ -52,6 +52,7 @@ export async function openRuntime(opts: RuntimeOptions): Promise<Runtime> {
   const index = await IndexStore.open({
     path: `${config.dataDir}/index`,
     maxOpenFiles: config.indexMaxOpenFiles,
+    freshFilterBytes: config.indexFreshFilterMb * 1024 * 1024,
     log,
   });
   let embedded: EmbeddedPostgres | undefined;
@@ -222,6 +223,8 @@ export async function renderMetrics(rt: Runtime, live?: LiveStatus | null): Prom
   }
   rt.metrics.collections.setAll(COLLECTION_STATES.map((state) => [{ state }, counts.get(state)!]));
   rt.metrics.indexBytes.setAll([[{}, await rt.index.approximateSize()]]);
+  const keys = rt.index.pageKeys;
+  rt.metrics.pageKeys.setAll([[{ how: "read" }, keys.read], [{ how: "skipped" }, keys.skipped]]);
   rt.metrics.running.setAll([[{}, rt.backfiller.running ? 1 : 0]]);
   rt.metrics.collectionInvalid.setAll(
     rows.filter((r) => r.invalid > 0).map((r) => [{ collection: r.collection }, r.invalid]),

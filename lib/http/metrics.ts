@@ -164,6 +164,11 @@ export class Metrics {
     "backfill_index_size_bytes",
     "Approximate on-disk size of the index.",
   );
+  readonly pageKeys = new Gauge(
+    "backfill_index_page_keys_total",
+    "Keys backfill pages looked up in the index, by how: read from LevelDB, or skipped " +
+      "(a collection this process created had never written them).",
+  );
   readonly running = new Gauge("backfill_running", "1 while a backfill runs.");
   readonly collectionInvalid = new Gauge(
     "backfill_collection_invalid_entries",
@@ -204,6 +209,7 @@ export class Metrics {
       this.throttles,
       this.collections,
       this.indexBytes,
+      this.pageKeys,
       this.running,
       this.collectionInvalid,
       this.reimport,

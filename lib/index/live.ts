@@ -71,11 +71,26 @@ export interface LiveResult {
 export class DidFilter {
   readonly #parts: { bits: Uint32Array; size: number; cap: number }[] = [];
   readonly #fixedBits: number | undefined;
+  readonly #hashes: number;
   #count = 0;
 
-  /** `fixedBits`: one table of that many bits, which never grows, so false "maybe"s rise as it fills. */
-  constructor(opts: { fixedBits?: number } = {}) {
+  /**
+   * `fixedBits`: one table of that many bits, which never grows, so false "maybe"s rise as it fills;
+   * `hashes`: bits set per DID (default 7, best near 10 bits a DID; fewer suit a fuller table).
+   */
+  constructor(opts: { fixedBits?: number; hashes?: number } = {}) {
     this.#fixedBits = opts.fixedBits;
+    this.#hashes = opts.hashes ?? 7;
+  }
+
+  /** The share of "maybe"s for DIDs never added, estimated from how full the filter is. */
+  get falseRate(): number {
+    let rate = 0;
+    for (const part of this.#parts) {
+      const m = part.bits.length * 32;
+      rate += (1 - Math.exp(-this.#hashes * part.size / m)) ** this.#hashes;
+    }
+    return Math.min(1, rate);
   }
 
   /** How many DIDs were added. */
@@ -94,7 +109,7 @@ export class DidFilter {
     }
     const m = part.bits.length * 32;
     const [h1, h2] = hashes(did);
-    for (let i = 0; i < 7; i++) {
+    for (let i = 0; i < this.#hashes; i++) {
       const b = (h1 + Math.imul(i, h2)) >>> 0;
       const bit = b % m;
       part.bits[bit >>> 5] |= 1 << (bit & 31);
@@ -109,7 +124,7 @@ export class DidFilter {
     for (const part of this.#parts) {
       const m = part.bits.length * 32;
       let all = true;
-      for (let i = 0; i < 7 && all; i++) {
+      for (let i = 0; i < this.#hashes && all; i++) {
         const bit = ((h1 + Math.imul(i, h2)) >>> 0) % m;
         all = (part.bits[bit >>> 5] & (1 << (bit & 31))) !== 0;
       }

@@ -107,11 +107,18 @@ export interface IndexStoreOptions {
   readonly log?: Logger;
   /** Index keys the live writer remembers as present (default 200,000). */
   readonly liveCacheKeys?: number;
+  /** Bytes of the filter of pairs written to collections this process created (0: none; see #fresh). */
+  readonly freshFilterBytes?: number;
 }
+
+/** Default size of the filter of pairs written to new collections: ~5.7 bits a pair at 47M pairs. */
+export const DEFAULT_FRESH_FILTER_BYTES = 32 * 1024 * 1024;
+/** Past this estimated share of false "maybe"s, the fresh filter saves too few reads to keep. */
+const FRESH_FILTER_GIVE_UP = 0.6;
 
 /** The LevelDB options the index opens with (tests/bench_lsm.ts opens its probe with them too). */
 export function levelOptions(
-  opts: Omit<IndexStoreOptions, "path" | "log" | "liveCacheKeys">,
+  opts: Omit<IndexStoreOptions, "path" | "log" | "liveCacheKeys" | "freshFilterBytes">,
 ): ConstructorParameters<typeof ClassicLevel<string, string>>[1] {
   return {
     keyEncoding: "utf8",
@@ -154,6 +161,17 @@ export class IndexStore {
   readonly #changes = new ChangeLog();
   readonly #present: PresentCache;
   readonly #liveCounts: Map<string, LiveCounts>;
+  /**
+   * Ids of the collections this process created. Such a collection started with no keys, and every
+   * key since went in #freshPairs before its write, so a key the filter has never seen is absent and
+   * a backfill page need not read it. Reads of absent keys are most of a backfill's LevelDB work, and
+   * grow dearer as the tree deepens. After a restart the collections are not fresh: pages read all.
+   */
+  readonly #fresh = new Set<string>();
+  #freshPairs: DidFilter | undefined;
+  readonly #freshBytes: number;
+  /** Keys backfill pages looked up: read from LevelDB, or answered absent by #freshPairs. */
+  readonly #pageKeys = { read: 0, skipped: 0 };
   readonly path: string;
   readonly #real: string;
   /** Random, written when the index was created; progress records it to notice a lost index. */
@@ -167,7 +185,12 @@ export class IndexStore {
     real: string,
     layout: { ids: Map<string, string>; identity: string; created: boolean },
     gapMs: number,
-    live: { filter: DidFilter; counts: Map<string, LiveCounts>; cacheKeys: number },
+    live: {
+      filter: DidFilter;
+      counts: Map<string, LiveCounts>;
+      cacheKeys: number;
+      freshBytes: number;
+    },
   ) {
     this.#db = db;
     this.path = path;
@@ -178,6 +201,7 @@ export class IndexStore {
     this.#filter = live.filter;
     this.#liveCounts = live.counts;
     this.#present = new PresentCache(live.cacheKeys);
+    this.#freshBytes = live.freshBytes;
     this.identity = layout.identity;
     this.created = layout.created;
   }
@@ -228,6 +252,7 @@ export class IndexStore {
       return new IndexStore(db, opts.path, real, layout, Number(await db.get(GAP_KEY) ?? 0), {
         ...live,
         cacheKeys: opts.liveCacheKeys ?? 200_000,
+        freshBytes: opts.freshFilterBytes ?? DEFAULT_FRESH_FILTER_BYTES,
       });
     } catch (err) {
       await db.close();
@@ -272,8 +297,44 @@ export class IndexStore {
       return { dids: seen, unique, compact, existing: new Array(unique.length), epoch, suppressed };
     }
     const prefix = rbcPrefix(id);
-    const existing = await this.#db.getMany(compact.map((d) => prefix + d));
+    const existing = await this.#readPairs(id, compact.map((d) => prefix + d));
     return { dids: seen, unique, compact, existing, epoch, suppressed };
+  }
+
+  /** Reads a page's keys in one collection, skipping those a fresh collection never wrote. */
+  async #readPairs(id: string, keys: string[]): Promise<(string | undefined)[]> {
+    const filter = this.#fresh.has(id) ? this.#freshPairs : undefined;
+    if (filter === undefined) {
+      this.#pageKeys.read += keys.length;
+      return await this.#db.getMany(keys);
+    }
+    const at: number[] = [];
+    for (let i = 0; i < keys.length; i++) if (filter.mayHave(keys[i])) at.push(i);
+    this.#pageKeys.read += at.length;
+    this.#pageKeys.skipped += keys.length - at.length;
+    const out = new Array<string | undefined>(keys.length);
+    if (at.length === 0) return out;
+    const values = await this.#db.getMany(at.map((i) => keys[i]));
+    at.forEach((i, k) => out[i] = values[k]);
+    return out;
+  }
+
+  /** Notes a key about to be written, before the write (a read that starts later must not skip it). */
+  #willWrite(id: string, key: string): void {
+    if (this.#fresh.has(id)) this.#freshPairs!.add(key);
+  }
+
+  /** Drops the fresh filter once it says "maybe" too often to save reads. */
+  #checkFresh(): void {
+    if (this.#freshPairs !== undefined && this.#freshPairs.falseRate > FRESH_FILTER_GIVE_UP) {
+      this.#fresh.clear();
+      this.#freshPairs = undefined;
+    }
+  }
+
+  /** Keys backfill pages looked up in the index: read from LevelDB, or known absent without a read. */
+  get pageKeys(): Readonly<{ read: number; skipped: number }> {
+    return { ...this.#pageKeys };
   }
 
   /** Tombstones and kept marks of the DIDs (by position) that may have one. */
@@ -383,6 +444,7 @@ export class IndexStore {
         }
         if (s.ghost === mark && value !== mark) {
           // Counted before the account was deleted; it is active again, so the pair returns.
+          this.#willWrite(id, prefix + compact[i]);
           batch.put(prefix + compact[i], mark);
           batch.del(GHOST + compact[i] + suffix);
           continue;
@@ -394,11 +456,13 @@ export class IndexStore {
         // Proven gone after anything this source can know: listed, not re-added.
         if (tomb.gen === mark) continue;
         imported++;
+        this.#willWrite(id, prefix + compact[i]);
         batch.put(prefix + compact[i], tombstoneValue({ ...tomb, gen: mark }));
         continue;
       }
       imported++;
       if (value === undefined || tomb !== undefined) newCount++;
+      this.#willWrite(id, prefix + compact[i]);
       batch.put(prefix + compact[i], mark);
     }
     const sameGen = prev !== undefined && prev.gen === next.gen;
@@ -409,6 +473,7 @@ export class IndexStore {
       pages: (sameGen ? prev.pages : 0) + 1,
     };
     batch.put(CKPT + collection, JSON.stringify(checkpoint));
+    this.#checkFresh();
     await batch.write();
     return { imported, new: newCount, checkpoint };
   }
@@ -539,6 +604,7 @@ export class IndexStore {
       const value = parseTombstone(raw) === undefined ? raw : undefined;
       if (!p.present && p.proof) {
         // Proven gone: a tombstone with the commit's rev and time, keeping the generation mark.
+        this.#willWrite(p.id, key);
         batch.put(key, tombstoneValue({ ...p.proof, gen: value || undefined }));
         if (value !== undefined) {
           bump(removed, p.collection);
@@ -546,6 +612,7 @@ export class IndexStore {
         }
         changed.add(key);
       } else if (p.present && value === undefined) {
+        this.#willWrite(p.id, key);
         batch.put(key, "");
         bump(added, p.collection);
         if (firstKeys.has(key)) bump(byFirst, p.collection);
@@ -630,6 +697,11 @@ export class IndexStore {
       const id = encodeId(this.#ids.size);
       // Synced: keys using the id must never outlive it, even across a power loss.
       await this.#db.put(DICT + collection, id, { sync: true });
+      if (this.#freshBytes > 0) {
+        // A new id has no keys yet (ids are numbered from the count of those stored).
+        this.#freshPairs ??= new DidFilter({ fixedBits: this.#freshBytes * 8, hashes: 2 });
+        this.#fresh.add(id);
+      }
       this.#ids.set(collection, id);
       this.#names.set(id, collection);
       return id;
@@ -777,6 +849,7 @@ export class IndexStore {
       const key = rbcPrefix(id) + compactDid(did);
       const value = await this.#db.get(key);
       const held = value !== undefined && parseTombstone(value) === undefined;
+      this.#willWrite(id, key);
       await this.#db.put(key, tombstoneValue({ rev, timeMs }));
       this.#present.delete(key);
       this.#changes.record(new Set([key]), new Set());
