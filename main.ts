@@ -93,7 +93,7 @@ async function main(args: string[], signal: AbortSignal): Promise<number> {
       const opts = parseBackfillArgs(rest, isNsid);
       const { openRuntime } = await import("./lib/app/runtime.ts");
       const { runOneShot } = await import("./lib/cli/oneshot.ts");
-      const rt = await openRuntime({ config, log, signal });
+      const rt = await openRuntime({ config, log, signal, oneShot: true });
       try {
         if (opts.reset) {
           const r = await rt.backfiller.reset(opts.collections);

@@ -25,7 +25,7 @@ Deno.test("parseConfig: an empty environment gives the documented defaults", () 
     liveStream: undefined,
     liveIdleTimeoutMs: 60_000,
     indexMaxOpenFiles: 1000,
-    indexFreshFilterMb: 32,
+    indexFreshFilterMb: undefined,
     liveAutoCatchUp: false,
   };
   assertEquals(parseConfig({}), want);

@@ -57,6 +57,7 @@ Deno.test("runtime: a real run's /metrics covers pages, DIDs, statuses, latency,
     config,
     log: createLogger({ level: "debug", write: (l) => lines.push(l) }),
     schema,
+    oneShot: true,
   });
   try {
     const summary = await (await rt.backfiller.start({ source: config.source })).done;
@@ -83,7 +84,7 @@ Deno.test("runtime: a real run's /metrics covers pages, DIDs, statuses, latency,
     const states = new Map(m.get("backfill_collections")?.map((s) => [s.labels.state, s.value]));
     assertEquals(states.get("completed"), world.collections().length);
     assert((m.get("backfill_index_size_bytes")?.[0].value ?? -1) >= 0);
-    // A new index: pages after a collection's first skip the reads of keys it never wrote.
+    // A one-shot run on a new index: pages after a collection's first skip reads of keys never written.
     const keys = new Map(
       m.get("backfill_index_page_keys_total")?.map((s) => [s.labels.how, s.value]),
     );
@@ -138,5 +139,50 @@ Deno.test("runtime: /metrics shows each flagged collection's invalid entries", a
     await admin.unsafe(`DROP SCHEMA ${schema} CASCADE`);
     await admin.end();
     await Deno.remove(dataDir, { recursive: true });
+  }
+});
+
+Deno.test("runtime: the fresh filter is on by default for a one-shot run, off for the server unless set", async (t) => {
+  const world = makeWorld({ seed: 71, largeSizes: [300, 200], collections: 3 });
+  const relay = await startSimRelay({ world });
+  const cases: [string, boolean, Record<string, string>, boolean][] = [
+    ["one-shot, default", true, {}, true],
+    ["server, default", false, {}, false],
+    ["server, INDEX_FRESH_FILTER_MB=1", false, { INDEX_FRESH_FILTER_MB: "1" }, true],
+    ["one-shot, INDEX_FRESH_FILTER_MB=0", true, { INDEX_FRESH_FILTER_MB: "0" }, false],
+  ];
+  try {
+    for (const [name, oneShot, env, skips] of cases) {
+      await t.step(name, async () => {
+        const schema = `test_runtime_${crypto.randomUUID().slice(0, 8)}`;
+        const admin = createSql(TEST_DATABASE_URL, { max: 1 });
+        await admin.unsafe(`CREATE SCHEMA ${schema}`);
+        const dataDir = await Deno.makeTempDir();
+        const config = parseConfig({
+          DATABASE_URL: TEST_DATABASE_URL,
+          DATA_DIR: dataDir,
+          BACKFILL_SOURCE: relay.url,
+          LEXICON_LIST_URL: `${relay.url}/llms.txt`,
+          BACKFILL_MAX_RPS: "1000",
+          BACKFILL_PAGE_LIMIT: "50",
+          ...env,
+        });
+        const log = createLogger({ level: "error", write() {} });
+        const rt = await openRuntime({ config, log, schema, oneShot });
+        try {
+          await (await rt.backfiller.start({ source: config.source })).done;
+          const { read, skipped } = rt.index.pageKeys;
+          assert(read + skipped > 0, "pages after the first looked keys up");
+          assertEquals(skipped > 0, skips, `read ${read}, skipped ${skipped}`);
+        } finally {
+          await rt.close();
+          await admin.unsafe(`DROP SCHEMA ${schema} CASCADE`);
+          await admin.end();
+          await Deno.remove(dataDir, { recursive: true });
+        }
+      });
+    }
+  } finally {
+    await relay.close();
   }
 });

@@ -39,8 +39,11 @@ export interface Config {
   readonly liveIdleTimeoutMs: number;
   /** LevelDB table files kept open, and so mapped: with ~8 MiB files, the bound on mapped index pages. */
   readonly indexMaxOpenFiles: number;
-  /** MiB of memory for the filter that spares a new collection's backfill its index reads (0: off). */
-  readonly indexFreshFilterMb: number;
+  /**
+   * MiB for the filter that spares a new collection's backfill pages their index reads (0: off);
+   * unset: the mode's default (DEFAULTS.indexFreshFilterMb).
+   */
+  readonly indexFreshFilterMb?: number;
   /** Start a catch-up backfill by itself when the live stream says events were missed. */
   readonly liveAutoCatchUp: boolean;
 }
@@ -61,7 +64,8 @@ export const DEFAULTS = {
   logLevel: "info" as LogLevel,
   liveIdleTimeoutMs: 60_000,
   indexMaxOpenFiles: 1000,
-  indexFreshFilterMb: 32,
+  /** The server's memory goes to its HTTP front and young generation; a one-shot run can spare it. */
+  indexFreshFilterMb: { oneShot: 32, server: 0 },
 } as const;
 
 const LOG_LEVELS: readonly LogLevel[] = ["debug", "info", "warn", "error"];
@@ -131,13 +135,9 @@ export function parseConfig(env: Readonly<Record<string, string | undefined>>): 
       64,
       100_000,
     ),
-    indexFreshFilterMb: int(
-      get("INDEX_FRESH_FILTER_MB"),
-      "INDEX_FRESH_FILTER_MB",
-      DEFAULTS.indexFreshFilterMb,
-      0,
-      4096,
-    ),
+    indexFreshFilterMb: get("INDEX_FRESH_FILTER_MB") === undefined
+      ? undefined
+      : int(get("INDEX_FRESH_FILTER_MB"), "INDEX_FRESH_FILTER_MB", 0, 0, 4096),
     liveIdleTimeoutMs: int(
       get("LIVE_IDLE_TIMEOUT_MS"),
       "LIVE_IDLE_TIMEOUT_MS",

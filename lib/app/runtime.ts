@@ -1,7 +1,7 @@
 /** Opening and closing the service's stateful parts in the right order, from a Config. */
 import type { Sql } from "postgres";
 import { Backfiller, checkIndexIdentity, type IndexCheck } from "../run/mod.ts";
-import type { Config } from "./config.ts";
+import { type Config, DEFAULTS } from "./config.ts";
 import { discoverCollections } from "../source/mod.ts";
 import { type EmbeddedPostgres, startEmbeddedPostgres } from "../progress/mod.ts";
 import { IndexStore } from "../index/mod.ts";
@@ -41,6 +41,8 @@ export interface RuntimeOptions {
   readonly checkIndex?: boolean;
   /** Overrides the Postgres schema (tests). */
   readonly schema?: string;
+  /** A one-shot run (`backfill`) rather than the server: picks the defaults that differ by mode. */
+  readonly oneShot?: boolean;
 }
 
 /**
@@ -52,7 +54,8 @@ export async function openRuntime(opts: RuntimeOptions): Promise<Runtime> {
   const index = await IndexStore.open({
     path: `${config.dataDir}/index`,
     maxOpenFiles: config.indexMaxOpenFiles,
-    freshFilterBytes: config.indexFreshFilterMb * 1024 * 1024,
+    freshFilterBytes: (config.indexFreshFilterMb ??
+      DEFAULTS.indexFreshFilterMb[opts.oneShot ? "oneShot" : "server"]) * 1024 * 1024,
     log,
   });
   let embedded: EmbeddedPostgres | undefined;
