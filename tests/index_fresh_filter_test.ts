@@ -4,12 +4,13 @@ import { type Checkpoint, IndexStore } from "../lib/index/store.ts";
 import { formatDid } from "../lib/sim/world.ts";
 
 const SRC = "bsky.network";
+const MIB = 1024 * 1024;
 const next = (gen: number, cursor: string, done = false) => ({ source: SRC, gen, cursor, done });
 const dids = (from: number, n: number) =>
   Array.from({ length: n }, (_, i) => formatDid(from + i, 7));
 
 async function withIndex(
-  freshFilterBytes: number | undefined,
+  freshFilterBytes: number,
   fn: (index: IndexStore, dir: string) => Promise<void>,
 ): Promise<void> {
   const dir = await Deno.makeTempDir({ prefix: "backfill-fresh-" });
@@ -38,7 +39,7 @@ async function writePages(
 }
 
 Deno.test("fresh filter: a new collection's pages skip the reads, and DIDs repeated across pages count once", async () => {
-  await withIndex(undefined, async (index) => {
+  await withIndex(MIB, async (index) => {
     const pages = [dids(0, 1000), dids(1000, 1000), [...dids(500, 10), ...dids(2000, 990)]];
     const done = await writePages(index, "a.b.c", pages);
     assertEquals([done.imported, done.new], [2990, 2990]);
@@ -51,7 +52,7 @@ Deno.test("fresh filter: a new collection's pages skip the reads, and DIDs repea
 });
 
 Deno.test("fresh filter: live adds and proven deletes in a new collection are seen by the pages after them", async () => {
-  await withIndex(undefined, async (index) => {
+  await withIndex(MIB, async (index) => {
     const first = await writePages(index, "a.b.c", [dids(0, 100)]);
     await index.addCollection(formatDid(100, 7), "a.b.c");
     await index.applyLive([{ kind: "add", collection: "a.b.c", did: formatDid(101, 7) }]);
@@ -81,10 +82,10 @@ Deno.test("fresh filter: off at 0, and after a reopen (the collection is no long
   });
   const dir = await Deno.makeTempDir({ prefix: "backfill-fresh-" });
   try {
-    let index = await IndexStore.open({ path: dir });
+    let index = await IndexStore.open({ path: dir, freshFilterBytes: MIB });
     const first = await writePages(index, "a.b.c", [dids(0, 100)]);
     await index.close();
-    index = await IndexStore.open({ path: dir });
+    index = await IndexStore.open({ path: dir, freshFilterBytes: MIB });
     try {
       const r = await index.applyPage("a.b.c", dids(50, 100), next(1, "c1", true), first);
       assertEquals([r.imported, r.new], [50, 50]);

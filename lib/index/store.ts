@@ -107,12 +107,13 @@ export interface IndexStoreOptions {
   readonly log?: Logger;
   /** Index keys the live writer remembers as present (default 200,000). */
   readonly liveCacheKeys?: number;
-  /** Bytes of the filter of pairs written to collections this process created (0: none; see #fresh). */
+  /**
+   * Bytes of the filter of pairs written to collections this process created (see #fresh); default
+   * 0, none: the service sizes it by mode (DEFAULTS.indexFreshFilterMb in lib/app/config.ts).
+   */
   readonly freshFilterBytes?: number;
 }
 
-/** Default size of the filter of pairs written to new collections: ~5.7 bits a pair at 47M pairs. */
-export const DEFAULT_FRESH_FILTER_BYTES = 32 * 1024 * 1024;
 /** Past this estimated share of false "maybe"s, the fresh filter saves too few reads to keep. */
 const FRESH_FILTER_GIVE_UP = 0.6;
 
@@ -252,7 +253,7 @@ export class IndexStore {
       return new IndexStore(db, opts.path, real, layout, Number(await db.get(GAP_KEY) ?? 0), {
         ...live,
         cacheKeys: opts.liveCacheKeys ?? 200_000,
-        freshBytes: opts.freshFilterBytes ?? DEFAULT_FRESH_FILTER_BYTES,
+        freshBytes: opts.freshFilterBytes ?? 0,
       });
     } catch (err) {
       await db.close();
