@@ -204,6 +204,14 @@ async function cleanUp(): Promise<void> {
   }
 }
 
+/**
+ * A deadline for ingesting `pairs`: the fixed one for the default world, or as long as a floor of
+ * 20,000 pairs/s needs (a hang guard, not a speed check), so `--scale 3200` (150M) gets its time.
+ */
+function ingestDeadlineMs(pairs: number, fixedMs: number): number {
+  return Math.max(fixedMs, Math.ceil(pairs / 20_000) * 1000);
+}
+
 /** Polls `probe` every 250 ms until it returns a value; throws naming `what` at the deadline. */
 async function waitFor<T>(
   what: string,
@@ -1274,7 +1282,7 @@ async function deploymentScenario(ctx: Ctx) {
   let stoppedAt = 0;
   ok = await check("signal.stop", async () => {
     const third = Math.floor(sim.entries * 0.3);
-    await waitFor("30% of the pairs", 600_000, async () => {
+    await waitFor("30% of the pairs", ingestDeadlineMs(third, 600_000), async () => {
       const st = await status();
       fatalUnless(st.running, `the run ended before 30% (${st.total_imported} pairs)`);
       return st.total_imported >= third ? true : undefined;
@@ -1301,10 +1309,15 @@ async function deploymentScenario(ctx: Ctx) {
   let seconds = 0;
   ok = await check("signal.resume", async () => {
     await up(s2.name);
-    const final = await waitFor("the resumed run to finish", 900_000, async () => {
-      const st = await status();
-      return !st.running && st.completed + st.failed === st.total ? st : undefined;
-    });
+    const rest = sim.entries - stoppedAt;
+    const final = await waitFor(
+      "the resumed run to finish",
+      ingestDeadlineMs(rest, 900_000),
+      async () => {
+        const st = await status();
+        return !st.running && st.completed + st.failed === st.total ? st : undefined;
+      },
+    );
     seconds = (performance.now() - t1) / 1000;
     const log = await logs(s2.name);
     expect(/"resuming interrupted backfill"/.test(log), "the new pod did not resume by itself");
@@ -1360,7 +1373,8 @@ async function deploymentScenario(ctx: Ctx) {
     const r = await runOnce(spec, ctx.img.image, 120_000);
     expect(r.code === 0, `exit ${r.code}: ${lastLines(r.stdout + r.stderr, 3)}`);
     expect(/started catch-up/.test(r.stdout), `said: ${r.stdout.trim()}`);
-    const done = await waitFor("the catch-up to finish", 300_000, async () => {
+    const deadline = ingestDeadlineMs(sim.entries, 300_000);
+    const done = await waitFor("the catch-up to finish", deadline, async () => {
       const st = await status();
       return st.running || finishedRuns(await logs(s2.name)) === before ? undefined : st;
     });
