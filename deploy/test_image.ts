@@ -64,7 +64,7 @@ const PLAN: [string, string][] = [
   ["signal.resume", "a new container on the same volume resumes the run by itself"],
   ["deploy.counts", "exact counts: every collection complete, pairs = the sim's"],
   ["deploy.xrpc", "XRPC read-back equals the sim, collection by collection"],
-  ["deploy.memory", "under the Deployment's memory limit: never OOM-killed"],
+  ["deploy.memory", "never OOM-killed; anonymous memory under half the Deployment's limit"],
   ["cron.trigger", "CronJob `status catch-up`: exit 0, the server runs the catch-up"],
   ["cron.token", "CronJob with a wrong token: exit 1"],
   ["cron.down", "CronJob with the server unreachable: exit 1"],
@@ -1405,10 +1405,13 @@ async function deploymentScenario(ctx: Ctx) {
       expect(!(await inspectState(name)).oomKilled, `${name} was OOM-killed`);
     }
     expect(peak.cgroup > 0, "no memory samples");
-    expect(peak.cgroup < limit, `peak ${mib(peak.cgroup)} MiB reached the limit`);
-    return `limit ${mib(limit)} MiB, ${sim.entries.toLocaleString("en")} pairs: ` +
+    const figures = `limit ${mib(limit)} MiB, ${sim.entries.toLocaleString("en")} pairs: ` +
       `cgroup peak ${mib(peak.cgroup)} MiB (anonymous ${mib(peak.anon)} MiB, page cache ` +
       `${mib(peak.file)} MiB), deno VmHWM ${mib(peak.hwm)} MiB, limit hits ${peak.failcnt}`;
+    // The page cache of an index larger than the limit fills the cgroup up to it, and the kernel
+    // takes it back there (README, Performance); what it cannot take back is the anonymous memory.
+    expect(peak.anon < limit / 2, `anonymous memory reached half the limit: ${figures}`);
+    return figures;
   });
 
   await check("signal.idle", async () => {
