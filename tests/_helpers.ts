@@ -15,6 +15,9 @@ import { createSql, ProgressStore } from "../lib/progress/store.ts";
 import { makeWorld } from "../lib/sim/world.ts";
 import type { StreamEndpoint } from "../lib/stream/url.ts";
 import { startPgProxy } from "./_pg_proxy.ts";
+import { decodeFirehoseFrame } from "../lib/stream/firehose.ts";
+import { decodeJetstreamMessage } from "../lib/stream/jetstream.ts";
+import type { LiveEvent } from "../lib/stream/event.ts";
 
 /** The real Postgres the tests use. */
 export const TEST_DATABASE_URL = Deno.env.get("TEST_DATABASE_URL") ??
@@ -296,5 +299,40 @@ export async function saveLiveCursor(
       catchUpSince: null,
       catchUpReason: null,
     },
+  });
+}
+
+/** Reads messages until `stop` says so; fails after `ms` (a deadline against hangs, not a timing). */
+export function collect(
+  url: string,
+  stop: (events: LiveEvent[], raw: (string | Uint8Array)[]) => boolean,
+  ms = 30_000,
+): Promise<{ events: LiveEvent[]; raw: (string | Uint8Array)[]; closed?: number }> {
+  const ws = new WebSocket(url);
+  ws.binaryType = "arraybuffer";
+  const events: LiveEvent[] = [], raw: (string | Uint8Array)[] = [];
+  let settled = false;
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => {
+      settled = true;
+      ws.close();
+      reject(new Error(`timed out collecting from ${url} (${events.length} events)`));
+    }, ms);
+    const done = (closed?: number) => {
+      if (settled) return;
+      settled = true;
+      clearTimeout(timer);
+      ws.close();
+      resolve({ events, raw, closed });
+    };
+    ws.onmessage = (e) => {
+      // Frames already queued still arrive after close; the result is fixed once settled.
+      if (settled) return;
+      const m = typeof e.data === "string" ? e.data : new Uint8Array(e.data as ArrayBuffer);
+      raw.push(m);
+      events.push(typeof m === "string" ? decodeJetstreamMessage(m) : decodeFirehoseFrame(m));
+      if (stop(events, raw)) done();
+    };
+    ws.onclose = (e) => done(e.code);
   });
 }

@@ -1,36 +1,8 @@
 /** The sim firehose with real repos: every commit proves what it did, and proofs lead to the truth. */
 import { assert, assertEquals } from "./_assert.ts";
 import { makeWorld, startSimRelay } from "../lib/sim/mod.ts";
-import { decodeFirehoseFrame } from "../lib/stream/firehose.ts";
-import type { LiveEvent } from "../lib/stream/event.ts";
+import { collect } from "./_helpers.ts";
 import { proveCommit } from "../lib/stream/proof.ts";
-
-/** Reads firehose events from `url` up to the one at `lastSeq`; fails after `ms`. */
-function eventsUntil(url: string, lastSeq: number, ms = 60_000): Promise<LiveEvent[]> {
-  const ws = new WebSocket(url);
-  ws.binaryType = "arraybuffer";
-  const events: LiveEvent[] = [];
-  let done = false;
-  return new Promise((resolve, reject) => {
-    const timer = setTimeout(() => {
-      done = true;
-      ws.close();
-      reject(new Error(`timed out waiting for seq ${lastSeq} from ${url} (got ${events.length})`));
-    }, ms);
-    ws.onmessage = (e) => {
-      // Frames already queued still arrive after close; the result is fixed once resolved.
-      if (done) return;
-      const ev = decodeFirehoseFrame(new Uint8Array(e.data as ArrayBuffer));
-      events.push(ev);
-      if ("cursor" in ev && ev.cursor !== undefined && ev.cursor >= lastSeq) {
-        done = true;
-        clearTimeout(timer);
-        ws.close();
-        resolve(events);
-      }
-    };
-  });
-}
 
 Deno.test("sim firehose with real repos: a model applying proven commits ends at the truth", async () => {
   const world = makeWorld({ seed: 11, accounts: 300, collections: 6, largeSizes: [120, 80] });
@@ -45,7 +17,11 @@ Deno.test("sim firehose with real repos: a model applying proven commits ends at
     const N = 1500;
     await relay.stream.generate(N);
     const ws = relay.url.replace("http", "ws") + "/xrpc/com.atproto.sync.subscribeRepos?cursor=0";
-    const events = await eventsUntil(ws, relay.stream.lastSeq);
+    const last = relay.stream.lastSeq;
+    const { events } = await collect(ws, (e) => {
+      const ev = e[e.length - 1];
+      return "cursor" in ev && ev.cursor !== undefined && ev.cursor >= last;
+    }, 60_000);
     let emptied = 0, entered = 0, deletes = 0;
     for (const ev of events) {
       if (ev.type === "account" && ev.status === "deleted") {

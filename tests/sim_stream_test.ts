@@ -3,38 +3,7 @@ import { fromUint8Array } from "@atcute/car";
 import { assert, assertEquals } from "./_assert.ts";
 import { makeWorld, startSimRelay } from "../lib/sim/mod.ts";
 import { decodeFirehoseFrame } from "../lib/stream/firehose.ts";
-import { decodeJetstreamMessage } from "../lib/stream/jetstream.ts";
-import type { LiveEvent } from "../lib/stream/event.ts";
-import { until } from "./_helpers.ts";
-
-/** Reads messages until `stop` says so; fails after `ms` (a deadline against hangs, not a timing). */
-function collect(
-  url: string,
-  stop: (events: LiveEvent[], raw: (string | Uint8Array)[]) => boolean,
-  ms = 30_000,
-): Promise<{ events: LiveEvent[]; raw: (string | Uint8Array)[]; closed?: number }> {
-  const ws = new WebSocket(url);
-  ws.binaryType = "arraybuffer";
-  const events: LiveEvent[] = [], raw: (string | Uint8Array)[] = [];
-  return new Promise((resolve, reject) => {
-    const timer = setTimeout(() => {
-      ws.close();
-      reject(new Error(`timed out collecting from ${url} (${events.length} events)`));
-    }, ms);
-    const done = (closed?: number) => {
-      clearTimeout(timer);
-      ws.close();
-      resolve({ events, raw, closed });
-    };
-    ws.onmessage = (e) => {
-      const m = typeof e.data === "string" ? e.data : new Uint8Array(e.data as ArrayBuffer);
-      raw.push(m);
-      events.push(typeof m === "string" ? decodeJetstreamMessage(m) : decodeFirehoseFrame(m));
-      if (stop(events, raw)) done();
-    };
-    ws.onclose = (e) => done(e.code);
-  });
-}
+import { collect, until } from "./_helpers.ts";
 
 Deno.test("sim firehose: replay by cursor, real CAR blocks, account deletions and faults", async () => {
   const relay = await startSimRelay({ world: makeWorld({ seed: 3 }), stream: { seed: 3 } });
