@@ -4,8 +4,10 @@
  * (whether a new pair is the repo's first record there). Nothing else depends on the proof.
  */
 import type { LiveEvent } from "./event.ts";
-import type { DeleteVerdict } from "./plan.ts";
 import { type ProofReason, proveCommit } from "./proof.ts";
+
+/** A decision on one delete op: remove the pair, or keep it (the default without a proof). */
+export type DeleteVerdict = "remove" | "keep";
 
 /** What a commit decided. */
 export interface CommitDecision {

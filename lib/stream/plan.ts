@@ -4,9 +4,6 @@ import { isNsid } from "../util/mod.ts";
 import type { CommitDecision } from "./decide.ts";
 import type { LiveEvent, LiveOp } from "./event.ts";
 
-/** A decision on one delete op: remove the pair, or keep it (the default without a proof). */
-export type DeleteVerdict = "remove" | "keep";
-
 /** Counts of what planning saw, for status and metrics. */
 export interface PlanCounts {
   commits: number;
