@@ -1,7 +1,8 @@
 /** Helpers for fault-injection tests: main.ts as a child process, fresh databases, exactness checks. */
 import type { Sql } from "postgres";
 import { startEmbeddedPostgres } from "../lib/progress/embedded_pg.ts";
-import { type Checkpoint, IndexStore } from "../lib/index/store.ts";
+import type { Checkpoint } from "../lib/index/page.ts";
+import { IndexStore } from "../lib/index/store.ts";
 import { createSql } from "../lib/progress/store.ts";
 import { deadline } from "../lib/util/async.js";
 import { makeWorld, type SimWorld } from "../lib/sim/world.ts";

@@ -1,6 +1,7 @@
 /** The fresh filter (lib/index/store.ts): pages of a collection this process created skip reads, exactly. */
 import { assert, assertEquals } from "./_assert.ts";
-import { type Checkpoint, IndexStore } from "../lib/index/store.ts";
+import type { Checkpoint } from "../lib/index/page.ts";
+import { IndexStore } from "../lib/index/store.ts";
 import { formatDid } from "../lib/sim/world.ts";
 
 const SRC = "bsky.network";

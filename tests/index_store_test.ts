@@ -1,6 +1,7 @@
 /** Tests for lib/index/store.ts on a real LevelDB in a temp directory. */
 import { assert, assertEquals, assertRejects } from "./_assert.ts";
-import { type Checkpoint, IndexStore } from "../lib/index/store.ts";
+import type { Checkpoint } from "../lib/index/page.ts";
+import { IndexStore } from "../lib/index/store.ts";
 import { InputError, StoreError } from "../lib/util/errors.ts";
 import { ClassicLevel } from "classic-level";
 import { testIndex } from "./_helpers.ts";

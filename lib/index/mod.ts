@@ -1,6 +1,7 @@
-/** Stage 3a, the index: the LevelDB collection index (keys, store, migrations between key layouts). */
+/** Stage 3a, the index: LevelDB keys, page decisions (no I/O), the store, and layout migrations. */
 export * from "./keys.ts";
 export * from "./migrate.ts";
+export * from "./page.ts";
 export * from "./store.ts";
 export * from "./listings.ts";
 export * from "./reader.ts";

@@ -40,30 +40,8 @@ import {
   PresentCache,
 } from "./live.ts";
 import { dropDidKeys, hasV1Keys, migrateIndex } from "./migrate.ts";
+import { type Checkpoint, type DeletedMarks, nextCheckpoint, pairAction } from "./page.ts";
 import { type Logger, silentLogger } from "../util/mod.ts";
-
-/** Where a collection's backfill stands, written in the same batch as the page it covers. */
-export interface Checkpoint {
-  /** Source name that issued `cursor`. */
-  readonly source: string;
-  /** Bumped by a reset; a DID counts as imported once per generation. */
-  readonly gen: number;
-  /** Next cursor to request ("" = from the start); once `done`, the cursor of the last page. */
-  readonly cursor: string;
-  /** Distinct DIDs the source listed in this generation. */
-  readonly imported: number;
-  /** Of those, how many the index did not hold before. */
-  readonly new: number;
-  readonly pages: number;
-  readonly done: boolean;
-  /** Entries in this generation that were not valid DIDs (skipped); absent in older checkpoints. */
-  readonly invalid?: number;
-}
-
-/** A checkpoint that starts a collection over from the beginning, in the generation after `prevGen`. */
-export function initialCheckpoint(source: string, prevGen = 0): Checkpoint {
-  return { source, gen: prevGen + 1, cursor: "", imported: 0, new: 0, pages: 0, done: false };
-}
 
 /** What one page did to the index. */
 export interface PageResult {
@@ -77,13 +55,13 @@ export interface PageLookup {
   /** The page's distinct DIDs, as a set (the next page's lookup takes it as `carried`). */
   readonly dids: ReadonlySet<string>;
   readonly unique: readonly string[];
-  /** `unique` as stored in keys (see index_keys.ts). */
+  /** `unique` as stored in keys (see keys.ts). */
   readonly compact: readonly string[];
   readonly existing: readonly (string | undefined)[];
   /** The live change epoch the read saw (see ChangeLog). */
   readonly epoch?: number;
   /** For DIDs of deleted accounts (by position in `unique`): the tombstone, and a kept mark. */
-  readonly suppressed?: ReadonlyMap<number, { tomb: boolean; ghost?: string }>;
+  readonly suppressed?: ReadonlyMap<number, DeletedMarks>;
 }
 
 /**
@@ -342,7 +320,7 @@ export class IndexStore {
   async #suppressed(
     dids: readonly string[],
     id: string | undefined,
-  ): Promise<Map<number, { tomb: boolean; ghost?: string }> | undefined> {
+  ): Promise<Map<number, DeletedMarks> | undefined> {
     if (this.#filter.count === 0) return undefined;
     const at: number[] = [];
     for (let i = 0; i < dids.length; i++) {
@@ -353,7 +331,7 @@ export class IndexStore {
     const ghosts = id === undefined
       ? []
       : await this.#db.getMany(at.map((i) => ghostKey(dids[i], id)));
-    const out = new Map<number, { tomb: boolean; ghost?: string }>();
+    const out = new Map<number, DeletedMarks>();
     at.forEach((i, k) => {
       if (tombs[k] !== undefined || ghosts[k] !== undefined) {
         out.set(i, { tomb: tombs[k] !== undefined, ghost: ghosts[k] });
@@ -430,49 +408,36 @@ export class IndexStore {
     let imported = 0, newCount = 0;
     for (let i = 0; i < unique.length; i++) {
       if (i % YIELD_EVERY === YIELD_EVERY - 1) await this.#yieldToListings();
+      const key = prefix + compact[i];
       const value = existing[i];
-      const s = suppressed?.get(i);
-      if (s !== undefined) {
-        // A deleted account: counted as listed, never written back (see README, live indexing).
-        const counted = value === mark || s.ghost === mark || carried?.has(unique[i]) ||
-          parseTombstone(value)?.gen === mark;
-        if (s.tomb) {
-          if (!counted) {
-            imported++;
-            batch.put(GHOST + compact[i] + suffix, mark);
-          }
-          continue;
-        }
-        if (s.ghost === mark && value !== mark) {
-          // Counted before the account was deleted; it is active again, so the pair returns.
-          this.#willWrite(id, prefix + compact[i]);
-          batch.put(prefix + compact[i], mark);
+      const carry = carried?.has(unique[i]) ?? false;
+      const action = pairAction(value, suppressed?.get(i), mark, carry, this.#gapMs);
+      switch (action) {
+        case "skip":
+          break;
+        case "count-deleted":
+          imported++;
+          batch.put(GHOST + compact[i] + suffix, mark);
+          break;
+        case "restore":
+          this.#willWrite(id, key);
+          batch.put(key, mark);
           batch.del(GHOST + compact[i] + suffix);
-          continue;
-        }
+          break;
+        case "list-tombstoned":
+          imported++;
+          this.#willWrite(id, key);
+          batch.put(key, tombstoneValue({ ...parseTombstone(value)!, gen: mark }));
+          break;
+        case "add":
+        case "mark":
+          imported++;
+          if (action === "add") newCount++;
+          this.#willWrite(id, key);
+          batch.put(key, mark);
       }
-      if (value === mark || carried?.has(unique[i])) continue;
-      const tomb = parseTombstone(value);
-      if (tomb !== undefined && tomb.timeMs >= this.#gapMs) {
-        // Proven gone after anything this source can know: listed, not re-added.
-        if (tomb.gen === mark) continue;
-        imported++;
-        this.#willWrite(id, prefix + compact[i]);
-        batch.put(prefix + compact[i], tombstoneValue({ ...tomb, gen: mark }));
-        continue;
-      }
-      imported++;
-      if (value === undefined || tomb !== undefined) newCount++;
-      this.#willWrite(id, prefix + compact[i]);
-      batch.put(prefix + compact[i], mark);
     }
-    const sameGen = prev !== undefined && prev.gen === next.gen;
-    const checkpoint: Checkpoint = {
-      ...next,
-      imported: (sameGen ? prev.imported : 0) + imported,
-      new: (sameGen ? prev.new : 0) + newCount,
-      pages: (sameGen ? prev.pages : 0) + 1,
-    };
+    const checkpoint = nextCheckpoint(prev, next, imported, newCount);
     batch.put(CKPT + collection, JSON.stringify(checkpoint));
     this.#checkFresh();
     await batch.write();
