@@ -408,13 +408,12 @@ export class IndexStore {
     let imported = 0, newCount = 0;
     for (let i = 0; i < unique.length; i++) {
       if (i % YIELD_EVERY === YIELD_EVERY - 1) await this.#yieldToListings();
-      const key = prefix + compact[i];
       const value = existing[i];
       const carry = carried?.has(unique[i]) ?? false;
       const action = pairAction(value, suppressed?.get(i), mark, carry, this.#gapMs);
+      if (action === "skip") continue;
+      const key = prefix + compact[i];
       switch (action) {
-        case "skip":
-          break;
         case "count-deleted":
           imported++;
           batch.put(GHOST + compact[i] + suffix, mark);
